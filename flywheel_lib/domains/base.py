@@ -1,0 +1,41 @@
+"""The domain Protocol: what a skill's output language must offer the workbench."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import pandas as pd
+
+__all__ = ["Domain", "DomainError", "OutputCheck"]
+
+
+class DomainError(ValueError):
+    """An output cannot be parsed, validated or executed; the message points at the column where it can."""
+
+
+@dataclass
+class OutputCheck:
+    """The result of checking one skill output."""
+
+    valid: bool
+    """Parses and validates against the schema catalog."""
+    error: str | None = None
+    """Why not, with the column where the parser stopped."""
+    attributes: tuple[str, ...] = ()
+    """Catalog attributes and functions the output uses (sorted): the solvable reason key."""
+
+
+@runtime_checkable
+class Domain(Protocol):
+    name: str
+    catalog: dict[str, Any]
+
+    def check_output(self, output: str) -> OutputCheck:
+        """Parse and validate one output."""
+
+    def execute(self, output: str) -> frozenset:
+        """Run a valid output; return the ids it selects. Raises :class:`DomainError`."""
+
+    def generate(self, seed: int = 0, **sizes: int) -> dict[str, pd.DataFrame]:
+        """Deterministic synthetic data: ``{"production": items, "seed": items, "eval": items}``."""
