@@ -84,6 +84,21 @@ def kernel_for(notebook: Path) -> str:
     return name if name in find_kernel_specs() else "python3"
 
 
+def _kernel_manager_class():
+    """Kernels talk over IPC sockets in a private temp folder: nothing on the network, no TCP warning."""
+    import tempfile
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kw):
+            kw.setdefault("transport", "ipc")
+            kw.setdefault("ip", str(Path(tempfile.mkdtemp(prefix="flywheel-kernel-")) / "k"))
+            super().__init__(**kw)
+
+    return IPCKernelManager
+
+
 def _link_tree(src: Path, dst: Path) -> None:
     """Hard-link (or copy) every file of ``src`` into ``dst``: safe because artifacts are replaced atomically."""
     for f in src.rglob("*"):
@@ -221,6 +236,7 @@ def run_recipe(
                 papermill.execute_notebook(
                     str(notebooks[stage]), str(out_nb), parameters=passed, kernel_name=kernel_for(notebooks[stage]),
                     progress_bar=progress, cwd=str(root), log_output=False, report_mode=False,
+                    kernel_manager_class=_kernel_manager_class(),
                 )
                 entry["status"] = "succeeded"
             except Exception as exc:  # noqa: BLE001 - every failure is recorded, then re-raised as a status
