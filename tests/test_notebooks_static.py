@@ -38,3 +38,8 @@ def test_notebook_is_clean_and_parameterized(path):
         if line.strip() and not line.strip().startswith("#"):
             assert "#" in line, f"{path.name}: parameter on line {lineno} has no help comment"
     assert "run_dir" in names, f"{path.name}: no run_dir parameter"
+    # papermill must see every parameter (it skips a line holding a second '=', e.g. in the help comment)
+    import papermill
+
+    seen = set(papermill.inspect_notebook(str(path)))
+    assert seen == names, f"{path.name}: papermill cannot parse {sorted(names - seen)} (a '=' in the comment?)"

@@ -1,0 +1,94 @@
+"""The 00_data stage's logic: gather production, seed and eval items, check them, and scrub personal data.
+
+``gather_items`` builds the items table from the domain's generator (``source_kind="generate"``) or from user
+files (``source_kind="files"``: per-source files by a column mapping, or one labelled ``data_path`` that is split
+into seed / eval / production). ``scrub_items`` replaces personal data in ``text`` by typed placeholders. Both
+raise before anything is written, so the notebook's single atomic write is all-or-nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import pandas as pd
+
+from ..records import ITEMS, check_table
+from ..taxonomy import Taxonomy, TaxonomyError
+from .loaders import DataError, load_items, split_labelled
+from .pii import scrub_frame, span_recall
+
+__all__ = ["gather_items", "scrub_items", "order_columns"]
+
+
+def order_columns(items: pd.DataFrame) -> pd.DataFrame:
+    """Contract columns first, then the rest in their order of appearance."""
+    rest = [c for c in items.columns if c not in ITEMS]
+    return items[[*ITEMS, *rest]].reset_index(drop=True)
+
+
+def gather_items(*, domain, taxonomy: Taxonomy, source_kind: str = "generate", seed: int = 7,
+                 sizes: Mapping[str, Any] | None = None, production_path: str = "", seed_path: str = "",
+                 eval_path: str = "", data_path: str = "", column_map: Mapping[str, str] | None = None,
+                 split_fractions: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """The items table for one run, checked against the items contract and the taxonomy."""
+    if source_kind == "generate":
+        parts = domain.generate(seed=seed, **dict(sizes or {}))
+        frames = [parts[k] for k in ("production", "seed", "eval") if k in parts]
+        where = f"{domain.name} generator (seed {seed})"
+    elif source_kind == "files":
+        from ..stage import resolve_path
+
+        mapping = dict(column_map or {})
+        frames = []
+        if data_path:
+            loaded = load_items(resolve_path(data_path), mapping, "seed", taxonomy, workload_id=domain.name)
+            frames.append(split_labelled(loaded, taxonomy, seed=seed, fractions=split_fractions))
+        for source, path in (("production", production_path), ("seed", seed_path), ("eval", eval_path)):
+            if not path:
+                continue
+            m = dict(mapping)
+            df = load_items(resolve_path(path), m, source, taxonomy, workload_id=domain.name)
+            if source == "production":
+                if "label" in m:
+                    df["true_label"] = df["label"]
+                df["label"] = taxonomy.solvable_id
+            frames.append(df)
+        if not frames:
+            raise DataError("source_kind 'files' needs data_path or at least one of production_path, seed_path, "
+                            "eval_path")
+        where = ", ".join(p for p in (data_path, production_path, seed_path, eval_path) if p)
+    else:
+        raise DataError(f"source_kind must be 'generate' or 'files', not {source_kind!r}")
+    items = order_columns(pd.concat(frames, ignore_index=True))
+    dup = items["item_id"].duplicated(keep=False)
+    if dup.any():
+        first = items.loc[dup, ["item_id", "source"]].head(4).to_dict("records")
+        raise DataError(f"{where}: item ids repeat across sources, e.g. {first}")
+    check_table(items, "items", where)
+    for col in ("label", "true_label"):
+        if col in items.columns:
+            try:
+                taxonomy.check_labels(items[col].tolist(), where=f"{where} (column {col})",
+                                      ids=items["item_id"].tolist())
+            except TaxonomyError as e:
+                raise DataError(str(e)) from None
+    return items
+
+
+def scrub_items(items: pd.DataFrame, *, enabled: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Scrub ``text`` (when ``enabled``) and measure the scrubber on planted spans.
+
+    Returns ``(items, report, recall)``: ``report`` has one row per PII type (rows and spans found),
+    ``recall`` the scrubber's recall per type against the ``pii_spans`` ground truth (empty when there is none).
+    The ``pii_spans`` column (which holds the raw planted values) is dropped from the returned table either way;
+    ``pii_found`` keeps the types found per row, never the values.
+    """
+    recall = pd.DataFrame()
+    if "pii_spans" in items.columns:
+        recall = span_recall(items["text"].tolist(), items["pii_spans"].tolist())
+    if enabled:
+        out, report = scrub_frame(items, "text")
+    else:
+        out, report = items.copy(), pd.DataFrame(columns=["type", "rows", "spans"])
+        out["pii_found"] = "[]"
+    return out.drop(columns=["pii_spans"], errors="ignore"), report, recall

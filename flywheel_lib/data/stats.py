@@ -1,0 +1,113 @@
+"""Descriptive statistics of an items table for the 00_data stage: balance, lengths, conflicts, signals, zero results.
+
+Every function takes the items table (the items contract) and returns a small DataFrame or dict that the notebook
+shows and records; nothing here writes files.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from ..taxonomy import Taxonomy
+
+__all__ = ["normalize_text", "class_balance", "length_stats", "find_conflicts", "signal_rates", "zero_result_rate",
+           "dedup_report"]
+
+
+def normalize_text(text: str) -> str:
+    """Lowercase, drop punctuation, collapse whitespace: the key for exact-duplicate and conflict matching.
+
+    >>> normalize_text("  Customers who are DOCTORS?! ")
+    'customers who are doctors'
+    """
+    return " ".join(re.sub(r"[^\w$%@.+-]+", " ", str(text).lower()).replace(" . ", " ").split()).strip(" .")
+
+
+def class_balance(items: pd.DataFrame, column: str = "label") -> pd.DataFrame:
+    """Counts of ``column`` per source (rows: labels, columns: sources, plus a total)."""
+    t = pd.crosstab(items[column].fillna("(none)"), items["source"], margins=True, margins_name="total")
+    return t
+
+
+def length_stats(items: pd.DataFrame) -> pd.DataFrame:
+    """Request length in characters and words per source: mean, median, 95th percentile, max."""
+    df = items.assign(chars=items["text"].str.len(), words=items["text"].str.split().str.len())
+    agg = df.groupby("source")[["chars", "words"]].describe(percentiles=[0.5, 0.95])
+    keep = [(m, s) for m in ("chars", "words") for s in ("mean", "50%", "95%", "max")]
+    return agg[keep].round(1)
+
+
+def find_conflicts(items: pd.DataFrame, taxonomy: Taxonomy) -> pd.DataFrame:
+    """Production requests whose normalized text equals a seed request annotated as a refusal or a clarification.
+
+    Columns: ``item_id`` (production), ``seed_item_id``, ``seed_label``, ``text``. Exact after
+    :func:`normalize_text`; paraphrases are left to the later, semantic stages.
+    """
+    refuse = set(taxonomy.refusal_ids) | set(taxonomy.clarify_ids)
+    seed = items[(items["source"] == "seed") & items["label"].isin(refuse)]
+    by_key: dict[str, tuple[str, str]] = {}
+    for iid, text, lab in zip(seed["item_id"], seed["text"], seed["label"]):
+        by_key.setdefault(normalize_text(text), (iid, lab))
+    prod = items[items["source"] == "production"]
+    rows = []
+    for iid, text in zip(prod["item_id"], prod["text"]):
+        hit = by_key.get(normalize_text(text))
+        if hit:
+            rows.append({"item_id": iid, "seed_item_id": hit[0], "seed_label": hit[1], "text": text})
+    return pd.DataFrame(rows, columns=["item_id", "seed_item_id", "seed_label", "text"])
+
+
+def dedup_report(items: pd.DataFrame) -> pd.DataFrame:
+    """Per source: rows, distinct normalized texts, and the share of repeats."""
+    key = items["text"].map(normalize_text)
+    g = items.assign(_k=key).groupby("source")["_k"]
+    out = pd.DataFrame({"rows": g.size(), "distinct": g.nunique()})
+    out["repeat_share"] = (1 - out["distinct"] / out["rows"]).round(4)
+    return out
+
+
+def signal_rates(items: pd.DataFrame, by: str = "true_label") -> pd.DataFrame:
+    """Mean of each ``signal_*`` column over production rows, grouped by ``by`` (when the column exists)."""
+    cols = [c for c in items.columns if c.startswith("signal_")]
+    prod = items[items["source"] == "production"]
+    if not cols or prod.empty:
+        return pd.DataFrame()
+    data = prod[cols].astype(float)
+    if by in prod.columns:
+        return data.groupby(prod[by].fillna("(none)")).mean().round(3)
+    return data.mean().round(3).to_frame("all").T
+
+
+def zero_result_rate(items: pd.DataFrame, domain, taxonomy: Taxonomy) -> dict:
+    """How the production model's outputs on should-refuse requests behave when executed.
+
+    Should-refuse rows are production rows whose ``true_label`` (when known) is not the solvable id. Returns
+    ``{"rows", "executed", "invalid", "zero", "zero_rate"}``; ``zero_rate`` is zero-result outputs over executed ones
+    (the failure the first seed document describes). ``None`` values when the domain cannot execute.
+    """
+    prod = items[items["source"] == "production"]
+    if "true_label" not in prod.columns:
+        return {"rows": 0, "executed": 0, "invalid": 0, "zero": 0, "zero_rate": None}
+    rows = prod[prod["true_label"].notna() & (prod["true_label"] != taxonomy.solvable_id)]
+    outs = [o for o in rows["output"] if isinstance(o, str) and o.strip()]
+    execute = getattr(domain, "execute", None)
+    if execute is None or not outs:
+        return {"rows": int(len(rows)), "executed": 0, "invalid": 0, "zero": 0, "zero_rate": None}
+    cache: dict[str, int | None] = {}
+    executed = invalid = zero = 0
+    for o in outs:
+        if o not in cache:
+            try:
+                cache[o] = len(execute(o))
+            except Exception:  # an invalid output, or a domain without an executor
+                cache[o] = None
+        n = cache[o]
+        if n is None:
+            invalid += 1
+        else:
+            executed += 1
+            zero += n == 0
+    return {"rows": int(len(rows)), "executed": executed, "invalid": invalid, "zero": zero,
+            "zero_rate": zero / executed if executed else None}
