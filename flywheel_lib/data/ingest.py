@@ -17,7 +17,10 @@ from ..taxonomy import Taxonomy, TaxonomyError
 from .loaders import DataError, load_items, split_labelled
 from .pii import scrub_frame, span_recall
 
-__all__ = ["gather_items", "scrub_items", "order_columns"]
+__all__ = ["gather_items", "scrub_items", "order_columns", "split_truth", "TRUTH_COLUMNS"]
+
+TRUTH_COLUMNS = ("true_label", "gold_output", "family", "conflict_with", "annotation_error")
+"""Hidden truth a generator (or a labelled file) knows: kept out of ``items`` so no judge can read it."""
 
 
 def order_columns(items: pd.DataFrame) -> pd.DataFrame:
@@ -92,3 +95,21 @@ def scrub_items(items: pd.DataFrame, *, enabled: bool = True) -> tuple[pd.DataFr
         out, report = items.copy(), pd.DataFrame(columns=["type", "rows", "spans"])
         out["pii_found"] = "[]"
     return out.drop(columns=["pii_spans"], errors="ignore"), report, recall
+
+
+def split_truth(items: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Move the hidden truth out of the items table.
+
+    Returns ``(items, truth)``: ``truth`` has ``item_id`` plus the :data:`TRUTH_COLUMNS` present, and the gold
+    ``reason_key`` of production rows (production logs carry no annotation; seed and eval rows keep theirs, it is
+    the human annotation). Later stages read ``truth`` only to *measure* (judge accuracy on production, the
+    traffic simulator), never to decide.
+    """
+    cols = [c for c in TRUTH_COLUMNS if c in items.columns]
+    truth = items[["item_id", *cols]].copy()
+    out = items.drop(columns=cols)
+    if "reason_key" in items.columns:
+        truth["reason_key"] = items["reason_key"]
+        prod = out["source"].isin(["production", "traffic"])
+        out.loc[prod, "reason_key"] = None
+    return out, truth
