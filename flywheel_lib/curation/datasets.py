@@ -1,0 +1,84 @@
+"""The three training sets 04_finetune compares: ``production_only``, ``naive_merge`` and ``curated``.
+
+``production_only``
+    production rows as logged (label solvable, the emitted query).
+``naive_merge``
+    the production rows as logged plus every seed row: the two sources concatenated, conflicts and all (the
+    seed document's baseline).
+``curated``
+    production rows per their resolution: ``keep`` / ``replace`` keep a solvable example with the kept or
+    replaced query; ``refusal`` / ``clarify`` become refusal or clarification examples (output None);
+    ``opt_out`` and unjudged rows are left out; plus every seed row (human gold; a human review decision about
+    a seed row wins over its annotation).
+
+Columns: ``item_id, text, label, output, reason_key, variant``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from ..taxonomy import Taxonomy
+from ._votes import is_missing
+
+__all__ = ["build_train_sets", "TRAIN_COLUMNS", "VARIANTS"]
+
+TRAIN_COLUMNS = ["item_id", "text", "label", "output", "reason_key", "variant"]
+VARIANTS = ("production_only", "naive_merge", "curated")
+
+
+def _frame(df: pd.DataFrame, variant: str) -> pd.DataFrame:
+    out = pd.DataFrame({
+        "item_id": df["item_id"].to_numpy(), "text": df["text"].to_numpy(), "label": df["label"].to_numpy(),
+        "output": df["output"].to_numpy() if "output" in df else None,
+        "reason_key": df["reason_key"].to_numpy() if "reason_key" in df else None,
+    })
+    out["output"] = out["output"].astype(object).where(out["output"].notna(), None)
+    out["reason_key"] = out["reason_key"].astype(object).where(out["reason_key"].notna(), None)
+    out["variant"] = variant
+    return out[TRAIN_COLUMNS]
+
+
+def build_train_sets(
+    items: pd.DataFrame,
+    resolutions: pd.DataFrame,
+    taxonomy: Taxonomy,
+    *,
+    reviewed: pd.DataFrame | None = None,
+    production_sources=("production", "traffic"),
+    seed_sources=("seed",),
+) -> pd.DataFrame:
+    """All three variants stacked (``variant`` says which)."""
+    prod = items[items["source"].isin(production_sources)]
+    seed = items[items["source"].isin(seed_sources)].copy()
+    logged = _frame(prod.assign(reason_key=None), "production_only")
+    naive = pd.concat([_frame(prod.assign(reason_key=None), "naive_merge"), _frame(seed, "naive_merge")],
+                      ignore_index=True)
+    # curated production rows
+    res = resolutions[resolutions["action"] != "opt_out"].merge(prod[["item_id", "text"]], on="item_id", how="inner")
+    keys = []
+    for ev in res["evidence"]:
+        e = json.loads(ev) if isinstance(ev, str) else (ev or {})
+        keys.append(((e.get("consensus") or {}).get("reason_key")) if not e.get("human") else None)
+    cur_prod = pd.DataFrame({
+        "item_id": res["item_id"], "text": res["text"], "label": res["label_after"],
+        "output": [o if a in ("keep", "replace") else None for o, a in zip(res["output_after"], res["action"])],
+        "reason_key": keys,
+    })
+    # seed rows, human review first
+    if reviewed is not None and len(reviewed):
+        h = reviewed.drop_duplicates("item_id", keep="last").set_index("item_id")
+        hit = seed["item_id"].isin(h.index)
+        if hit.any():
+            ids = seed.loc[hit, "item_id"]
+            seed.loc[hit, "label"] = ids.map(h["human_label"]).to_numpy()
+            solv = seed.loc[hit, "label"] == taxonomy.solvable_id
+            new_out = ids.map(h["human_output"]).to_numpy()
+            old_out = seed.loc[hit, "output"].to_numpy()
+            seed.loc[hit, "output"] = [
+                (n if not is_missing(n) else o) if s else None for n, o, s in zip(new_out, old_out, solv)
+            ]
+    curated = pd.concat([_frame(cur_prod, "curated"), _frame(seed, "curated")], ignore_index=True)
+    return pd.concat([logged, naive, curated], ignore_index=True)[TRAIN_COLUMNS]

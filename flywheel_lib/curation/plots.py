@@ -1,0 +1,115 @@
+"""Plots for 01_calibrate and 03_resolve (matplotlib; each function returns a Figure)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["plot_confusions", "plot_kappa", "plot_matrix", "plot_precision_coverage", "plot_actions"]
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusions(confusions: dict[str, pd.DataFrame], *, normalize: bool = True):
+    """One confusion-matrix panel per judge (rows gold, columns predicted; row-normalised by default)."""
+    plt = _plt()
+    n = max(len(confusions), 1)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.2), squeeze=False)
+    for ax, (judge, m) in zip(axes[0], confusions.items()):
+        vals = m.to_numpy(dtype=float)
+        shown = vals / np.maximum(vals.sum(axis=1, keepdims=True), 1) if normalize else vals
+        ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+        ax.set_xticks(range(m.shape[1]), m.columns, rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(m.shape[0]), m.index, fontsize=8)
+        for i in range(m.shape[0]):
+            for j in range(m.shape[1]):
+                if vals[i, j]:
+                    ax.text(j, i, int(vals[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if shown[i, j] > 0.6 else "black")
+        ax.set_title(judge)
+        ax.set_xlabel("judge says")
+        ax.set_ylabel("human label")
+    fig.tight_layout()
+    return fig
+
+
+def plot_kappa(report: pd.DataFrame, *, threshold: float | None = None):
+    """Cohen's kappa per judge with its confidence interval; flagged judges in red; the gate as a line."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(report), 3.4))
+    x = np.arange(len(report))
+    k = report["kappa"].to_numpy(dtype=float)
+    err = np.vstack([k - report["kappa_lo"].to_numpy(dtype=float), report["kappa_hi"].to_numpy(dtype=float) - k])
+    colors = ["tab:red" if f else "tab:blue" for f in report.get("flagged", pd.Series(False, index=report.index))]
+    ax.bar(x, k, color=colors, alpha=0.8)
+    ax.errorbar(x, k, yerr=np.nan_to_num(err), fmt="none", ecolor="black", capsize=4)
+    if threshold is not None:
+        ax.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"gate {threshold}")
+        ax.legend(loc="lower right")
+    ax.set_xticks(x, report["judge"])
+    ax.set_ylabel("Cohen's kappa vs humans")
+    ax.set_ylim(min(0, np.nanmin(k) - 0.1) if len(k) else 0, 1)
+    fig.tight_layout()
+    return fig
+
+
+def plot_matrix(m: pd.DataFrame, *, title: str = "", vmin: float = -1, vmax: float = 1, cmap: str = "RdBu_r"):
+    """A labelled judge x judge heatmap (pairwise agreement, error correlation)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(1.5 + 0.9 * len(m), 1.2 + 0.9 * len(m)))
+    im = ax.imshow(m.to_numpy(dtype=float), cmap=cmap, vmin=vmin, vmax=vmax)
+    ax.set_xticks(range(len(m.columns)), m.columns, rotation=45, ha="right")
+    ax.set_yticks(range(len(m.index)), m.index)
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            ax.text(j, i, f"{m.iat[i, j]:.2f}", ha="center", va="center", fontsize=8)
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+def plot_precision_coverage(table: pd.DataFrame):
+    """Precision of accepted labels (Wilson interval) against coverage, one point per strategy."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.2, 4))
+    for r in table.itertuples():
+        yerr = [[r.precision - r.precision_lo], [r.precision_hi - r.precision]]
+        single = str(r.strategy).startswith("judge:")  # single judges: the 'confidence' baseline, in grey
+        ax.errorbar(r.coverage, r.precision, yerr=np.nan_to_num(yerr), fmt="x" if single else "o", capsize=4,
+                    label=r.strategy, color="grey" if single else None, alpha=0.7 if single else 1.0)
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_xlabel("coverage (share of items labelled)")
+    ax.set_ylabel("precision vs human labels")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(max(0, float(np.nanmin(table["precision_lo"])) - 0.05) if len(table) else 0, 1.01)
+    ax.grid(alpha=0.3)
+    ax.set_title("consensus vs coverage on the calibration hold-out")
+    fig.tight_layout()
+    return fig
+
+
+def plot_actions(resolutions: pd.DataFrame):
+    """Actions taken per category (the accepted category, or 'no consensus' for opt-outs), stacked bars."""
+    plt = _plt()
+
+    def cat(r):
+        if r.label_after is not None and not (isinstance(r.label_after, float)):
+            return r.label_after
+        ev = json.loads(r.evidence) if isinstance(r.evidence, str) else {}
+        return ((ev.get("consensus") or {}).get("category")) or "(no consensus)"
+
+    df = resolutions.assign(category=[cat(r) for r in resolutions.itertuples()])
+    tab = pd.crosstab(df["category"], df["action"])
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    tab.plot.barh(stacked=True, ax=ax, logx=bool(len(tab) and tab.to_numpy().max() > 50 * max(tab.to_numpy().min(), 1)))
+    ax.set_xlabel("items")
+    ax.set_title("resolution actions per category")
+    fig.tight_layout()
+    return fig

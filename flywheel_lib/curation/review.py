@@ -1,0 +1,166 @@
+"""The human review queue: opted-out items out to people, their decisions back in.
+
+:func:`review_queue` lists the ``opt_out`` resolutions with what a reviewer needs (the request, the judges' votes
+and reasons, the conflicting source row); :func:`export_review` writes it as CSV (fill in ``human_label``,
+optionally ``human_output`` and ``note``) and as Label Studio tasks JSON with a matching labelling config;
+:func:`import_review` reads either back (a CSV, or a Label Studio JSON export) and checks every label against the
+taxonomy, naming the file, the row and the column of the first problem. A human decision overrides everything
+in :func:`~flywheel_lib.curation.resolve.resolve` and is recorded there as ``decided_by = human``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import pandas as pd
+
+from ..io import atomic_path, write_json
+from ..taxonomy import Taxonomy
+from ._votes import is_missing
+
+__all__ = ["ReviewError", "review_queue", "export_review", "import_review", "label_studio_config", "REVIEW_COLUMNS"]
+
+REVIEW_COLUMNS = ["item_id", "text", "source", "label_before", "rule", "votes", "reasons", "conflict_with",
+                  "conflict_label", "conflict_text", "priority", "human_label", "human_output", "note", "reviewer"]
+
+
+class ReviewError(ValueError):
+    """A reviewed file cannot be read back: the message names the file, the row and the column."""
+
+
+def review_queue(resolutions: pd.DataFrame, items: pd.DataFrame, verdicts: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The ``opt_out`` items as a review table (conflicts first, then by item id); ``human_*`` columns empty."""
+    q = resolutions[resolutions["action"] == "opt_out"]
+    it = items.set_index("item_id")
+    rows = []
+    reasons = {}
+    if verdicts is not None and len(verdicts):
+        v = verdicts[verdicts["item_id"].isin(q["item_id"])]
+        for iid, g in v.groupby("item_id"):
+            reasons[iid] = json.dumps({j: (None if is_missing(r) else r) for j, r in zip(g["judge"], g["reason_key"])})
+    for r in q.itertuples(index=False):
+        ev = json.loads(r.evidence) if isinstance(r.evidence, str) else (r.evidence or {})
+        cons = ev.get("consensus") or {}
+        cf = ev.get("conflict") or {}
+        rows.append({
+            "item_id": r.item_id, "text": it.at[r.item_id, "text"] if r.item_id in it.index else "",
+            "source": it.at[r.item_id, "source"] if r.item_id in it.index else "", "label_before": r.label_before,
+            "rule": ev.get("rule", ""), "votes": json.dumps(cons.get("votes") or {}), "reasons": reasons.get(r.item_id, "{}"),
+            "conflict_with": cf.get("other_id") or "", "conflict_label": cf.get("other_label") or "",
+            "conflict_text": cf.get("other_text") or "", "priority": 0 if cf else 1,
+            "human_label": "", "human_output": "", "note": "", "reviewer": "",
+        })
+    out = pd.DataFrame(rows, columns=REVIEW_COLUMNS)
+    return out.sort_values(["priority", "item_id"], kind="stable").reset_index(drop=True)
+
+
+def label_studio_config(taxonomy: Taxonomy) -> str:
+    """A Label Studio labelling config: the request, the votes, one choice per category, a gold-output box."""
+    choices = "\n".join(f'    <Choice value="{escape(c.id)}" hint="{escape(c.description, {chr(34): "&quot;"})}"/>'
+                        for c in taxonomy.categories)
+    return (
+        "<View>\n"
+        '  <Text name="text" value="$text"/>\n'
+        '  <Header value="Judges: $votes  |  conflicts with ($conflict_label): $conflict_text" size="6"/>\n'
+        '  <Choices name="label" toName="text" choice="single" showInLine="true" required="true">\n'
+        f"{choices}\n"
+        "  </Choices>\n"
+        '  <TextArea name="output" toName="text" placeholder="Gold output (solvable only)" maxSubmissions="1"/>\n'
+        '  <TextArea name="note" toName="text" placeholder="Note" maxSubmissions="1"/>\n'
+        "</View>\n"
+    )
+
+
+def export_review(queue: pd.DataFrame, csv_path: str | Path, *, taxonomy: Taxonomy,
+                  label_studio_path: str | Path | None = None) -> dict[str, Path]:
+    """Write the queue as CSV, and optionally as Label Studio tasks JSON plus ``<name>.label_config.xml``."""
+    paths = {}
+    with atomic_path(csv_path) as tmp:
+        queue.to_csv(tmp, index=False)
+    paths["csv"] = Path(csv_path)
+    if label_studio_path:
+        data_cols = [c for c in REVIEW_COLUMNS if not c.startswith("human_") and c not in ("note", "reviewer")]
+        tasks = [{"data": {c: (None if is_missing(row[c]) else row[c]) for c in data_cols}}
+                 for row in queue.to_dict("records")]
+        paths["label_studio"] = write_json(label_studio_path, tasks)
+        cfg = Path(label_studio_path).with_suffix(".label_config.xml")
+        with atomic_path(cfg) as tmp:
+            tmp.write_text(label_studio_config(taxonomy))
+        paths["label_config"] = cfg
+    return paths
+
+
+def _check(df: pd.DataFrame, taxonomy: Taxonomy, path: Path, row_name: str) -> pd.DataFrame:
+    known = set(taxonomy.ids)
+    seen: dict[str, str] = {}
+    for k, r in enumerate(df.itertuples(index=False)):
+        where = f"{path}: {row_name} {r.row}"
+        if is_missing(r.item_id):
+            raise ReviewError(f"{where}: column item_id is empty")
+        if r.human_label not in known:
+            raise ReviewError(f"{where}: column human_label has {r.human_label!r}, which is not a category of taxonomy "
+                              f"{taxonomy.name!r} (known: {', '.join(taxonomy.ids)})")
+        if r.item_id in seen and seen[r.item_id] != r.human_label:
+            raise ReviewError(f"{where}: item {r.item_id!r} was already labelled {seen[r.item_id]!r}, now {r.human_label!r}")
+        seen[r.item_id] = r.human_label
+    return df
+
+
+def import_review(path: str | Path, *, taxonomy: Taxonomy) -> pd.DataFrame:
+    """Read a reviewed CSV or a Label Studio JSON export: ``item_id, human_label, human_output, note, reviewer,
+    row, source_file``. Rows without a ``human_label`` (not yet reviewed) are skipped."""
+    p = Path(path)
+    if not p.exists():
+        raise ReviewError(f"review file {p} does not exist")
+    cols = ["item_id", "human_label", "human_output", "note", "reviewer", "row"]
+    if p.suffix.lower() == ".json":
+        try:
+            tasks = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise ReviewError(f"{p}: not valid JSON: {e}") from e
+        if not isinstance(tasks, list):
+            raise ReviewError(f"{p}: expected a list of Label Studio tasks")
+        rows = []
+        for k, t in enumerate(tasks):
+            data = t.get("data") or {}
+            if "item_id" not in data:
+                raise ReviewError(f"{p}: task {k}: data has no item_id")
+            anns = [a for a in (t.get("annotations") or []) if not a.get("was_cancelled")]
+            if not anns:
+                continue
+            res = {}
+            for x in anns[-1].get("result") or []:
+                v = x.get("value") or {}
+                if "choices" in v:
+                    res[x.get("from_name", "label")] = (v["choices"] or [None])[0]
+                elif "text" in v:
+                    res[x.get("from_name", "")] = "\n".join(v["text"]) if isinstance(v["text"], list) else v["text"]
+            if is_missing(res.get("label")):
+                continue
+            who = anns[-1].get("completed_by")
+            rows.append({"item_id": data["item_id"], "human_label": res["label"], "human_output": res.get("output"),
+                         "note": res.get("note"), "reviewer": str(who.get("email", who) if isinstance(who, dict) else (who or "")),
+                         "row": k})
+        df = pd.DataFrame(rows, columns=cols)
+        row_name = "task"
+    else:
+        try:
+            raw = pd.read_csv(p, dtype=str, keep_default_na=False)
+        except Exception as e:
+            raise ReviewError(f"{p}: cannot read as CSV: {e}") from e
+        for c in ("item_id", "human_label"):
+            if c not in raw.columns:
+                raise ReviewError(f"{p}: column {c!r} is missing (columns: {', '.join(raw.columns)})")
+        raw["row"] = range(2, len(raw) + 2)  # the line in the file, header = line 1
+        raw["human_label"] = raw["human_label"].str.strip()
+        raw = raw[raw["human_label"] != ""]
+        for c in ("human_output", "note", "reviewer"):
+            raw[c] = raw[c].where(raw[c].str.strip() != "", None) if c in raw.columns else None
+        df = raw[cols].reset_index(drop=True)
+        row_name = "line"
+    _check(df, taxonomy, p, row_name)
+    df = pd.DataFrame({c: pd.Series([None if is_missing(x) else x for x in df[c]], dtype=object) for c in cols})
+    df["source_file"] = str(p)
+    return df.drop_duplicates("item_id", keep="last").reset_index(drop=True)
