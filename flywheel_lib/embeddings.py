@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-__all__ = ["load_encoder", "embed", "DIM"]
+__all__ = ["load_encoder", "embed", "DIM", "EmbeddingCache", "default_cache_path"]
 
 DIM = 384
 
@@ -33,11 +33,73 @@ def load_encoder():
     return load_model(device="cpu")
 
 
-def embed(texts, batch_size: int = 256, bf16: bool = True, show_progress: bool = False) -> np.ndarray:
-    """Embed texts into an ``(n, 384)`` float32 array of unit vectors."""
+def default_cache_path() -> str:
+    """``$FLYWHEEL_CACHE_DIR/embeddings.sqlite``, else ``<project>/outputs/cache/embeddings.sqlite``."""
+    from .stage import project_root
+
+    base = os.environ.get("FLYWHEEL_CACHE_DIR") or str(project_root() / "outputs" / "cache")
+    return os.path.join(base, "embeddings.sqlite")
+
+
+class EmbeddingCache:
+    """Vectors by text hash in SQLite (WAL): a re-run, or another stage embedding the same texts, pays nothing."""
+
+    def __init__(self, path: str):
+        import sqlite3
+
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.db = sqlite3.connect(path, timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS vec (key TEXT PRIMARY KEY, v BLOB NOT NULL)")
+
+    @staticmethod
+    def key(text: str, model: str = "all-MiniLM-L6-v2") -> str:
+        import hashlib
+
+        return hashlib.sha256(f"{model}\0{text}".encode()).hexdigest()[:32]
+
+    def get(self, keys: list[str]) -> dict[str, np.ndarray]:
+        out = {}
+        for i in range(0, len(keys), 900):
+            chunk = keys[i:i + 900]
+            q = f"SELECT key, v FROM vec WHERE key IN ({','.join('?' * len(chunk))})"
+            for k, v in self.db.execute(q, chunk):
+                out[k] = np.frombuffer(v, dtype=np.float32)
+        return out
+
+    def put(self, items: dict[str, np.ndarray]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO vec VALUES (?, ?)",
+                                [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()])
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def embed(texts, batch_size: int = 256, bf16: bool = True, show_progress: bool = False,
+          cache: bool | str = True) -> np.ndarray:
+    """Embed texts into an ``(n, 384)`` float32 array of unit vectors.
+
+    ``cache``: True for the default on-disk cache (:func:`default_cache_path`), a path for another, False for none.
+    Only texts not in the cache are run through the model.
+    """
     texts = [str(t) for t in texts]
     if not texts:
         return np.zeros((0, DIM), dtype=np.float32)
+    if cache:
+        store = EmbeddingCache(cache if isinstance(cache, str) else default_cache_path())
+        try:
+            keys = [EmbeddingCache.key(t) for t in texts]
+            found = store.get(list(dict.fromkeys(keys)))
+            missing = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in found))
+            if missing:
+                fresh = embed(missing, batch_size=batch_size, bf16=bf16, show_progress=show_progress, cache=False)
+                new = {EmbeddingCache.key(t): v for t, v in zip(missing, fresh)}
+                store.put(new)
+                found.update(new)
+            return np.stack([found[k] for k in keys]).astype(np.float32)
+        finally:
+            store.close()
     import torch
 
     model = load_encoder()
