@@ -152,6 +152,10 @@ class Stage:
         self._save()
         return out
 
+    def records_of(self, stage: str) -> dict:
+        """What another stage of this run recorded (``metrics``, ``notes``, ...); empty if it has not run."""
+        return read_json(self.run_dir / "metrics" / f"{stage}.json", default={}) or {}
+
     @property
     def metrics(self) -> dict:
         return dict(self._record["metrics"])

@@ -1,0 +1,112 @@
+"""A lineage: the chain of cycles, each run linked to its parent (``manifest.parent.parent_run``).
+
+:func:`lineage_chain` walks from a run back to the first cycle; :func:`cycle_metrics` stacks every cycle's
+evaluation metrics (with their intervals) and :func:`cycle_summary` one row per cycle: corpus size, label changes,
+judge spend and cache hits, the promotion decision. :func:`failure_patterns` says which failure patterns (true
+category x phrasing family of the simulated traffic) appeared in a cycle and which the next model fixed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..io import read_json, read_table
+
+__all__ = ["lineage_chain", "cycle_metrics", "cycle_summary", "failure_patterns"]
+
+
+def lineage_chain(run_dir: str | Path, max_depth: int = 100) -> list[Path]:
+    """``run_dir`` and its ancestors, oldest first."""
+    from ..runner import find_run
+
+    chain = [Path(run_dir)]
+    for _ in range(max_depth):
+        m = read_json(chain[0] / "manifest.json", default={}) or {}
+        parent = (m.get("parent") or {}).get("parent_run")
+        if not parent:
+            break
+        try:
+            chain.insert(0, find_run(parent))
+        except FileNotFoundError:
+            break
+    return chain
+
+
+def _cycle(run: Path, i: int) -> int:
+    m = read_json(run / "manifest.json", default={}) or {}
+    return int((m.get("parent") or {}).get("cycle") or i + 1)
+
+
+def cycle_metrics(chain: list[Path]) -> pd.DataFrame:
+    """Every cycle's ``eval_metrics`` (variant, metric, value, lo, hi, k, n) with ``cycle`` and ``run_id``."""
+    frames = []
+    for i, run in enumerate(chain):
+        p = run / "artifacts" / "eval_metrics.parquet"
+        if p.exists():
+            frames.append(read_table(p).assign(cycle=_cycle(run, i), run_id=run.name))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["variant", "metric", "value", "lo", "hi", "k", "n", "cycle", "run_id"])
+
+
+def cycle_summary(chain: list[Path]) -> pd.DataFrame:
+    """One row per cycle: sizes, label changes, judge spend and cache hits, the promotion decision."""
+    rows = []
+    for i, run in enumerate(chain):
+        m = read_json(run / "manifest.json", default={}) or {}
+        met = m.get("metrics") or {}
+        notes = m.get("notes") or {}
+        data, judge, res = met.get("00_data", {}), met.get("02_judge", {}), met.get("03_resolve", {})
+        promo = notes.get("05_evaluate", {}).get("promotion") or {}
+        train_sets = run / "artifacts" / "train_sets.parquet"
+        curated = None
+        if train_sets.exists():
+            ts = read_table(train_sets)
+            curated = int((ts["variant"] == "curated").sum())
+        rows.append({
+            "cycle": _cycle(run, i), "run_id": run.name, "status": m.get("status"),
+            "n_production": data.get("n_production"),
+            "curated_corpus": curated,
+            "labels_changed": res.get("production_labels_changed"),
+            "review_queue": res.get("review_queue_size"),
+            "judge_spend_usd": judge.get("spend_usd"),
+            "judge_cache_hit_rate": judge.get("cache_hit_rate"),
+            "promoted": promo.get("promoted"), "winner": promo.get("winner"),
+            "taxonomy": ", ".join(str(v) for v in (m.get("taxonomy") or {}).values()),
+        })
+    return pd.DataFrame(rows)
+
+
+def failure_patterns(chain: list[Path]) -> pd.DataFrame:
+    """Per cycle and pattern (true category / scenario), how often the promoted model's traffic answer was wrong.
+
+    A pattern *appears* when it first shows failures, and is *fixed* when a later cycle's model gets it right at
+    least twice as often as before.
+    """
+    frames = []
+    for i, run in enumerate(chain):
+        p = run / "artifacts" / "traffic_truth.parquet"
+        if p.exists():
+            t = read_table(p)
+            t["pattern"] = t["true_label"].astype(str) + " / " + t["scenario"].astype(str)
+            g = t.groupby("pattern")["correct"].agg(["mean", "size"]).reset_index()
+            frames.append(g.rename(columns={"mean": "accuracy", "size": "n"}).assign(cycle=_cycle(run, i)))
+    if not frames:
+        return pd.DataFrame(columns=["pattern", "cycle", "accuracy", "n", "status"])
+    df = pd.concat(frames, ignore_index=True).sort_values(["pattern", "cycle"])
+    status = []
+    for pattern, g in df.groupby("pattern", sort=False):
+        prev = None
+        for acc in g["accuracy"]:
+            if prev is None:
+                status.append("appeared" if acc < 0.5 else "handled")
+            elif (1 - acc) <= (1 - prev) / 2 and prev < 0.95:
+                status.append("fixed" if acc >= 0.5 else "improved")
+            elif acc < prev - 0.1:
+                status.append("regressed")
+            else:
+                status.append("unchanged")
+            prev = acc
+    df["status"] = status
+    return df.reset_index(drop=True)
