@@ -6,14 +6,14 @@
 - :mod:`.stats`: class balance, lengths, conflicts, signal rates, zero-result rate.
 """
 
-from .ingest import TRUTH_COLUMNS, gather_items, order_columns, scrub_items, split_truth
+from .ingest import TRUTH_COLUMNS, gather_from_parent, gather_items, order_columns, scrub_items, split_truth
 from .loaders import DataError, load_items, read_any, split_labelled
 from .pii import PII_TYPES, find_pii, scrub_frame, scrub_text, span_recall
 from .stats import (class_balance, dedup_report, find_conflicts, length_stats, normalize_text, signal_rates,
                     zero_result_rate)
 
 __all__ = [
-    "TRUTH_COLUMNS", "gather_items", "order_columns", "scrub_items", "split_truth",
+    "TRUTH_COLUMNS", "gather_from_parent", "gather_items", "order_columns", "scrub_items", "split_truth",
     "DataError", "load_items", "read_any", "split_labelled",
     "PII_TYPES", "find_pii", "scrub_frame", "scrub_text", "span_recall",
     "class_balance", "dedup_report", "find_conflicts", "length_stats", "normalize_text", "signal_rates",

@@ -17,7 +17,7 @@ from ..taxonomy import Taxonomy, TaxonomyError
 from .loaders import DataError, load_items, split_labelled
 from .pii import scrub_frame, span_recall
 
-__all__ = ["gather_items", "scrub_items", "order_columns", "split_truth", "TRUTH_COLUMNS"]
+__all__ = ["gather_items", "gather_from_parent", "scrub_items", "order_columns", "split_truth", "TRUTH_COLUMNS"]
 
 TRUTH_COLUMNS = ("true_label", "gold_output", "family", "conflict_with", "annotation_error")
 """Hidden truth a generator (or a labelled file) knows: kept out of ``items`` so no judge can read it."""
@@ -113,3 +113,36 @@ def split_truth(items: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         prod = out["source"].isin(["production", "traffic"])
         out.loc[prod, "reason_key"] = None
     return out, truth
+
+
+def gather_from_parent(parent_run: str, *, budget: int = 0, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A later cycle's items: the parent's seed and eval rows unchanged, and as production the parent's logged
+    traffic (the deployed model's new requests), sampled within ``budget`` (0 takes all): failure signals first,
+    then stratified by what the model did and by workload. Returns ``(items, truth)``.
+    """
+    from pathlib import Path
+
+    from ..flywheel.sampling import budget_sample
+    from ..io import read_table
+    from ..runner import find_run
+
+    parent = find_run(parent_run) if not Path(parent_run).is_dir() else Path(parent_run)
+    art = parent / "artifacts"
+    for name in ("items", "traffic"):
+        if not (art / f"{name}.parquet").exists():
+            raise DataError(f"parent run {parent.name} has no {name} artifact: run its 00_data and 06_flywheel first")
+    old = read_table(art / "items.parquet")
+    traffic = read_table(art / "traffic.parquet")
+    sample = budget_sample(traffic, budget if budget > 0 else len(traffic), seed=seed)
+    production = sample.drop(columns=["sample_reason", "answer"], errors="ignore").assign(source="production")
+    production["sample_reason"] = sample["sample_reason"].to_numpy()
+    keep = old[old["source"].isin(["seed", "eval"])]
+    items = order_columns(pd.concat([keep, production], ignore_index=True))
+    truths = []
+    for name in ("truth", "traffic_truth"):
+        if (art / f"{name}.parquet").exists():
+            truths.append(read_table(art / f"{name}.parquet"))
+    truth = pd.concat(truths, ignore_index=True) if truths else pd.DataFrame({"item_id": items["item_id"]})
+    truth = truth[truth["item_id"].isin(items["item_id"])].drop_duplicates("item_id").reset_index(drop=True)
+    check_table(items, "items", f"parent run {parent.name}")
+    return items, truth
