@@ -18,6 +18,7 @@ Unknown top-level keys are errors; unknown parameter keys are caught later again
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ from ..stage import resolve_path
 __all__ = ["Recipe", "RecipeError", "load_recipe", "parse_set", "STAGE_ORDER"]
 
 STAGE_ORDER = ["00_data", "01_calibrate", "02_judge", "03_resolve", "04_finetune", "05_evaluate", "06_flywheel"]
-_SECRET_WORDS = ("api_key", "apikey", "secret", "token", "password")
+_SECRET_WORDS = ("api_key", "apikey", "secret", "password", "access_token", "auth_token", "bearer")
+_SECRET_VALUE = re.compile(r"^(sk-|sk-ant-|xai-|hf_|ghp_)[A-Za-z0-9_\-]{8,}$")
 
 
 class RecipeError(ValueError):
@@ -76,7 +78,9 @@ class Recipe(BaseModel):
         items = [("params", k, v) for k, v in self.params.items()]
         items += [(f"stage_params.{s}", k, v) for s, d in self.stage_params.items() for k, v in d.items()]
         for where, k, v in items:
-            if any(w in k.lower() for w in _SECRET_WORDS) and not str(k).lower().endswith("_env") and v:
+            named = any(w in k.lower() for w in _SECRET_WORDS) or k.lower() == "token"
+            shaped = isinstance(v, str) and bool(_SECRET_VALUE.match(v.strip()))
+            if (named and v and not str(k).lower().endswith("_env")) or shaped:
                 raise RecipeError(
                     f"{self.path or self.name}: {where}.{k} looks like a secret. Secrets come only from environment "
                     f"variables: name the variable in a judge panel file (api_key_env: ...), never the value."
