@@ -1,0 +1,119 @@
+"""Linear text classifier judge: TF-IDF word and character n-grams with logistic regression (scikit-learn).
+
+One classifier picks the category. The reason key is a second linear model per category: for a refusal or
+clarify category a classifier over that category's gold reason keys; for the solvable category a one-vs-rest
+classifier per catalog attribute (the reason is the set of attributes above ``reason_threshold``, at least the
+likeliest one). It abstains when the top category probability is below ``min_proba``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from ..records import Verdict
+from .base import OfflineJudge
+
+__all__ = ["LinearJudge"]
+
+
+class LinearParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    C: float = 4.0
+    """Inverse regularisation strength of the logistic regressions."""
+    min_proba: float = 0.3
+    """Abstain when the top category probability is below this."""
+    reason_threshold: float = 0.4
+    """Solvable reasons: attributes whose probability passes this."""
+    max_features: int = 50000
+    """Vocabulary cap per vectoriser."""
+
+
+class _Constant:
+    def __init__(self, value):
+        self.value = value
+
+    def predict(self, X):
+        return np.array([self.value] * X.shape[0], dtype=object)
+
+
+class LinearJudge(OfflineJudge):
+    Params = LinearParams
+
+    def _lr(self):
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(C=self.params.C, max_iter=2000)
+
+    def fit(self, fewshot: pd.DataFrame) -> "LinearJudge":
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.multiclass import OneVsRestClassifier
+        from sklearn.pipeline import FeatureUnion
+        from sklearn.preprocessing import MultiLabelBinarizer
+
+        pool = fewshot.loc[fewshot["label"].notna()].reset_index(drop=True)
+        self.taxonomy.check_labels(pool["label"], where=f"judge {self.name}: few-shot pool")
+        texts = pool["text"].astype(str).tolist()
+        labels = pool["label"].astype(str).to_numpy()
+        reasons = pool["reason_key"].fillna("").astype(str).to_numpy()
+        mf = self.params.max_features
+        self.vectorizer_ = FeatureUnion([
+            ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=mf)),
+            ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, max_features=mf)),
+        ])
+        X = self.vectorizer_.fit_transform(texts)
+        if len(set(labels)) < 2:
+            raise ValueError(f"judge {self.name}: the few-shot pool needs at least two categories")
+        self.clf_ = self._lr().fit(X, labels)
+        self.reason_models_ = {}
+        sid = self.taxonomy.solvable_id
+        for cid in sorted(set(labels)):
+            mask = labels == cid
+            if cid == sid:
+                sets = [[a for a in r.split(",") if a] for r in reasons[mask]]
+                mlb = MultiLabelBinarizer().fit(sets)
+                Y = mlb.transform(sets)
+                keep = (Y.sum(0) > 0) & (Y.sum(0) < len(Y))
+                if keep.sum() == 0:
+                    self.reason_models_[cid] = ("const", _Constant(reasons[mask][0]))
+                    continue
+                ovr = OneVsRestClassifier(self._lr()).fit(X[mask], Y[:, keep])
+                self.reason_models_[cid] = ("multi", (np.array(mlb.classes_)[keep], ovr))
+            else:
+                uniq = sorted(set(reasons[mask]))
+                model = _Constant(uniq[0]) if len(uniq) == 1 else self._lr().fit(X[mask], reasons[mask])
+                self.reason_models_[cid] = ("single", model)
+        self._set_state(texts, labels.tolist(), reasons.tolist())
+        return self
+
+    def predict(self, items: pd.DataFrame) -> list[Verdict]:
+        if not len(items):
+            return []
+        X = self.vectorizer_.transform(items["text"].astype(str).tolist())
+        proba = self.clf_.predict_proba(X)
+        classes = self.clf_.classes_
+        best = proba.argmax(1)
+        cats = classes[best]
+        reasons = np.empty(len(cats), dtype=object)
+        for cid in set(cats):
+            rows = np.flatnonzero(cats == cid)
+            kind, model = self.reason_models_[cid]
+            if kind == "multi":
+                names, ovr = model
+                p = ovr.predict_proba(X[rows])
+                for r, pr in zip(rows, p):
+                    chosen = [names[j] for j in np.flatnonzero(pr >= self.params.reason_threshold)]
+                    reasons[r] = ",".join(sorted(chosen or [names[int(pr.argmax())]]))
+            else:
+                reasons[rows] = model.predict(X[rows])
+        out = []
+        for iid, cat, rk, pr, b in zip(items["item_id"].astype(str), cats, reasons, proba, best):
+            top = float(pr[b])
+            if top < self.params.min_proba:
+                out.append(Verdict.abstain(iid, self.name, f"top probability {top:.2f} below {self.params.min_proba}",
+                                           model=self.model))
+            else:
+                out.append(Verdict(item_id=iid, judge=self.name, category=str(cat), reason_key=str(rk),
+                                   rationale=f"p({cat})={top:.2f}", model=self.model))
+        return out

@@ -1,0 +1,139 @@
+"""OpenAI judges: the ``openai`` backend and ``openai-compatible`` (the same SDK pointed at any base URL: vLLM,
+Ollama, llama.cpp's server, LM Studio).
+
+Structured output through a JSON schema (``response_format={"type": "json_schema", ...}``); servers without it
+can use ``params: {response_format: json_object}`` or ``none`` (the parser still reads the JSON from the text).
+The SDK's own retries are off (``max_retries=0``): the runner retries, so every retry is counted and honours
+Retry-After. The SDK is imported only here.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from .base import Completion, LLMJudge, PermanentError, Request, TransientError
+from .prompt import verdict_schema
+
+__all__ = ["OpenAIJudge", "OpenAICompatibleJudge", "retry_after_from"]
+
+
+class OpenAIParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
+    """How the verdict's shape is enforced by the server."""
+
+
+def retry_after_from(headers) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date), else None."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    ra = headers.get("retry-after")
+    if not ra:
+        return None
+    try:
+        return max(0.0, float(ra))
+    except ValueError:
+        try:
+            return max(0.0, email.utils.parsedate_to_datetime(ra).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+class OpenAIJudge(LLMJudge):
+    Params = OpenAIParams
+    needs_key = True
+
+    _clients: list | None = None
+    _turn = 0
+    PER_CLIENT = 8
+    """Connections per client: the HTTP pool scans its connections per request, so big pools are split."""
+
+    def _make_client(self, n: int):
+        import httpx
+        import openai
+
+        http = openai.DefaultAsyncHttpxClient(limits=httpx.Limits(max_connections=n, max_keepalive_connections=n))
+        return openai.AsyncOpenAI(api_key=self.api_key() or "not-needed", base_url=self.config.base_url,
+                                  max_retries=0, timeout=self.config.options.timeout_s, http_client=http)
+
+    def _next_client(self):
+        if self._clients is None:
+            c = self.config.limits.concurrency
+            k = max(1, -(-c // self.PER_CLIENT))
+            self._clients = [self._make_client(-(-c // k) + 2) for _ in range(k)]
+        self._turn += 1
+        return self._clients[self._turn % len(self._clients)]
+
+    def _kwargs(self, req: Request) -> dict:
+        o = self.config.options
+        kw = {"model": self.config.model, "messages": req.messages, "temperature": o.temperature,
+              "max_tokens": o.max_tokens}
+        if o.top_p is not None:
+            kw["top_p"] = o.top_p
+        if o.seed is not None:
+            kw["seed"] = o.seed
+        rf = self.params.response_format
+        if rf == "json_schema":
+            kw["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "verdict", "strict": True, "schema": verdict_schema(self.taxonomy.ids)}}
+        elif rf == "json_object":
+            kw["response_format"] = {"type": "json_object"}
+        return kw
+
+    async def complete(self, req: Request) -> Completion:
+        import httpx
+        import openai
+
+        client = self._next_client()
+        try:
+            # client.post with the body as is: the SDK's HTTP layer, status errors and auth, without its per-call
+            # TypedDict transform and pydantic response models (milliseconds of CPU per call at high concurrency)
+            raw = await client.post("/chat/completions", body=self._kwargs(req), cast_to=httpx.Response)
+        except openai.APIStatusError as e:
+            code = e.status_code
+            if code == 429 or code >= 500 or code in (408, 409):
+                raise TransientError(f"HTTP {code}", retry_after=retry_after_from(e.response.headers)) from None
+            raise PermanentError(f"HTTP {code}: {str(e.message)[:200]}") from None
+        except (openai.APITimeoutError, openai.APIConnectionError) as e:
+            raise TransientError(type(e).__name__) from None
+        try:
+            data = json.loads(raw.content)
+            ch = data["choices"][0]
+            msg = ch.get("message") or {}
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
+            raise TransientError(f"malformed response body ({type(e).__name__})") from None
+        if msg.get("refusal"):
+            raise PermanentError(f"model refused: {str(msg['refusal'])[:200]}")
+        usage = data.get("usage") or {}
+        return Completion(text=msg.get("content") or "", finish_reason=ch.get("finish_reason") or "stop",
+                          tokens_in=int(usage.get("prompt_tokens") or 0),
+                          tokens_out=int(usage.get("completion_tokens") or 0))
+
+    async def aclose(self) -> None:
+        for c in self._clients or []:
+            await c.close()
+        self._clients = None
+
+
+class OpenAICompatibleJudge(OpenAIJudge):
+    """Any server speaking the OpenAI chat-completions API; ``base_url`` is required, a key only if it wants one."""
+
+    needs_key = False
+
+    def __init__(self, config, *, taxonomy, domain=None):
+        super().__init__(config, taxonomy=taxonomy, domain=domain)
+        if not config.base_url:
+            from .config import PanelError
+
+            raise PanelError(f"judge {config.name!r} (openai-compatible) needs base_url, e.g. http://127.0.0.1:8000/v1")

@@ -1,0 +1,157 @@
+"""The offline panel on the hand-made toy set (flywheel_lib/testing/toy.py): expected answers beside the fixture."""
+
+import os
+
+import pandas as pd
+import pytest
+import yaml
+
+from flywheel_lib.judges import PanelError, load_panel
+from flywheel_lib.records import VERDICTS, check_table
+from flywheel_lib.taxonomy import load_taxonomy
+from flywheel_lib.testing import toy_items, toy_seed
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def tax():
+    return load_taxonomy("params/taxonomy/segments.yaml")
+
+
+@pytest.fixture(scope="module")
+def panel(tax):
+    return load_panel("params/judges/offline.yaml", taxonomy=tax).fit(toy_seed())
+
+
+def test_verdicts_table_one_row_per_item_and_judge(panel, tmp_path):
+    items = toy_items()
+    v = panel.judge(items, cache_dir=tmp_path, progress=False)
+    check_table(v, "verdicts")
+    assert list(v.columns) == list(VERDICTS)
+    assert len(v) == len(items) * 3
+    assert list(v["item_id"].unique()) == items["item_id"].tolist()  # item order kept
+    assert panel.names == ["knn", "linear", "rules"]
+    assert set(v.loc[v.category.notna(), "category"]) <= set(panel.taxonomy.ids)
+    # an abstention says why, a verdict has no error
+    assert v.loc[v.category.isna(), "error"].str.len().gt(0).all()
+    assert v.loc[v.category.notna(), "error"].isna().all()
+
+
+# The rules judge, item by item: (text, category, reason_key) written by hand from catalog.yaml.
+RULES_EXPECTED = [
+    ("customers who spent over $1000", "solvable", "amount_spent"),
+    ("customers tagged wholesale with more than 5 orders", "solvable", "customer_tags,number_of_orders"),
+    ("customers who bought that product again", "needs_context", "product"),
+    ("people who clicked the campaign we discussed", "needs_context", "campaign"),
+    ("customers who are teachers", "missing_capability", "occupation"),
+    ("customers younger than 25 years old", "missing_capability", "age"),
+    ("what is my conversion rate this week", "wrong_skill", "analytics"),
+    ("restock the blue hoodies", "wrong_skill", "inventory"),
+    ("show me my top customers", "ambiguous", "top"),
+    ("my most loyal customers", "ambiguous", "loyal"),
+    ("hello there", None, None),  # no rule matches: an abstention, not a guess
+]
+
+
+def test_rules_judge_reads_the_catalog(panel):
+    rules = panel["rules"]
+    items = pd.DataFrame({"item_id": [f"r{i}" for i in range(len(RULES_EXPECTED))],
+                          "text": [t for t, _, _ in RULES_EXPECTED], "context": ""})
+    got = [(v.category, v.reason_key or None) for v in rules.predict(items)]
+    assert got == [(c, r) for _, c, r in RULES_EXPECTED]
+    assert rules.pool_accuracy_ > 0.9
+
+
+def test_rules_judge_uses_a_per_item_schema(tax):
+    panel = load_panel("params/judges/offline.yaml", taxonomy=tax).fit(toy_seed())
+    schema = '{"tables": {"orders": {"columns": [{"name": "total_price"}, {"name": "created_at"}]}}}'
+    items = pd.DataFrame({"item_id": ["a"], "text": ["orders with total price over 10"], "context": [schema]})
+    (v,) = panel["rules"].predict(items)
+    assert (v.category, v.reason_key) == ("solvable", "orders,total_price")  # table and column it names
+
+
+def test_knn_and_linear_reason_keys_come_from_the_seed_vocabulary(panel, tmp_path):
+    v = panel.judge(toy_items(), cache_dir=tmp_path, progress=False)
+    seed_keys = set(toy_seed()["reason_key"])
+    for judge in ("knn",):
+        keys = set(v.loc[(v.judge == judge) & v.category.notna(), "reason_key"])
+        assert keys <= seed_keys
+    lin = v[(v.judge == "linear") & (v.category == "solvable")]
+    attrs = {a for k in toy_seed().query("label == 'solvable'").reason_key for a in k.split(",")}
+    assert all(set(k.split(",")) <= attrs for k in lin.reason_key)
+    acc = (v.merge(toy_items()[["item_id", "label"]]).eval("category == label").groupby(v.judge).mean())
+    assert acc["knn"] >= 0.6 and acc["linear"] >= 0.5 and acc["rules"] >= 0.8, acc
+
+
+def test_second_run_comes_from_the_cache(panel, tmp_path):
+    items = toy_items()
+    first = panel.judge(items, cache_dir=tmp_path, progress=False)
+    again = panel.judge(items, cache_dir=tmp_path, progress=False)
+    assert not first["cached"].any() and again["cached"].all()
+    cols = ["item_id", "judge", "category", "reason_key", "error"]
+    pd.testing.assert_frame_equal(first[cols], again[cols])
+    assert panel.stats_.set_index("judge")["cached"].tolist() == [10, 10, 10]
+
+
+def test_refit_on_another_pool_changes_the_cache_key(tax, tmp_path):
+    items = toy_items()
+    a = load_panel("params/judges/offline.yaml", taxonomy=tax).fit(toy_seed())
+    a.judge(items, cache_dir=tmp_path, progress=False)
+    b = load_panel("params/judges/offline.yaml", taxonomy=tax).fit(toy_seed().iloc[:-3])
+    v = b.judge(items, cache_dir=tmp_path, progress=False)
+    assert not v["cached"].any()
+
+
+def test_without_and_lookup(panel):
+    p2 = panel.without(["rules"])
+    assert p2.names == ["knn", "linear"] and panel.names == ["knn", "linear", "rules"]
+    assert p2["knn"] is panel["knn"]
+    with pytest.raises(KeyError, match="nope"):
+        panel.without("nope")
+
+
+def test_unfitted_offline_judge_says_fit_first(tax, tmp_path):
+    p = load_panel("params/judges/offline.yaml", taxonomy=tax)
+    with pytest.raises(RuntimeError, match="panel.fit"):
+        p.judge(toy_items(), cache_dir=tmp_path, progress=False)
+
+
+def test_panel_file_errors_name_the_key(tax, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"name": "x", "judges": [{"name": "k", "backend": "knn", "temprature": 0}]}))
+    with pytest.raises(PanelError, match=r"bad.yaml: judges.0.temprature"):
+        load_panel(bad, taxonomy=tax)
+    bad.write_text(yaml.safe_dump({"name": "x", "judges": [{"name": "k", "backend": "knn", "params": {"kk": 3}}]}))
+    with pytest.raises(PanelError, match=r"judge 'k' \(knn\): params.kk"):
+        load_panel(bad, taxonomy=tax)
+    bad.write_text(yaml.safe_dump({"name": "x", "judges": [{"name": "k", "backend": "nope"}]}))
+    with pytest.raises(PanelError, match="unknown backend 'nope'"):
+        load_panel(bad, taxonomy=tax)
+
+
+def test_core_imports_without_sdks():
+    import subprocess
+    import sys
+
+    code = ("import sys, flywheel_lib.judges, flywheel_lib.judges.panel; "
+            "from flywheel_lib.judges import load_panel; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in {'openai','anthropic','torch','sklearn'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_offline_panel_judges_20000_items_fast(panel, tmp_path):
+    import time
+
+    base = toy_seed()["text"].tolist() + toy_items()["text"].tolist()
+    items = pd.DataFrame({"item_id": [f"p{i}" for i in range(20000)],
+                          "text": [f"{base[i % len(base)]} ({i})" for i in range(20000)], "context": ""})
+    t0 = time.perf_counter()
+    v = panel.judge(items, cache_dir=tmp_path, progress=False)
+    first = time.perf_counter() - t0
+    assert len(v) == 60000 and first < 45, first
+    t0 = time.perf_counter()
+    v = panel.judge(items, cache_dir=tmp_path, progress=False)
+    assert v["cached"].all() and time.perf_counter() - t0 < 10
