@@ -174,6 +174,47 @@ class Taxonomy(BaseModel):
                 lines.append("  Does not belong: " + " | ".join(c.examples.negative[:4]))
         return "\n".join(lines)
 
+    def example_items(self) -> pd.DataFrame:
+        """The categories' positive examples as labelled rows (``item_id, text, label, reason_key, source``).
+
+        Offline judges fit on them together with the seed's few-shot pool, so editing a category's examples in the
+        taxonomy lab changes what every judge learns, just as it changes an LLM judge's prompt.
+        """
+        rows = [{"item_id": f"taxonomy:{c.id}:{i}", "text": t, "label": c.id, "reason_key": None,
+                 "source": "taxonomy", "workload_id": "", "timestamp": None, "output": None, "context": "",
+                 "split": "fewshot"}
+                for c in self.categories for i, t in enumerate(c.examples.positive)]
+        return pd.DataFrame(rows, columns=["item_id", "text", "source", "workload_id", "timestamp", "label", "output",
+                                           "context", "split", "reason_key"])
+
+    def edited(self, category: str, field: str, value) -> "Taxonomy":
+        """A new version with one field of one category changed.
+
+        ``field`` is ``description``, ``rule``, ``reason_key``, ``suggestion``, ``title``, ``examples.positive`` or
+        ``examples.negative`` (a list replaces, a string is appended), or ``add_positive`` / ``add_negative``
+        (strings or lists appended). The version number goes up by one.
+        """
+        data = self.model_dump()
+        cats = {c["id"]: c for c in data["categories"]}
+        if category not in cats:
+            raise TaxonomyError(f"no category {category!r} in taxonomy {self.name!r} (known: {', '.join(cats)})")
+        c = cats[category]
+        if field in ("add_positive", "add_negative", "examples.positive", "examples.negative"):
+            key = "positive" if "positive" in field else "negative"
+            vals = [value] if isinstance(value, str) else list(value)
+            c["examples"][key] = vals if field.startswith("examples.") and not isinstance(value, str) else \
+                c["examples"][key] + vals
+        elif field in ("description", "rule", "reason_key", "suggestion", "title"):
+            c[field] = str(value)
+        else:
+            raise TaxonomyError(f"cannot edit field {field!r}: use description, rule, reason_key, suggestion, title, "
+                                "examples.positive, examples.negative, add_positive or add_negative")
+        v = data.get("version", 1)
+        data["version"] = v + 1 if isinstance(v, int) else f"{v}.1"
+        out = Taxonomy(**data)
+        out.source = self.source
+        return out
+
     def save(self, path: str | Path) -> Path:
         """Write the taxonomy as YAML (a new version file for the taxonomy lab)."""
         from .io import atomic_path

@@ -23,7 +23,7 @@ import pandas as pd
 from ..taxonomy import Taxonomy
 from ._votes import is_missing
 
-__all__ = ["build_train_sets", "TRAIN_COLUMNS", "VARIANTS"]
+__all__ = ["build_train_sets", "carry_corpus", "TRAIN_COLUMNS", "VARIANTS"]
 
 TRAIN_COLUMNS = ["item_id", "text", "label", "output", "reason_key", "variant"]
 VARIANTS = ("production_only", "naive_merge", "curated")
@@ -82,3 +82,17 @@ def build_train_sets(
             ]
     curated = pd.concat([_frame(cur_prod, "curated"), _frame(seed, "curated")], ignore_index=True)
     return pd.concat([logged, naive, curated], ignore_index=True)[TRAIN_COLUMNS]
+
+
+def carry_corpus(train_sets: pd.DataFrame, parent: pd.DataFrame) -> pd.DataFrame:
+    """A later cycle's training sets: the parent cycle's corpus plus this cycle's new rows, per variant.
+
+    This cycle's decision about an item wins over the parent's (an item judged again keeps the newer label);
+    the accepted labels of earlier cycles stay in the corpus, so each cycle starts from a bigger, cleaner baseline.
+    """
+    frames = []
+    for variant in dict.fromkeys([*parent["variant"].unique(), *train_sets["variant"].unique()]):
+        new = train_sets[train_sets["variant"] == variant]
+        old = parent[(parent["variant"] == variant) & ~parent["item_id"].isin(new["item_id"])]
+        frames.append(pd.concat([old, new], ignore_index=True))
+    return pd.concat(frames, ignore_index=True)[TRAIN_COLUMNS]

@@ -101,6 +101,8 @@ class Manifest:
     def refresh_records(self) -> None:
         """Fold every stage's recorded metrics, notes and input hashes into the manifest."""
         metrics, notes, inputs, headline, figures = {}, {}, {}, {}, []
+        by_stage: dict[str, dict] = {}
+        owner: dict[str, str] = {}
         for s in self.data["stages"]:
             rec = collect_stage_records(self.run_dir, s["name"])
             if not rec:
@@ -112,10 +114,14 @@ class Manifest:
             figures += rec.get("figures", [])
             for k in rec.get("headline", []):
                 if k in rec.get("metrics", {}):
-                    headline[k] = rec["metrics"][k]
+                    by_stage.setdefault(s["name"], {})[k] = rec["metrics"][k]
+                    if k in headline:  # the same key from an earlier stage keeps its stage as a prefix
+                        headline[f"{owner[k]}.{k}"] = headline.pop(k)
+                    headline[k], owner[k] = rec["metrics"][k], s["name"]
             s["metrics"] = rec.get("metrics", {})
         self.data["metrics"] = metrics
         self.data["notes"] = notes
         self.data["data_hashes"] = inputs
         self.data["headline"] = headline
+        self.data["headline_by_stage"] = by_stage
         self.data["figures"] = figures

@@ -23,6 +23,7 @@ table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ddd;paddin
 th{background:#f5f5f5} .succeeded,.reused{color:#17702e;font-weight:600} .failed{color:#b00020;font-weight:600}
 .skipped,.pending,.interrupted{color:#888} .muted{color:#777} code{background:#f4f4f4;padding:0 3px}
 .figs{display:flex;flex-wrap:wrap;gap:12px} .figs figure{margin:0;max-width:520px} .figs img{max-width:100%;border:1px solid #eee}
+.cards{display:flex;flex-wrap:wrap;gap:14px}.card h3{font-size:.95em;margin:.2em 0}
 details{margin:.4em 0} summary{cursor:pointer} .num{text-align:right;font-variant-numeric:tabular-nums}
 """
 
@@ -106,10 +107,13 @@ def write_index(run_dir: Path, m: dict[str, Any]) -> Path:
                  f"{' (dirty)' if git.get('dirty') else ''} · {_e(m.get('created_at', ''))}</p>")
     if m.get("description"):
         parts.append(f"<p class='muted'>{_e(m['description'])}</p>")
-    head = m.get("headline") or {}
-    if head:
-        parts.append("<h2>Headline</h2>" + _table([[_e(k), f"<span class='num'>{_e(fmt_value(v))}</span>"]
-                                                   for k, v in head.items()], ["metric", "value"]))
+    by_stage = m.get("headline_by_stage") or {}
+    if by_stage:
+        cards = "".join(
+            f"<div class='card'><h3>{_e(stage)}</h3>" + _table(
+                [[_e(k), f"<span class='num'>{_e(fmt_value(v))}</span>"] for k, v in kv.items()], ["metric", "value"])
+            + "</div>" for stage, kv in by_stage.items())
+        parts.append(f"<h2>Headline</h2><div class='cards'>{cards}</div>")
     tables = (m.get("notes") or {}).get("05_evaluate", {}).get("headline_table")
     if tables:
         parts.append(_records_table(tables))

@@ -1,0 +1,110 @@
+"""The whole workbench end to end: `params/smoke.yaml` for two linked cycles through the real runner, papermill,
+the offline judges, LoRA fine-tuning of SmolLM2-135M and evaluation by execution; then the taxonomy lab on the
+first cycle's run."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import papermill
+import pytest
+import yaml
+
+from flywheel_lib.flywheel.cycles import run_cycles
+from flywheel_lib.io import read_json
+
+pytestmark = pytest.mark.slow
+STAGES = ["00_data", "01_calibrate", "02_judge", "03_resolve", "04_finetune", "05_evaluate", "06_flywheel"]
+
+
+@pytest.fixture(scope="module")
+def lineage(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("e2e") / "runs"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FLYWHEEL_RUNS_DIR", str(runs))
+    try:
+        name, results, report = run_cycles("params/smoke.yaml", 2, progress=False)
+        yield name, results, report
+    finally:
+        mp.undo()
+
+
+def test_two_cycles_run_every_stage(lineage):
+    name, results, report = lineage
+    assert [r.status for r in results] == ["succeeded", "succeeded"], [r.failure for r in results]
+    for cycle, r in enumerate(results, 1):
+        m = read_json(r.run_dir / "manifest.json")
+        assert [s["name"] for s in m["stages"]] == STAGES
+        assert all(s["status"] == "succeeded" for s in m["stages"])
+        assert m["parent"]["lineage"] == name and m["parent"]["cycle"] == cycle
+        for stage in STAGES:
+            assert (r.run_dir / "notebooks" / f"{stage}.html").exists()
+        assert m["taxonomy"]["params/taxonomy/segments.yaml"].startswith("segments@1+")
+    assert read_json(results[1].run_dir / "manifest.json")["parent"]["parent_run"] == results[0].run_id
+    assert report.exists() and all(r.run_id in report.read_text() for r in results)
+
+
+def test_stage_contracts_and_truth_kept_apart(lineage):
+    first = lineage[1][0].run_dir / "artifacts"
+    items = pd.read_parquet(first / "items.parquet")
+    assert set(items["source"]) == {"production", "seed", "eval"}
+    assert not {"true_label", "gold_output", "family"} & set(items.columns)  # judges never see the truth
+    assert (items.loc[items["source"] == "production", "label"] == "solvable").all()
+    verdicts = pd.read_parquet(first / "verdicts.parquet")
+    prod = set(items.loc[items["source"] == "production", "item_id"])
+    assert set(verdicts["item_id"]) == prod  # every production item judged
+    assert verdicts.groupby("item_id")["judge"].nunique().eq(3).all()  # by every judge, once
+    train = pd.read_parquet(first / "train_sets.parquet")
+    assert set(train["variant"]) == {"production_only", "naive_merge", "curated"}
+    preds = pd.read_parquet(first / "predictions.parquet")
+    assert {"production_only", "naive_merge", "curated"} <= set(preds["variant"])
+    m = read_json(lineage[1][0].run_dir / "manifest.json")
+    promo = m["notes"]["05_evaluate"]["promotion"]
+    assert promo["winner"] in ("curated", "production_only") and promo["reason"]
+
+
+def test_second_cycle_samples_the_deployed_models_traffic(lineage):
+    first, second = (r.run_dir / "artifacts" for r in lineage[1])
+    traffic = pd.read_parquet(first / "traffic.parquet")
+    truth = pd.read_parquet(first / "traffic_truth.parquet")
+    assert len(traffic) == 16 and set(truth["item_id"]) == set(traffic["item_id"])
+    items2 = pd.read_parquet(second / "items.parquet")
+    prod2 = items2[items2["source"] == "production"]
+    assert set(prod2["item_id"]) <= set(traffic["item_id"]) and len(prod2) > 0
+    # seed and eval stay the same across cycles, so the cycles are comparable
+    items1 = pd.read_parquet(first / "items.parquet")
+    for src in ("seed", "eval"):
+        assert set(items1.loc[items1["source"] == src, "item_id"]) == set(items2.loc[items2["source"] == src, "item_id"])
+    # the new labels are added to the corpus: cycle 2's curated set holds cycle 1's
+    c1 = pd.read_parquet(first / "train_sets.parquet").query("variant == 'curated'")
+    c2 = pd.read_parquet(second / "train_sets.parquet").query("variant == 'curated'")
+    assert set(c1["item_id"]) <= set(c2["item_id"])
+    m2 = read_json(lineage[1][1].run_dir / "manifest.json")
+    assert m2["notes"]["06_flywheel"]["cycle_verdict"]  # says honestly what the cycle changed
+    assert m2["metrics"]["06_flywheel"]["n_traffic"] == 16
+
+
+def test_taxonomy_lab_scripted_edit_moves_kappa(lineage, tmp_path):
+    run = lineage[1][0].run_dir
+    new_tax = tmp_path / "segments_v2.yaml"
+    extra = ["customers who are kind of special", "shoppers who are pretty good", "buyers who matter most",
+             "the usual suspects", "customers who are basically regulars", "people who are sort of engaged",
+             "our nicest customers", "customers who feel premium"]
+    out = tmp_path / "lab.ipynb"
+    papermill.execute_notebook("notebooks/taxonomy_lab.ipynb", str(out), kernel_name="python3", progress_bar=False,
+                               parameters={"run_dir": str(run), "edit_category": "ambiguous",
+                                           "edit_field": "add_positive", "edit_value": extra,
+                                           "save_as": str(new_tax)})
+    rec = read_json(run / "metrics" / "taxonomy_lab.json")
+    met = rec["metrics"]
+    changes = [met[f"kappa_after_{j}"] - met[f"kappa_before_{j}"] for j in ("knn", "linear")]
+    assert any(abs(c) > 1e-6 for c in changes), met  # the edit's effect on kappa shows
+    assert met["items_moved"] > 0
+    saved = yaml.safe_load(new_tax.read_text())
+    assert saved["version"] == 2
+    amb = next(c for c in saved["categories"] if c["id"] == "ambiguous")
+    assert set(extra) <= set(amb["examples"]["positive"])
+    assert rec["notes"]["taxonomy_before"] != rec["notes"]["taxonomy_after"]
+    nb = json.loads(out.read_text())
+    assert not any(o.get("output_type") == "error" for c in nb["cells"] for o in c.get("outputs", []))
