@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -155,3 +156,47 @@ def test_offline_panel_judges_20000_items_fast(panel, tmp_path):
     t0 = time.perf_counter()
     v = panel.judge(items, cache_dir=tmp_path, progress=False)
     assert v["cached"].all() and time.perf_counter() - t0 < 10
+
+
+# A tiny hand-made pool: three solvable items whose attribute sets overlap pairwise, two refusals.
+ATTR_POOL = pd.DataFrame({
+    "item_id": [f"p{i}" for i in range(5)],
+    "text": ["customers who spent over 200 and placed 3 orders",
+             "customers who spent over 400 and live in Paris",
+             "customers with 5 orders who live in Rome and have store credit",
+             "what is my conversion rate this week",
+             "restock the blue hoodies"],
+    "label": ["solvable"] * 3 + ["wrong_skill"] * 2,
+    "reason_key": ["amount_spent,number_of_orders", "amount_spent,customer_cities",
+                   "customer_cities,number_of_orders,store_credit_balance", "analytics", "inventory"],
+    "context": "",
+})
+
+
+def test_knn_and_linear_estimate_the_attribute_set_per_attribute(tax, tmp_path):
+    spec = {"name": "tiny", "judges": [
+        {"name": "knn", "backend": "knn", "params": {"k": 3, "k_attr": 3, "encoder": "static", "min_similarity": 0.0}},
+        {"name": "linear", "backend": "linear"}]}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(spec))
+    panel = load_panel(tmp_path / "p.yaml", taxonomy=tax).fit(ATTR_POOL)
+    query = pd.DataFrame({"item_id": ["q"], "text": ["customers who spent over 300, placed 2 orders and live in Berlin"],
+                          "context": ""})
+    # Every attribute but store credit is in two of the three solvable items: each passes a 50% share / probability,
+    # so the estimate is a set that no single pool item carries (not one neighbour's set copied).
+    want = ("solvable", "amount_spent,customer_cities,number_of_orders")
+    assert want[1] not in set(ATTR_POOL["reason_key"])
+    for name in ("knn", "linear"):
+        (v,) = panel[name].predict(query)
+        assert (v.category, v.reason_key) == want, name
+    knn = panel["knn"]
+    # the weighted vote itself: weights 0.9, 0.2, 0.2 -> only the heavy neighbour's attributes pass 50%
+    sims = np.array([0.9, 0.2, 0.2])
+    assert knn._attr_vote(sims, [0, 1, 2], 3) == "amount_spent,number_of_orders"
+    assert knn._attr_vote(sims, [2], 1) == "customer_cities,number_of_orders,store_credit_balance"
+
+
+def test_rules_judge_reads_a_word_one_edit_away(panel):
+    items = pd.DataFrame({"item_id": ["a", "b"], "text": ["customers with unused store cerdit", "restokc the hoodies"],
+                          "context": ""})
+    got = [(v.category, v.reason_key) for v in panel["rules"].predict(items)]
+    assert got == [("solvable", "store_credit_balance"), ("wrong_skill", "inventory")]

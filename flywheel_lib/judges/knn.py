@@ -1,8 +1,12 @@
 """Nearest-neighbour judge: vote of the ``k`` most similar few-shot items in sentence-embedding space.
 
-The category is the similarity-weighted vote of the neighbours; the reason key is the neighbours' gold
-``reason_key`` that weighs most among those of the winning category, so its reasons share the seed's vocabulary.
-It abstains when even the nearest neighbour is far (cosine below ``min_similarity``).
+The category is the similarity-weighted vote of the neighbours. For a refusal or clarify category the reason key
+is the neighbours' gold ``reason_key`` that weighs most among those of the winning category, so its reasons share
+the seed's vocabulary. For the solvable category the reason is an attribute set estimated per attribute: among
+the ``k_attr`` most similar *solvable* pool items, an attribute (or function) is kept when its similarity-weighted
+share of votes exceeds ``attr_share`` (at least the best-voted one), so a query gets the attributes its solvable
+neighbours mostly agree on rather than one neighbour's whole set. It abstains when even the nearest neighbour is
+far (cosine below ``min_similarity``).
 
 Two encoders: ``minilm`` runs the all-MiniLM-L6-v2 transformer (:mod:`flywheel_lib.embeddings`; about 100-300
 texts per second on two CPU cores); ``static`` mean-pools the same model's token-embedding table (no transformer,
@@ -30,7 +34,11 @@ class KNNParams(BaseModel):
     k: int | Literal["auto"] = "auto"
     """Neighbours that vote; ``auto`` picks it by leave-one-out accuracy on the few-shot pool."""
     k_grid: list[int] = [1, 3, 5, 7, 9, 15]
-    """Candidates for ``k: auto``."""
+    """Candidates for ``k: auto`` and ``k_attr: auto``."""
+    k_attr: int | Literal["auto"] = "auto"
+    """Solvable neighbours that vote on each attribute; ``auto`` picks it by leave-one-out exact-set accuracy."""
+    attr_share: float = 0.5
+    """Keep an attribute whose similarity-weighted share among the solvable neighbours exceeds this."""
     min_similarity: float = 0.25
     """Abstain when the nearest neighbour's cosine similarity is below this."""
     batch_size: int = 256
@@ -77,8 +85,47 @@ class KNNJudge(OfflineJudge):
         self.texts_ = pool["text"].astype(str).to_numpy()
         self.vectors_ = self._embed(self.texts_.tolist())
         self.k_ = self.params.k if self.params.k != "auto" else self._choose_k()
-        self._set_state(self.texts_.tolist(), self.labels_.tolist(), self.reasons_.tolist(), self.k_)
+        sol = np.flatnonzero(self.labels_ == self.taxonomy.solvable_id)
+        self.solvable_rows_ = sol
+        self.attr_sets_ = [frozenset(a for a in self.reasons_[j].split(",") if a) for j in sol]
+        self.k_attr_ = self.params.k_attr if self.params.k_attr != "auto" else self._choose_k_attr()
+        self._set_state(self.texts_.tolist(), self.labels_.tolist(), self.reasons_.tolist(), self.k_, self.k_attr_,
+                        self.params.attr_share)
         return self
+
+    def _attr_vote(self, sims: np.ndarray, order: np.ndarray, k: int) -> str:
+        """Attributes whose weighted share among the ``k`` solvable neighbours in ``order`` passes ``attr_share``."""
+        votes: dict[str, float] = defaultdict(float)
+        total = 0.0
+        for j in order[:k]:
+            w = max(float(sims[j]), 1e-6)
+            total += w
+            for a in self.attr_sets_[j]:
+                votes[a] += w
+        if not votes:
+            return ""
+        chosen = [a for a, v in votes.items() if v / total > self.params.attr_share]
+        return ",".join(sorted(chosen or [max(sorted(votes), key=votes.get)]))
+
+    def _choose_k_attr(self) -> int:
+        """Leave-one-out exact attribute-set accuracy on the pool's solvable items, per k of the grid."""
+        n = len(self.solvable_rows_)
+        if n < 2:
+            return 1
+        vec = self.vectors_[self.solvable_rows_]
+        sims = vec @ vec.T
+        np.fill_diagonal(sims, -np.inf)
+        order = np.argsort(-sims, axis=1)
+        gold = [",".join(sorted(s)) for s in self.attr_sets_]
+        best, best_k = -1.0, 1
+        for k in sorted(self.params.k_grid):
+            if k >= n:
+                break
+            acc = np.mean([self._attr_vote(sims[i], order[i], k) == gold[i] for i in range(n)])
+            if acc > best:
+                best, best_k = acc, k
+        self.loo_attr_accuracy_ = float(best)
+        return best_k
 
     def _choose_k(self) -> int:
         """Leave-one-out accuracy of the weighted vote on the pool, for each k of the grid (ties: smaller k)."""
@@ -110,6 +157,7 @@ class KNNJudge(OfflineJudge):
         ids = items["item_id"].astype(str).tolist()
         for start in range(0, len(vecs), 4096):
             sims = vecs[start:start + 4096] @ self.vectors_.T
+            sol_sims = sims[:, self.solvable_rows_]
             top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
             for r, nb in enumerate(top):
                 s = sims[r, nb]
@@ -124,11 +172,17 @@ class KNNJudge(OfflineJudge):
                 for j, w in zip(nb, s):
                     votes[self.labels_[j]] += max(float(w), 1e-6)
                 cat = max(votes, key=votes.get)
-                reasons: dict[str, float] = defaultdict(float)
-                for j, w in zip(nb, s):
-                    if self.labels_[j] == cat:
-                        reasons[self.reasons_[j]] += max(float(w), 1e-6)
-                rk = max(reasons, key=reasons.get)
+                if cat == self.taxonomy.solvable_id and len(self.solvable_rows_):
+                    ssims = sol_sims[r]
+                    ka = min(self.k_attr_, len(ssims))
+                    top_a = np.argpartition(-ssims, ka - 1)[:ka]
+                    rk = self._attr_vote(ssims, top_a[np.argsort(-ssims[top_a])], ka)
+                else:
+                    reasons: dict[str, float] = defaultdict(float)
+                    for j, w in zip(nb, s):
+                        if self.labels_[j] == cat:
+                            reasons[self.reasons_[j]] += max(float(w), 1e-6)
+                    rk = max(reasons, key=reasons.get)
                 share = ", ".join(f"{c} {v / sum(votes.values()):.0%}" for c, v in sorted(votes.items(), key=lambda x: -x[1]))
                 rationale = f"{k} neighbours: {share}; nearest ({s[0]:.2f}): {self.texts_[nb[0]][:80]!r}"
                 out.append(Verdict(item_id=iid, judge=self.name, category=cat, reason_key=rk, rationale=rationale,

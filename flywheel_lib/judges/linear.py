@@ -2,8 +2,10 @@
 
 One classifier picks the category. The reason key is a second linear model per category: for a refusal or
 clarify category a classifier over that category's gold reason keys; for the solvable category a one-vs-rest
-classifier per catalog attribute (the reason is the set of attributes above ``reason_threshold``, at least the
-likeliest one). It abstains when the top category probability is below ``min_proba``.
+classifier per catalog attribute, trained on the pool's solvable rows with the attributes of their gold
+``reason_key`` as targets (the reason is the set of attributes whose probability exceeds ``reason_threshold``, at
+least the likeliest one). An attribute present in every solvable pool row is always kept; one seen in none is never
+predicted. It abstains when the top category probability is below ``min_proba``.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ class LinearParams(BaseModel):
     """Inverse regularisation strength of the logistic regressions."""
     min_proba: float = 0.3
     """Abstain when the top category probability is below this."""
-    reason_threshold: float = 0.4
-    """Solvable reasons: attributes whose probability passes this."""
+    reason_threshold: float = 0.5
+    """Solvable reasons: attributes whose probability exceeds this."""
     max_features: int = 50000
     """Vocabulary cap per vectoriser."""
 
@@ -75,11 +77,12 @@ class LinearJudge(OfflineJudge):
                 mlb = MultiLabelBinarizer().fit(sets)
                 Y = mlb.transform(sets)
                 keep = (Y.sum(0) > 0) & (Y.sum(0) < len(Y))
+                always = sorted(np.array(mlb.classes_)[Y.sum(0) == len(Y)].tolist())
                 if keep.sum() == 0:
-                    self.reason_models_[cid] = ("const", _Constant(reasons[mask][0]))
+                    self.reason_models_[cid] = ("single", _Constant(",".join(always)))
                     continue
                 ovr = OneVsRestClassifier(self._lr()).fit(X[mask], Y[:, keep])
-                self.reason_models_[cid] = ("multi", (np.array(mlb.classes_)[keep], ovr))
+                self.reason_models_[cid] = ("multi", (np.array(mlb.classes_)[keep], ovr, always))
             else:
                 uniq = sorted(set(reasons[mask]))
                 model = _Constant(uniq[0]) if len(uniq) == 1 else self._lr().fit(X[mask], reasons[mask])
@@ -100,11 +103,11 @@ class LinearJudge(OfflineJudge):
             rows = np.flatnonzero(cats == cid)
             kind, model = self.reason_models_[cid]
             if kind == "multi":
-                names, ovr = model
+                names, ovr, always = model
                 p = ovr.predict_proba(X[rows])
                 for r, pr in zip(rows, p):
-                    chosen = [names[j] for j in np.flatnonzero(pr >= self.params.reason_threshold)]
-                    reasons[r] = ",".join(sorted(chosen or [names[int(pr.argmax())]]))
+                    chosen = [names[j] for j in np.flatnonzero(pr > self.params.reason_threshold)]
+                    reasons[r] = ",".join(sorted(set(chosen or [names[int(pr.argmax())]]) | set(always)))
             else:
                 reasons[rows] = model.predict(X[rows])
         out = []

@@ -6,12 +6,18 @@ Four refusal rules and one solvable rule, each giving a catalog key as the reaso
 * ``unknown`` — a phrase from ``unknown_attributes`` ("doctors" -> occupation): missing capability;
 * ``context`` — a deictic reference ("that product", "the campaign we discussed", "it"): needs context, the
   referent noun as reason;
-* ``vague``   — a vague word ("best", "active", "recent") and no number: ambiguous, the vague phrase as reason;
-* ``solvable`` — attribute names and synonyms (or the columns of the item's own schema in ``context``):
-  solvable, the sorted attributes as reason.
+* ``vague``   — a vague word ("best", "active", "recent") not followed within three words by a number (as in
+  "top 10", "spent over 100"): ambiguous, the vague phrase as reason;
+* ``solvable`` — attribute names, synonyms and example values from the catalog (or the columns of the item's
+  own schema in ``context``): solvable, the sorted attributes as reason.
 
-No rule matching is an abstention. :meth:`fit` calibrates on the few-shot pool: it learns the pool's reason
-phrases for the vague and deictic rules and picks the order of the refusal rules that scores best on the pool.
+Words one edit away from a rule word ("cerdit", "odrer") are read as that word. No rule matching is an abstention.
+:meth:`fit` calibrates on the few-shot pool: it learns the pool's reason phrases for the vague and deictic rules,
+picks the order of the refusal rules that scores best on the pool, and induces phrase rules for attributes (rule
+induction, not a statistical model): a word n-gram becomes a rule ``phrase -> attribute`` when it occurs in at
+least ``min_support`` pool items and the attribute is in the gold reason of at least ``min_precision`` of all pool
+items containing it; a veto ``phrase -/-> attribute`` drops a catalog match that the pool shows to be wrong
+(at most ``max_veto_precision`` of the items where the phrase and the catalog match co-occur have the attribute).
 """
 
 from __future__ import annotations
@@ -48,6 +54,54 @@ class RulesParams(BaseModel):
     """Words that make a filter ambiguous when no number pins it."""
     calibrate_order: bool = True
     """Pick the order of the refusal rules that scores best on the few-shot pool."""
+    induce_phrases: bool = True
+    """Learn phrase rules and vetoes for attributes from the few-shot pool's solvable items."""
+    min_support: int = 3
+    """Pool items a learned phrase rule or veto needs."""
+    min_precision: float = 0.85
+    """A learned phrase rule: share of pool items with the phrase whose gold reason has the attribute."""
+    max_veto_precision: float = 0.1
+    """A veto: at most this share of the pool items with the phrase and the catalog match have the attribute."""
+    max_ngram: int = 3
+    """Longest learned phrase, in words."""
+    fix_typos: bool = True
+    """Read a word one edit (insert, delete, substitute, swap) from a rule word as that word."""
+
+
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+def _ngrams(words: list[str], n_max: int) -> set[str]:
+    return {" ".join(words[i:i + n]) for n in range(1, n_max + 1) for i in range(len(words) - n + 1)}
+
+
+def _deletes(w: str) -> set[str]:
+    return {w[:i] + w[i + 1:] for i in range(len(w))}
+
+
+class _Speller:
+    """Map a word one edit from a known word to it (symmetric deletes); known and short words stay as they are."""
+
+    def __init__(self, vocab):
+        self.vocab = set(vocab)
+        self.index: dict[str, str] = {}
+        for w in sorted(self.vocab):
+            if len(w) >= 4:
+                for d in _deletes(w):
+                    self.index.setdefault(d, w)
+        self.cache: dict[str, str] = {}
+
+    def __call__(self, w: str) -> str:
+        if w in self.vocab or len(w) < 4 or not w.isalpha():
+            return w
+        if w not in self.cache:
+            fix = self.index.get(w)  # a letter missing
+            for d in sorted(_deletes(w)) if fix is None else ():
+                fix = d if d in self.vocab and len(d) >= 4 else self.index.get(d)  # an extra letter; a swap or typo
+                if fix:
+                    break
+            self.cache[w] = fix or w
+        return self.cache[w]
 
 
 def _alternation(phrases) -> re.Pattern:
@@ -71,9 +125,44 @@ class RulesJudge(OfflineJudge):
         self._attr = {}
         for section in ("attributes", "functions"):
             for a, spec in (cat.get(section) or {}).items():
-                for p in [a, a.replace("_", " ")] + list((spec or {}).get("synonyms") or []):
+                spec = spec or {}
+                vals = spec.get("values") if spec.get("type") in ("list", "string", None) else None
+                vals = [v for vs in vals.values() for v in vs] if isinstance(vals, dict) else list(vals or [])
+                for v in vals:  # example values ("Chicago", "gmail.com", "boots") name their attribute
+                    if isinstance(v, str) and len(v) >= 4:
+                        self._attr.setdefault(v.lower(), a)
+                for p in [a, a.replace("_", " ")] + list(spec.get("synonyms") or []):
                     self._attr[p.lower()] = a
+        self.phrase_rules_: dict[str, frozenset] = {}
+        self.vetoes_: dict[str, frozenset] = {}
+        self._speller(())
         self._compile({}, {})
+
+    def _speller(self, pool_texts) -> None:
+        words: dict[str, int] = {}
+        for t in pool_texts:
+            for w in set(_WORD.findall(t.lower())):
+                words[w] = words.get(w, 0) + 1
+        vocab = {w for w, c in words.items() if c >= 2}
+        for p in [*self._skill, *self._unknown, *self._attr, *self.params.vague_words, *DEICTIC_NOUNS,
+                  *DEICTIC_PHRASES]:
+            vocab.update(_WORD.findall(p.lower()))
+        self.spell_ = _Speller(vocab) if self.params.fix_typos else None
+
+    def _normal(self, text: str) -> str:
+        t = text.lower()
+        if self.spell_ is None:
+            return t
+        return _WORD.sub(lambda m: self.spell_(m.group(0)), t)
+
+    def _solvable_attrs(self, t: str) -> set[str]:
+        """Catalog matches (less vetoed ones) plus learned phrase rules, for a normalised text."""
+        grams = _ngrams(_WORD.findall(t), self.params.max_ngram) if (self.phrase_rules_ or self.vetoes_) else set()
+        veto = set().union(*(self.vetoes_.get(g, ()) for g in grams)) if grams else set()
+        attrs = {self._attr[p] for p in self.re_attr.findall(t)} - veto
+        for g in grams:
+            attrs |= self.phrase_rules_.get(g, frozenset())
+        return attrs
 
     def _compile(self, vague_phrases: dict, referents: dict) -> None:
         self.vague_map_ = {w.lower(): canonical_reason(w) for w in self.params.vague_words} | vague_phrases
@@ -90,7 +179,7 @@ class RulesJudge(OfflineJudge):
 
     # --- matching ----------------------------------------------------------------------------------
     def _matches(self, text: str, context: str) -> dict[str, str]:
-        t = text.lower()
+        t = self._normal(text)
         m: dict[str, str] = {}
         if x := self.re_skill.search(t):
             m["skill"] = self._skill[x.group(1)]
@@ -103,9 +192,11 @@ class RulesJudge(OfflineJudge):
             m["context"] = self.referents_.get(x.group(1), x.group(1)) if x else self.default_referent_
         elif self.re_pronoun.search(t):
             m["context"] = self.default_referent_
-        if (x := self.re_vague.search(t)) and not re.search(r"\d", t):
-            m["vague"] = self.vague_map_[x.group(1)]
-        attrs = self._schema_attrs(t, context) if context else {self._attr[a] for a in self.re_attr.findall(t)}
+        for x in self.re_vague.finditer(t):  # a vague word not pinned by a number right after it
+            if not re.match(r"\W*(?:\S+\W+){0,2}?\$?\d", t[x.end():]):
+                m["vague"] = self.vague_map_[x.group(1)]
+                break
+        attrs = self._schema_attrs(t, context) if context else self._solvable_attrs(t)
         if attrs:
             m["solvable"] = ",".join(sorted(attrs))
         return m
@@ -152,7 +243,10 @@ class RulesJudge(OfflineJudge):
         ctx_keys = rk[pool["label"] == ctx_cat] if ctx_cat else pd.Series([], dtype=str)
         referents = {k.replace("_", " "): k for k in ctx_keys if k}
         self.default_referent_ = ctx_keys.mode().iloc[0] if len(ctx_keys) else "referent"
+        self._speller(pool["text"].astype(str))
         self._compile(vague, referents)
+        if self.params.induce_phrases:
+            self._induce(pool)
         rules = [r for r in ("skill", "unknown", "context", "vague") if r in self.rule_cats]
         self.order_ = tuple(rules)
         if self.params.calibrate_order and len(pool):
@@ -165,8 +259,47 @@ class RulesJudge(OfflineJudge):
                 if score > best:
                     best, self.order_ = score, order
             self.pool_accuracy_ = best / len(pool)
-        self._set_state(self.order_, sorted(vague.items()), sorted(referents.items()), self.default_referent_)
+        self._set_state(self.order_, sorted(vague.items()), sorted(referents.items()), self.default_referent_,
+                        sorted((g, sorted(a)) for g, a in self.phrase_rules_.items()),
+                        sorted((g, sorted(a)) for g, a in self.vetoes_.items()), sorted(self.spell_.vocab)
+                        if self.spell_ else None)
         return self
+
+    def _induce(self, pool: pd.DataFrame) -> None:
+        """Learn ``phrase -> attribute`` rules and vetoes of catalog matches from the pool (see module doc)."""
+        sid = self.taxonomy.solvable_id
+        has_ctx = pool["context"].fillna("").astype(str).str.len().gt(0) if "context" in pool else pd.Series(False, index=pool.index)
+        n_all: dict[str, int] = {}
+        n_pos: dict[tuple[str, str], int] = {}
+        n_cat: dict[tuple[str, str], list[int]] = {}
+        self.phrase_rules_, self.vetoes_ = {}, {}
+        for text, label, rk, ctx in zip(pool["text"].astype(str), pool["label"], pool["reason_key"].fillna(""), has_ctx):
+            if ctx:
+                continue
+            t = self._normal(text)
+            grams = _ngrams(_WORD.findall(t), self.params.max_ngram)
+            for g in grams:
+                n_all[g] = n_all.get(g, 0) + 1
+            if label != sid:
+                continue
+            gold = {a for a in str(rk).split(",") if a}
+            cat_attrs = {self._attr[p] for p in self.re_attr.findall(t)}
+            for g in grams:
+                for a in gold:
+                    n_pos[(g, a)] = n_pos.get((g, a), 0) + 1
+                for a in cat_attrs:
+                    c = n_cat.setdefault((g, a), [0, 0])
+                    c[0] += 1
+                    c[1] += a in gold
+        ms, rules, vetoes = self.params.min_support, {}, {}
+        for (g, a), k in n_pos.items():
+            if k >= ms and k / n_all[g] >= self.params.min_precision:
+                rules.setdefault(g, set()).add(a)
+        for (g, a), (k, hit) in n_cat.items():
+            if k >= ms and hit / k <= self.params.max_veto_precision and a not in rules.get(g, ()):
+                vetoes.setdefault(g, set()).add(a)
+        self.phrase_rules_ = {g: frozenset(a) for g, a in rules.items()}
+        self.vetoes_ = {g: frozenset(a) for g, a in vetoes.items()}
 
     def predict(self, items: pd.DataFrame) -> list[Verdict]:
         out = []
