@@ -52,6 +52,7 @@ def build_train_sets(
 ) -> pd.DataFrame:
     """All three variants stacked (``variant`` says which)."""
     prod = items[items["source"].isin(production_sources)]
+    prod = prod[prod["label"].notna()]  # a logged answer with no label (a refusal naming no category) teaches nothing
     seed = items[items["source"].isin(seed_sources)].copy()
     logged = _frame(prod.assign(reason_key=None), "production_only")
     naive = pd.concat([_frame(prod.assign(reason_key=None), "naive_merge"), _frame(seed, "naive_merge")],

@@ -52,15 +52,15 @@ def log_traffic(requests: pd.DataFrame, answers: list[str], *, domain, taxonomy,
     logs, truth = [], []
     for req, text in zip(requests.itertuples(index=False), answers):
         ans = parse_answer(text, refusable)
-        if ans.refused:
-            label, output = (ans.refusal_category or "unknown_refusal"), None
+        if ans.refused:  # a refusal naming no category of the taxonomy is logged without a label
+            label, output = ans.refusal_category, None
         else:
             label, output = taxonomy.solvable_id, ans.output
         ok = answer_correct(req.true_label, req.gold_output, ans.refused, ans.refusal_category, ans.output,
                             domain=domain, solvable_id=taxonomy.solvable_id)
         row = {"item_id": req.item_id, "text": req.text, "source": "traffic", "workload_id": req.workload_id,
                "timestamp": req.timestamp, "label": label, "output": output, "context": "", "split": "",
-               "predicted_category": label, "answer": text}
+               "predicted_category": label or "refused_without_category", "answer": text}
         row.update({k: r.random() < p[0 if ok else 1] for k, p in SIGNAL_P.items()})
         logs.append(row)
         truth.append({"item_id": req.item_id, "true_label": req.true_label, "gold_output": req.gold_output,
