@@ -1,0 +1,172 @@
+"""Batched greedy generation for every fine-tuned variant, and scoring of the answers by execution.
+
+One base model is loaded once; each variant's LoRA adapter is attached under its own name and switched on in turn;
+the untuned base (``variant="base"``) runs with adapters disabled, as the floor. Prompts are sorted by length and
+left-padded in batches; bf16 autocast where the hardware has it::
+
+    gen = VariantGenerator("smollm2-135m", {"curated": "runs/r1/models/curated"})
+    texts = gen.generate(eval_items["text"].tolist(), variant="curated")
+    preds = score_predictions(eval_items, texts, variant="curated", domain=dom, refusal_ids=tax.refusal_ids)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import pandas as pd
+
+from ..training.targets import SYSTEM_PROMPT, parse_answer
+
+__all__ = ["BASE_VARIANT", "VariantGenerator", "score_predictions", "select_eval_items", "openai_generate"]
+
+BASE_VARIANT = "base"
+"""The name of the untuned base model in predictions and metrics."""
+
+
+class VariantGenerator:
+    """A base model with several LoRA adapters, generating answers for any of them (or for the bare base)."""
+
+    def __init__(self, base_model: str, adapters: dict[str, str], *, cache_dir: str | None = None,
+                 device: str | None = None, bf16: str = "auto", threads: int = 0):
+        import torch
+
+        from ..models import bf16_supported, load_base_model, set_threads
+
+        self.threads_ = set_threads(threads)
+        self.model, self.tok = load_base_model(base_model, cache_dir=cache_dir, device=device)
+        self.device = str(next(self.model.parameters()).device)
+        self.variants = list(adapters)
+        if adapters:
+            from peft import PeftModel
+
+            first, *rest = adapters.items()
+            self.model = PeftModel.from_pretrained(self.model, first[1], adapter_name=first[0])
+            for name, path in rest:
+                self.model.load_adapter(path, adapter_name=name)
+            self.model.eval()
+        use = bf16 == "on" or (bf16 == "auto" and bf16_supported(self.device))
+        dev = "cuda" if self.device.startswith("cuda") else "cpu"
+        self._amp = (lambda: torch.autocast(dev, dtype=torch.bfloat16)) if use else contextlib.nullcontext
+        self.bf16_ = use
+
+    def _adapter(self, variant: str):
+        if variant == BASE_VARIANT:
+            return self.model.disable_adapter() if self.variants else contextlib.nullcontext()
+        if variant not in self.variants:
+            raise KeyError(f"no adapter for variant {variant!r}; loaded: {', '.join(self.variants) or 'none'}")
+        self.model.set_adapter(variant)
+        return contextlib.nullcontext()
+
+    def generate(self, texts: list[str], *, variant: str, batch_size: int = 16, max_new_tokens: int = 48,
+                 system_prompt: str = SYSTEM_PROMPT, progress: bool = True) -> list[str]:
+        """Greedy answers for ``texts`` (in order) from ``variant``'s adapter, or the bare base for ``"base"``."""
+        import torch
+        from tqdm.auto import tqdm
+
+        prompts = [self.tok.apply_chat_template([{"role": "system", "content": system_prompt},
+                                                 {"role": "user", "content": str(t)}],
+                                                tokenize=False, add_generation_prompt=True) for t in texts]
+        enc = self.tok(prompts, add_special_tokens=False)["input_ids"]
+        order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
+        out: list[str] = [""] * len(enc)
+        pad = self.tok.pad_token_id
+        with self._adapter(variant), torch.no_grad():
+            for s in tqdm(range(0, len(order), batch_size), desc=f"generate {variant}", disable=not progress,
+                          mininterval=10):
+                idx = order[s:s + batch_size]
+                L = max(len(enc[i]) for i in idx)
+                ids = torch.full((len(idx), L), pad, dtype=torch.long)
+                mask = torch.zeros((len(idx), L), dtype=torch.long)
+                for r, i in enumerate(idx):
+                    ids[r, L - len(enc[i]):] = torch.tensor(enc[i])
+                    mask[r, L - len(enc[i]):] = 1
+                with self._amp():
+                    gen = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                              max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
+                                              eos_token_id=self.tok.eos_token_id)
+                for r, i in enumerate(idx):
+                    out[i] = self.tok.decode(gen[r, L:], skip_special_tokens=True).strip()
+        return out
+
+
+def select_eval_items(items: pd.DataFrame, *, limit: int = 0, seed: int = 7) -> pd.DataFrame:
+    """The held-out eval rows (``source == "eval"``); ``limit > 0`` takes a seeded sample stratified by label."""
+    ev = items[items["source"] == "eval"].reset_index(drop=True)
+    if ev.empty:
+        raise ValueError("items has no rows with source == 'eval': 00_data must write a held-out eval set")
+    if 0 < limit < len(ev):
+        frac = limit / len(ev)
+        parts = [g.sample(max(1, int(round(frac * len(g)))), random_state=seed) for _, g in ev.groupby("label")]
+        ev = pd.concat(parts).sort_index().reset_index(drop=True)
+    return ev
+
+
+def openai_generate(model_id: str, texts: list[str], *, base_url: str | None = None,
+                    api_key_env: str = "OPENAI_API_KEY", system_prompt: str = SYSTEM_PROMPT,
+                    max_tokens: int = 64, progress: bool = True) -> list[str]:
+    """Answers from a fine-tuned model behind the OpenAI chat-completions API (greedy: temperature 0)."""
+    import os
+
+    from openai import OpenAI
+    from tqdm.auto import tqdm
+
+    key = os.environ.get(api_key_env)
+    if not key and not base_url:
+        raise RuntimeError(f"set {api_key_env} to evaluate an OpenAI fine-tuned model")
+    client = OpenAI(api_key=key or "local", base_url=base_url or None)
+    out = []
+    for t in tqdm(texts, desc=f"generate {model_id}", disable=not progress):
+        r = client.chat.completions.create(model=model_id, temperature=0, max_tokens=max_tokens, messages=[
+            {"role": "system", "content": system_prompt}, {"role": "user", "content": str(t)}])
+        out.append((r.choices[0].message.content or "").strip())
+    return out
+
+
+def _execute(domain, q: str) -> frozenset | None:
+    try:
+        return domain.execute(q)
+    except Exception:  # DomainError or anything the executor raises: the output does not execute
+        return None
+
+
+def score_predictions(items: pd.DataFrame, texts: list[str], *, variant: str, domain: Any,
+                      refusal_ids: list[str] | tuple[str, ...] | None = None, solvable_id: str = "solvable",
+                      gold_cache: dict | None = None) -> pd.DataFrame:
+    """Predictions rows for one variant: parse each answer, check and execute it, compare with the gold query.
+
+    ``items`` needs ``item_id, label, output``. A solvable item passes when the answer is a valid query selecting the
+    same customers as the gold query; a non-solvable item passes when the answer refuses with the gold category.
+    Extra columns: ``label`` (gold), ``text`` (raw answer), ``n_selected`` (customers the answer selects, if it ran).
+    """
+    if len(items) != len(texts):
+        raise ValueError(f"{len(items)} items but {len(texts)} answers for variant {variant!r}")
+    gold_cache = {} if gold_cache is None else gold_cache
+    same = getattr(domain, "same_result", None) if domain is not None else None
+    rows = []
+    for it, text in zip(items.itertuples(index=False), texts):
+        ans = parse_answer(text, refusal_ids)
+        valid = executed = passed = False
+        n_sel = None
+        if not ans.refused and ans.output and domain is not None:
+            valid = bool(domain.check_output(ans.output).valid)
+            got = _execute(domain, ans.output) if valid else None
+            executed = got is not None
+            n_sel = len(got) if executed else None
+            if executed and it.label == solvable_id and isinstance(it.output, str) and it.output:
+                if same is not None:
+                    try:
+                        passed = bool(same(ans.output, it.output))
+                    except Exception:
+                        passed = False
+                else:
+                    if it.item_id not in gold_cache:
+                        gold_cache[it.item_id] = _execute(domain, it.output)
+                    passed = gold_cache[it.item_id] is not None and got == gold_cache[it.item_id]
+        elif ans.refused and it.label != solvable_id:
+            passed = ans.refusal_category == it.label
+        rows.append({"item_id": it.item_id, "variant": variant, "output": ans.output, "valid": valid,
+                     "executed": executed, "passed": passed, "refused": ans.refused,
+                     "refusal_category": ans.refusal_category, "label": it.label, "text": text,
+                     "n_selected": n_sel})
+    return pd.DataFrame(rows)

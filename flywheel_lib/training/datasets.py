@@ -1,0 +1,230 @@
+"""Build fine-tuning datasets: dedup, class-aware stratified split, chat formatting, saving.
+
+Input is one variant's rows of the ``train_sets`` artifact: ``item_id, text, label, output, reason_key, variant``.
+The steps, each a plain function:
+
+- :func:`dedup` drops exact duplicates (same text after stripping) and near duplicates (same text after folding case,
+  accents, punctuation, spacing and filler words such as "please" or "show me") *with the same label and output*.
+  Rows that share a text but disagree on the label are kept: that contradiction is what a naive merge is, and the
+  experiment must see it. The count of such conflicting groups is returned for the report.
+- :func:`stratified_split` puts ``val_frac`` of every class into validation (seeded), rounding per class, and never
+  takes the last row of a class: a class with a single row stays in training.
+- :func:`format_chat` turns rows into chat messages (system, user request, assistant target).
+- :func:`save_dataset` writes a Hugging Face ``datasets`` folder (train/validation) and chat JSONL files in the
+  format the OpenAI fine-tuning API takes (``{"messages": [...]}`` per line).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .targets import SYSTEM_PROMPT, format_target
+
+__all__ = ["TRAIN_COLUMNS", "BuiltDataset", "normalize_text", "dedup", "cap_per_class", "cap_refusal_share",
+           "stratified_split",
+           "format_chat", "build_dataset", "save_dataset"]
+
+TRAIN_COLUMNS = ("item_id", "text", "label", "output", "reason_key")
+
+_FILLER = re.compile(
+    r"\b(please|pls|can you|could you|would you|i want|i need|i'd like|show me|give me|get me|find me|find|show|"
+    r"list|get|me|all|the|a|an|of|my)\b"
+)
+
+
+def normalize_text(text: str) -> str:
+    """The near-duplicate key of a request: case, accents, punctuation (not ``$ . % -``), spacing and fillers folded.
+
+    >>> normalize_text("Please show me ALL customers who spent > $500!!")
+    'customers who spent $500'
+    """
+    t = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode().lower()
+    t = re.sub(r"[^\w\s$.%-]", " ", t)
+    t = _FILLER.sub(" ", t)
+    t = re.sub(r"(?<!\d)\.|\.(?!\d)", " ", t)  # keep decimal points only
+    return " ".join(t.split())
+
+
+def _out_key(v) -> str:
+    return "" if v is None or (isinstance(v, float) and np.isnan(v)) else " ".join(str(v).split())
+
+
+@dataclass
+class DedupReport:
+    """What :func:`dedup` removed."""
+
+    n_in: int
+    """Rows before."""
+    exact: int
+    """Rows dropped as exact duplicates (same stripped text, label and output)."""
+    near: int
+    """Further rows dropped as near duplicates (same normalized text, label and output)."""
+    conflicts: int
+    """Groups of near-identical texts that carry different labels (kept)."""
+
+
+def dedup(rows: pd.DataFrame) -> tuple[pd.DataFrame, DedupReport]:
+    """Drop exact and near duplicates that agree on label and output; keep the first of each group."""
+    missing = [c for c in ("text", "label", "output") if c not in rows.columns]
+    if missing:
+        raise KeyError(f"dedup: rows lack columns {missing}")
+    df = rows.reset_index(drop=True)
+    out = df["output"].map(_out_key)
+    exact_key = df["text"].astype(str).str.strip() + "\x1f" + df["label"].astype(str) + "\x1f" + out
+    keep1 = ~exact_key.duplicated()
+    norm = df["text"].map(normalize_text)
+    near_key = norm + "\x1f" + df["label"].astype(str) + "\x1f" + out
+    sub = near_key[keep1]
+    keep2 = keep1.copy()
+    keep2[sub.index[sub.duplicated()]] = False
+    conflicts = int((df.groupby(norm)["label"].nunique() > 1).sum())
+    kept = df[keep2].reset_index(drop=True)
+    return kept, DedupReport(len(df), int((~keep1).sum()), int((keep1 & ~keep2).sum()), conflicts)
+
+
+def stratified_split(rows: pd.DataFrame, *, val_frac: float = 0.1, seed: int = 7,
+                     label_col: str = "label") -> pd.Series:
+    """A ``split`` Series (``train`` | ``validation``) with ``round(val_frac * n)`` of each class in validation.
+
+    Seeded; a class keeps at least one training row, so a class with one row is never lost to validation.
+    """
+    if not 0 <= val_frac < 1:
+        raise ValueError(f"val_frac must be in [0, 1), got {val_frac}")
+    rng = np.random.default_rng(seed)
+    split = pd.Series("train", index=rows.index, dtype=object)
+    for _, idx in sorted(rows.groupby(label_col, dropna=False).groups.items(), key=lambda kv: str(kv[0])):
+        idx = np.array(idx)
+        n_val = min(int(np.floor(val_frac * len(idx) + 0.5)), len(idx) - 1)
+        if n_val > 0:
+            split.loc[rng.choice(idx, size=n_val, replace=False)] = "validation"
+    return split
+
+
+def format_chat(rows: pd.DataFrame, *, taxonomy=None, system_prompt: str = SYSTEM_PROMPT) -> list[list[dict]]:
+    """Chat messages per row: system prompt, the request as the user turn, the target as the assistant turn."""
+    solvable = taxonomy.solvable_id if taxonomy is not None else "solvable"
+    msgs = []
+    for r in rows.itertuples(index=False):
+        sugg, title = "", ""
+        if taxonomy is not None and r.label != solvable:
+            cat = taxonomy[r.label]
+            sugg, title = cat.suggestion or "", cat.title
+        target = format_target(r.label, r.output, getattr(r, "reason_key", None), solvable_id=solvable,
+                               suggestion=sugg, title=title, where=f"item {r.item_id}")
+        msgs.append([{"role": "system", "content": system_prompt}, {"role": "user", "content": str(r.text)},
+                     {"role": "assistant", "content": target}])
+    return msgs
+
+
+@dataclass
+class BuiltDataset:
+    """One variant's fine-tuning data, ready for a backend."""
+
+    variant: str
+    """The train-set variant (production_only, naive_merge, curated, ...)."""
+    train: pd.DataFrame
+    """Training rows: item_id, text, label, output, reason_key, messages."""
+    validation: pd.DataFrame
+    """Validation rows, same columns."""
+    report: DedupReport
+    """What dedup removed."""
+    paths: dict = field(default_factory=dict)
+    """Where :func:`save_dataset` wrote it: hf (folder), train_jsonl, validation_jsonl."""
+
+    def summary(self) -> dict:
+        counts = self.train["label"].value_counts().to_dict()
+        return {"variant": self.variant, "n_train": len(self.train), "n_validation": len(self.validation),
+                "dedup_exact": self.report.exact, "dedup_near": self.report.near,
+                "label_conflicts": self.report.conflicts,
+                "refusal_share": round(1 - counts.get("solvable", 0) / max(len(self.train), 1), 4)}
+
+
+def cap_per_class(rows: pd.DataFrame, cap: int, *, seed: int = 7, label_col: str = "label") -> pd.DataFrame:
+    """At most ``cap`` rows of each class (a seeded sample; smaller classes are kept whole), in the original order."""
+    parts = [g if len(g) <= cap else g.sample(cap, random_state=seed) for _, g in rows.groupby(label_col)]
+    return pd.concat(parts).sort_index().reset_index(drop=True) if parts else rows
+
+
+def cap_refusal_share(rows: pd.DataFrame, share: float, *, solvable_id: str = "solvable", seed: int = 7,
+                      label_col: str = "label") -> pd.DataFrame:
+    """Sample the non-solvable rows down (each class in proportion) so they are at most ``share`` of the rows."""
+    solv = rows[label_col] == solvable_id
+    n_solv, n_ref = int(solv.sum()), int((~solv).sum())
+    limit = int(share / (1 - share) * n_solv)
+    if n_ref <= limit:
+        return rows
+    frac = limit / n_ref
+    parts = [rows[solv]] + [g.sample(int(round(frac * len(g))), random_state=seed)
+                            for _, g in rows[~solv].groupby(label_col)]
+    return pd.concat(parts).sort_index().reset_index(drop=True)
+
+
+def build_dataset(rows: pd.DataFrame, *, variant: str = "", taxonomy=None, val_frac: float = 0.1, seed: int = 7,
+                  max_per_class: int = 0, max_refusal_share: float = 0.0,
+                  system_prompt: str = SYSTEM_PROMPT) -> BuiltDataset:
+    """Dedup, cap, split and format one variant's rows (other variants' rows are ignored when ``variant`` is given).
+
+    ``max_per_class`` (0 = no cap) samples each class down to at most that many rows after dedup, the same rule for
+    every variant: with a few hundred optimizer steps a model sees a few thousand examples, and a 20k-row solvable
+    class would otherwise bury the refusal classes. ``max_refusal_share`` (0 = off) then samples the refusal classes
+    down so they are at most that share of the rows: a set that is mostly refusals teaches a small model to refuse
+    everything.
+    """
+    if variant and "variant" in rows.columns:
+        rows = rows[rows["variant"] == variant]
+    missing = [c for c in TRAIN_COLUMNS if c not in rows.columns]
+    if missing:
+        raise KeyError(f"train rows for variant {variant!r} lack columns: {', '.join(missing)}")
+    if rows.empty:
+        raise ValueError(f"no training rows for variant {variant!r}")
+    if taxonomy is not None:
+        taxonomy.check_labels(rows["label"], where=f"train_sets[{variant}]", ids=rows["item_id"].tolist(),
+                              allow_missing=False)
+    kept, report = dedup(rows[list(TRAIN_COLUMNS)])
+    if max_per_class > 0:
+        kept = cap_per_class(kept, max_per_class, seed=seed)
+    if 0 < max_refusal_share < 1:
+        kept = cap_refusal_share(kept, max_refusal_share, solvable_id=taxonomy.solvable_id if taxonomy else "solvable",
+                                 seed=seed)
+    kept["messages"] = format_chat(kept, taxonomy=taxonomy, system_prompt=system_prompt)
+    split = stratified_split(kept, val_frac=val_frac, seed=seed)
+    return BuiltDataset(variant, kept[split == "train"].reset_index(drop=True),
+                        kept[split == "validation"].reset_index(drop=True), report)
+
+
+def _jsonl(df: pd.DataFrame, path: Path) -> Path:
+    from ..io import atomic_path
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as fh:
+            for m in df["messages"]:
+                fh.write(json.dumps({"messages": list(m)}, ensure_ascii=False) + "\n")
+    return path
+
+
+def save_dataset(ds: BuiltDataset, folder: str | Path) -> dict:
+    """Write ``<folder>/hf`` (datasets DatasetDict) and ``<folder>/{train,validation}.jsonl`` (OpenAI chat format)."""
+    import datasets as hfd
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cols = [*TRAIN_COLUMNS, "messages"]
+
+    def to_hf(df: pd.DataFrame):
+        d = df[cols].copy()
+        d["output"] = d["output"].map(lambda v: None if _out_key(v) == "" else str(v))
+        d["reason_key"] = d["reason_key"].map(lambda v: None if _out_key(v) == "" else str(v))
+        d["messages"] = d["messages"].map(list)
+        return hfd.Dataset.from_pandas(d, preserve_index=False)
+
+    hfd.DatasetDict({"train": to_hf(ds.train), "validation": to_hf(ds.validation)}).save_to_disk(str(folder / "hf"))
+    ds.paths = {"hf": str(folder / "hf"), "train_jsonl": str(_jsonl(ds.train, folder / "train.jsonl")),
+                "validation_jsonl": str(_jsonl(ds.validation, folder / "validation.jsonl"))}
+    return ds.paths

@@ -1,0 +1,109 @@
+"""Dataset building: dedup, class-aware split, chat formatting, saving (hand-made rows, expected values beside them)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from flywheel_lib import load_taxonomy
+from flywheel_lib.training import build_dataset, dedup, format_target, normalize_text, parse_answer, save_dataset
+from flywheel_lib.training.datasets import cap_per_class, stratified_split
+
+TAX = load_taxonomy("params/taxonomy/segments.yaml")
+
+
+def rows(*specs):
+    return pd.DataFrame([dict(item_id=f"i{k}", text=t, label=lab, output=o, reason_key=r)
+                         for k, (t, lab, o, r) in enumerate(specs)])
+
+
+def test_dedup_exact_near_and_conflicts():
+    df = rows(
+        ("customers who spent over $500", "solvable", "amount_spent > 500", "amount_spent"),
+        ("customers who spent over $500", "solvable", "amount_spent > 500", "amount_spent"),        # exact
+        ("  Please show me customers who spent over $500!", "solvable", "amount_spent > 500", "amount_spent"),  # near
+        ("customers who spent over $200", "solvable", "amount_spent > 200", "amount_spent"),        # different value
+        ("customers who are doctors", "solvable", "customer_tags CONTAINS 'doctor'", "customer_tags"),
+        ("Customers who are doctors.", "missing_capability", None, "occupation"),                   # conflict: kept
+    )
+    kept, rep = dedup(df)
+    assert list(kept["item_id"]) == ["i0", "i3", "i4", "i5"]
+    assert (rep.n_in, rep.exact, rep.near, rep.conflicts) == (6, 1, 1, 1)
+
+
+def test_normalize_text_keeps_numbers_and_decimals():
+    assert normalize_text("Show me ALL customers who spent > $49.50!") == "customers who spent $49.50"
+    assert normalize_text("spent over 500") != normalize_text("spent over 200")
+
+
+def test_stratified_split_proportions_per_class_and_rare_class_kept():
+    labels = ["solvable"] * 50 + ["wrong_skill"] * 20 + ["ambiguous"] * 3 + ["needs_context"]
+    df = pd.DataFrame({"label": labels})
+    split = stratified_split(df, val_frac=0.2, seed=3)
+    val = df[split == "validation"]["label"].value_counts().to_dict()
+    assert val == {"solvable": 10, "wrong_skill": 4, "ambiguous": 1}   # round(0.2 * n); needs_context stays in train
+    assert (df[split == "train"]["label"] == "needs_context").sum() == 1
+    assert split.equals(stratified_split(df, val_frac=0.2, seed=3))   # seeded
+    assert not split.equals(stratified_split(df, val_frac=0.2, seed=4))
+
+
+def test_cap_per_class():
+    df = pd.DataFrame({"label": ["a"] * 10 + ["b"] * 2, "x": range(12)})
+    capped = cap_per_class(df, 4, seed=1)
+    assert capped["label"].value_counts().to_dict() == {"a": 4, "b": 2}
+
+
+def test_targets_and_parsing_round_trip():
+    t = format_target("missing_capability", None, "occupation", suggestion="Segment on purchase history.")
+    assert t == "REFUSE missing_capability: The store does not record occupation. Try: Segment on purchase history."
+    assert parse_answer(t, TAX.refusal_ids + TAX.clarify_ids).refusal_category == "missing_capability"
+    assert parse_answer("refuse Wrong_Skill - nope").refusal_category == "wrong_skill"
+    assert parse_answer("REFUSE doctors: x", ["wrong_skill"]).refused is True
+    assert parse_answer("REFUSE doctors: x", ["wrong_skill"]).refusal_category is None
+    assert parse_answer("amount_spent > 5").output == "amount_spent > 5"
+    assert parse_answer("").refused is False
+    with pytest.raises(ValueError, match="item i9"):
+        format_target("solvable", None, where="item i9")
+
+
+def test_build_and_save(tmp_path):
+    specs = [(f"customers who spent over ${n}", "solvable", f"amount_spent > {n}", "amount_spent")
+             for n in range(10, 30)]
+    specs += [(f"what were my sales in week {w}", "wrong_skill", None, "analytics") for w in range(10)]
+    df = rows(*specs).assign(variant="curated")
+    other = df.head(3).assign(variant="naive_merge")
+    ds = build_dataset(pd.concat([df, other]), variant="curated", taxonomy=TAX, val_frac=0.1, seed=1)
+    assert len(ds.train) == 27 and len(ds.validation) == 3
+    assert ds.validation["label"].value_counts().to_dict() == {"solvable": 2, "wrong_skill": 1}
+    m = ds.train["messages"].iloc[0]
+    assert [x["role"] for x in m] == ["system", "user", "assistant"]
+    refusal = ds.train[ds.train["label"] == "wrong_skill"]["messages"].iloc[0][-1]["content"]
+    assert refusal.startswith("REFUSE wrong_skill: This is a task for the analytics skill")
+    assert "Try: Ask the assistant's other skill directly." in refusal
+    paths = save_dataset(ds, tmp_path / "curated")
+    lines = (tmp_path / "curated" / "train.jsonl").read_text().splitlines()
+    assert len(lines) == 27 and set(json.loads(lines[0])) == {"messages"}
+    import datasets as hfd
+
+    loaded = hfd.load_from_disk(paths["hf"])
+    assert loaded["train"].num_rows == 27 and loaded["validation"].num_rows == 3
+    assert loaded["train"][0]["messages"][1]["content"] == ds.train["text"].iloc[0]
+
+
+def test_build_rejects_unknown_labels_and_missing_variant():
+    df = rows(("x", "doctor", None, None)).assign(variant="curated")
+    with pytest.raises(Exception, match="doctor"):
+        build_dataset(df, variant="curated", taxonomy=TAX)
+    with pytest.raises(ValueError, match="no training rows"):
+        build_dataset(df, variant="naive_merge")
+
+
+def test_cap_refusal_share():
+    from flywheel_lib.training.datasets import cap_refusal_share
+
+    df = pd.DataFrame({"label": ["solvable"] * 30 + ["wrong_skill"] * 40 + ["ambiguous"] * 20})
+    capped = cap_refusal_share(df, 0.4, seed=1)   # at most 0.4/0.6 * 30 = 20 refusals, split 2:1 like the input
+    assert capped["label"].value_counts().to_dict() == {"solvable": 30, "wrong_skill": 13, "ambiguous": 7}
+    assert len(cap_refusal_share(df.head(40), 0.4)) == 40   # 10 refusals of 40 rows: already under the cap

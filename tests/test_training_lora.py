@@ -1,0 +1,53 @@
+"""Real LoRA steps on the real base model (SmolLM2-135M), on a tiny setting: the loss falls, the adapter works."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+from flywheel_lib import load_taxonomy
+from flywheel_lib.training import build_dataset, get_backend
+from flywheel_lib.training.lora import collate_left
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def test_collate_left_aligns_answers_at_the_end():
+    b = collate_left([([5, 6, 7], [8, 9]), ([5], [8, 9, 10])], pad_id=0)
+    assert b["input_ids"].tolist() == [[5, 6, 7, 8, 9], [0, 5, 8, 9, 10]]
+    assert b["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [0, 1, 1, 1, 1]]
+    assert b["position_ids"].tolist() == [[0, 1, 2, 3, 4], [0, 0, 1, 2, 3]]
+    assert b["k"] == 4  # longest answer (3) + 1: logits only for the last 4 positions
+    # targets are the last k-1 tokens; the mask marks answer tokens only
+    assert b["targets"].tolist() == [[7, 8, 9], [8, 9, 10]]
+    assert b["target_mask"].tolist() == [[False, True, True], [True, True, True]]
+    assert b["tokens"] == 9
+
+
+@pytest.mark.slow
+def test_a_few_lora_steps_lower_the_loss_and_the_adapter_generates(tmp_path):
+    from flywheel_lib.evaluation import VariantGenerator
+    from flywheel_lib.training import parse_answer
+
+    tax = load_taxonomy("params/taxonomy/segments.yaml")
+    rows = [dict(item_id=f"w{i}", text=t, label="wrong_skill", output=None, reason_key="analytics")
+            for i, t in enumerate(["what were my total sales last month", "how much revenue did I make this week",
+                                   "show my average order value", "what is my conversion rate"])]
+    rows += [dict(item_id=f"s{i}", text=f"customers who spent more than ${n}", label="solvable",
+                  output=f"amount_spent > {n}", reason_key="amount_spent") for i, n in enumerate([100, 250, 400, 900])]
+    ds = build_dataset(pd.DataFrame(rows), variant="", taxonomy=tax, val_frac=0.0, seed=1)
+    ds.validation = ds.train  # score the same examples before and after: memorising them must lower the loss
+    res = get_backend("local-lora", max_steps=16, batch_size=4, lr=3e-3, lora_r=8, max_len=64, warmup_steps=1,
+                      seed=3, progress=False).train(ds, out_dir=tmp_path / "adapter")
+    m = res.metrics
+    assert m["val_loss_after"] < 0.6 * m["val_loss_before"], m
+    assert len(res.log) == 16 and list(res.log["step"]) == list(range(1, 17))
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
+    assert (tmp_path / "adapter" / "train_log.csv").exists()
+    gen = VariantGenerator("smollm2-135m", {"tiny": str(tmp_path / "adapter")})
+    out = gen.generate(["what were my total sales last month"], variant="tiny", max_new_tokens=12, progress=False)
+    assert parse_answer(out[0]).refused, out
+    base = gen.generate(["what were my total sales last month"], variant="base", max_new_tokens=12, progress=False)
+    assert not base[0].startswith("REFUSE wrong_skill"), base
