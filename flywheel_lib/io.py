@@ -16,7 +16,8 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-__all__ = ["atomic_path", "write_json", "read_json", "write_table", "read_table", "file_sha256", "text_hash"]
+__all__ = ["atomic_path", "write_json", "read_json", "write_table", "read_table", "file_sha256", "text_hash",
+           "load_yaml_model", "resolve_target"]
 
 
 @contextlib.contextmanager
@@ -91,3 +92,39 @@ def text_hash(*parts: Any, n: int = 16) -> str:
     """A short stable hash of some JSON-able parts."""
     blob = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False).encode()
     return hashlib.sha256(blob).hexdigest()[:n]
+
+
+def load_yaml_model(path, model_cls, error_cls=ValueError, what: str = "file", **extra):
+    """Read a YAML mapping into a pydantic model; every error names the file and the offending key.
+
+    ``extra`` fields are passed to the model beside the file's own (e.g. where it was read from).
+    """
+    import yaml
+    from pydantic import ValidationError
+
+    from .stage import resolve_path
+
+    p = resolve_path(path)
+    if not p.exists():
+        raise error_cls(f"{what} {path} does not exist (resolved to {p})")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise error_cls(f"{p}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise error_cls(f"{p}: expected a mapping")
+    try:
+        return model_cls(**data, **extra)
+    except ValidationError as e:
+        errs = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
+        raise error_cls(f"{p}: {errs}") from None
+
+
+def resolve_target(target):
+    """A registry entry: a ``"module:attr"`` path is imported on first use; a callable is returned as is."""
+    if isinstance(target, str):
+        import importlib
+
+        mod, _, attr = target.partition(":")
+        return getattr(importlib.import_module(mod), attr)
+    return target

@@ -30,7 +30,7 @@ from typing import Iterable, Literal
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .io import text_hash
 
@@ -227,21 +227,8 @@ class Taxonomy(BaseModel):
 
 def load_taxonomy(path: str | Path) -> Taxonomy:
     """Load and validate a taxonomy YAML file; errors name the file and the offending key."""
-    from .stage import resolve_path
+    from .io import load_yaml_model
 
-    p = resolve_path(path)
-    if not p.exists():
-        raise TaxonomyError(f"taxonomy file {path} does not exist (resolved to {p})")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise TaxonomyError(f"{p}: not valid YAML: {e}") from e
-    if not isinstance(data, dict):
-        raise TaxonomyError(f"{p}: expected a mapping with name and categories")
-    try:
-        tax = Taxonomy(**data)
-    except ValidationError as e:
-        errs = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
-        raise TaxonomyError(f"{p}: {errs}") from None
+    tax = load_yaml_model(path, Taxonomy, TaxonomyError, "taxonomy file")
     tax.source = str(path)
     return tax

@@ -76,8 +76,8 @@ that the their them these this those to under with your times orders order days 
 items customers people shoppers buyers""".split())
 _WORD = r"[A-Za-z][A-Za-z'-]+"
 _TOKEN = re.compile(_WORD)
-_HONORIFIC = re.compile(rf"\b(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.?\s+[A-Z][A-Za-z'-]+(?:\s+[A-Z][A-Za-z'-]+)?")
-_NAMED = re.compile(rf"\b(?:named|called)\s+([A-Z][A-Za-z'-]+(?:\s+[A-Z][A-Za-z'-]+)?)")
+_HONORIFIC = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.?\s+[A-Z][A-Za-z'-]+(?:\s+[A-Z][A-Za-z'-]+)?")
+_NAMED = re.compile(r"\b(?:named|called)\s+([A-Z][A-Za-z'-]+(?:\s+[A-Z][A-Za-z'-]+)?)")
 
 
 @dataclass(frozen=True)

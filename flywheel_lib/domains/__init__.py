@@ -7,7 +7,6 @@ what it selects, and a data generator. ``get_domain(name)`` returns the register
 
 from __future__ import annotations
 
-import importlib
 from typing import Callable
 
 from .base import Domain, DomainError, OutputCheck
@@ -28,8 +27,6 @@ def register_domain(name: str, target: str | Callable[..., Domain]) -> None:
 def get_domain(name: str, **options) -> Domain:
     if name not in DOMAINS:
         raise KeyError(f"unknown domain {name!r}; registered: {', '.join(sorted(DOMAINS))}")
-    target = DOMAINS[name]
-    if isinstance(target, str):
-        mod, _, attr = target.partition(":")
-        target = getattr(importlib.import_module(mod), attr)
-    return target(**options)
+    from ..io import resolve_target
+
+    return resolve_target(DOMAINS[name])(**options)

@@ -6,19 +6,13 @@ and its figures. Links are relative to where the report is written, so the ``out
 
 from __future__ import annotations
 
-import html
 import os
 from pathlib import Path
-from typing import Any
 
 from ..io import atomic_path, read_json
-from ..runner.report import CSS, _table, fmt_value, stage_rows
+from ..runner.report import CSS, _e, _table, fmt_value, stage_rows
 
 __all__ = ["write_multi_report", "lineage_runs"]
-
-
-def _e(x: Any) -> str:
-    return html.escape(str(x))
 
 
 def lineage_runs(lineage: str, runs_root: Path) -> list[Path]:

@@ -25,8 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["JudgeConfig", "PanelConfig", "Options", "FewShot", "Limits", "Prices", "PanelError", "read_panel_config"]
 
@@ -136,21 +135,8 @@ class PanelConfig(_Strict):
 
 def read_panel_config(path: str | Path) -> PanelConfig:
     """Read and validate a panel YAML file; errors name the file and the offending key."""
-    from ..stage import resolve_path
+    from ..io import load_yaml_model
 
-    p = resolve_path(path)
-    if not p.exists():
-        raise PanelError(f"panel file {path} does not exist (resolved to {p})")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise PanelError(f"{p}: not valid YAML: {e}") from e
-    if not isinstance(data, dict):
-        raise PanelError(f"{p}: expected a mapping with name and judges")
-    try:
-        cfg = PanelConfig(**data)
-    except ValidationError as e:
-        errs = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
-        raise PanelError(f"{p}: {errs}") from None
+    cfg = load_yaml_model(path, PanelConfig, PanelError, "panel file")
     cfg.source = str(path)
     return cfg

@@ -10,7 +10,6 @@ log. Backends are registered by ``"module:Class"`` so their SDKs load only when 
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
@@ -65,8 +64,6 @@ def get_backend(name: str, **options) -> FineTuneBackend:
     """Instantiate a registered backend with its options (unknown options are an error)."""
     if name not in BACKENDS:
         raise KeyError(f"unknown fine-tune backend {name!r}; registered: {', '.join(sorted(BACKENDS))}")
-    target = BACKENDS[name]
-    if isinstance(target, str):
-        mod, _, attr = target.partition(":")
-        target = getattr(importlib.import_module(mod), attr)
-    return target(**options)
+    from ..io import resolve_target
+
+    return resolve_target(BACKENDS[name])(**options)

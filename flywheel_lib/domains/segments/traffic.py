@@ -79,8 +79,8 @@ def traffic_requests(catalog: dict, *, seed: int, cycle: int, n: int, new_scenar
             key = r.choice(sorted(_NEW[category]))
             phrases, emitted = _NEW[category][key]
             fid, frame = r.choice(TRAFFIC_FRAMES)
-            text, gold, reason, scenario = frame.format(c=r.choice(phrases)), None, key, "new"
-            d = G.Draft(text, category, reason, None, emitted, fid)
+            scenario = "new"
+            d = G.Draft(frame.format(c=r.choice(phrases)), category, key, None, emitted, fid)
         else:
             d = G._draft(r, category, "train", V)
             frames = TRAFFIC_WRONG_FRAMES if category == "wrong_skill" else TRAFFIC_FRAMES
