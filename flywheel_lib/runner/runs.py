@@ -35,7 +35,9 @@ def runs_table(root: Path | None = None, recipe: str | None = None) -> pd.DataFr
     for m in list_runs(root):
         if recipe and m.get("recipe") != recipe:
             continue
-        head = m.get("headline") or {}
+        # the latest stages' headline first: what a cycle ended with matters more than how it began
+        by_stage = m.get("headline_by_stage") or {}
+        head = {k: v for kv in reversed(list(by_stage.values())) for k, v in kv.items()} or m.get("headline") or {}
         rows.append({
             "run_id": m.get("run_id"),
             "recipe": m.get("recipe"),
