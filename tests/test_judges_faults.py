@@ -22,7 +22,7 @@ from flywheel_lib.taxonomy import load_taxonomy
 from flywheel_lib.testing import toy_seed
 from flywheel_lib.testing.fault_server import FAULTS, FaultServer
 
-KEY = "sk-test-DO-NOT-LEAK-4f9c2e"
+KEY = "fake-key-DO-NOT-LEAK-4f9c2e"
 ALL_FAULTS = {"429": 0.05, "500": 0.05, "slow": 0.01, "bad_body": 0.03, "bad_json": 0.03, "truncated": 0.03,
               "drop": 0.03}
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..io import read_json, read_table
 
-__all__ = ["lineage_chain", "cycle_metrics", "cycle_summary", "failure_patterns"]
+__all__ = ["lineage_chain", "cycle_metrics", "cycle_summary", "cycle_verdict", "failure_patterns"]
 
 
 def lineage_chain(run_dir: str | Path, max_depth: int = 100) -> list[Path]:
@@ -110,3 +110,29 @@ def failure_patterns(chain: list[Path]) -> pd.DataFrame:
             prev = acc
     df["status"] = status
     return df.reset_index(drop=True)
+
+
+def cycle_verdict(summary: pd.DataFrame, metrics: pd.DataFrame, metric: str = "pass_rate") -> tuple[str, float | None]:
+    """What the last cycle changed for the deployed model, in words, and the change in ``metric``.
+
+    Compares the last two cycles' deployed (winning) models; overlapping intervals are reported as "nothing we can
+    tell apart from noise" rather than as a gain.
+    """
+    if len(summary) < 2 or metrics.empty:
+        return "first cycle of its lineage: nothing to compare with yet", None
+    winners = dict(zip(summary["cycle"], summary["winner"]))
+    prev_c, this_c = summary["cycle"].iloc[-2], summary["cycle"].iloc[-1]
+
+    def pick(c):
+        m = metrics[(metrics["cycle"] == c) & (metrics["variant"] == winners.get(c)) & (metrics["metric"] == metric)]
+        return m.iloc[0] if len(m) else None
+
+    a, b = pick(prev_c), pick(this_c)
+    if a is None or b is None:
+        return f"no {metric} for the deployed model of cycle {prev_c if a is None else this_c}", None
+    delta = float(b.value - a.value)
+    overlap = not (b.lo > a.hi or a.lo > b.hi)
+    tail = ("the intervals overlap: this cycle gained nothing we can tell apart from noise" if overlap
+            else "a gain beyond the intervals" if delta > 0 else "a loss beyond the intervals")
+    return (f"deployed model {metric} {a.value:.3f} ({winners.get(prev_c)}, cycle {prev_c}) -> {b.value:.3f} "
+            f"({winners.get(this_c)}, cycle {this_c}), {delta:+.3f}; {tail}"), delta

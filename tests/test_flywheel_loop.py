@@ -1,0 +1,85 @@
+"""The loop's small parts on hand-made tables: budgeted sampling, traffic logging, lineage verdicts, patterns."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from flywheel_lib import load_taxonomy
+from flywheel_lib.flywheel import budget_sample, cycle_verdict, failure_patterns, log_traffic
+from flywheel_lib.flywheel.traffic import answer_correct
+
+
+def test_budget_sample_takes_failure_signals_first_then_equal_strata():
+    df = pd.DataFrame({
+        "item_id": [f"i{i}" for i in range(12)],
+        "predicted_category": ["solvable"] * 9 + ["wrong_skill"] * 3,
+        "workload_id": "seg",
+        "signal_retry": [True, True] + [False] * 10,
+        "signal_correction": [False] * 11 + [True],
+    })
+    out = budget_sample(df, 6, seed=0, signal_share=0.5)
+    assert len(out) == 6 and out["item_id"].is_unique
+    assert set(out.loc[out["sample_reason"] == "signal", "item_id"]) == {"i0", "i1", "i11"}
+    rest = out[out["sample_reason"] != "signal"]
+    # the rest goes round-robin over the strata: solvable, wrong_skill, solvable
+    assert rest["predicted_category"].value_counts().to_dict() == {"solvable": 2, "wrong_skill": 1}
+    assert len(budget_sample(df, 50)) == 12 and budget_sample(df, 0).empty
+
+
+class _Dom:
+    """A two-query toy domain: queries select by their text."""
+
+    def same_result(self, a, b):
+        return a.strip() == b.strip()
+
+
+def test_log_traffic_labels_what_the_model_did_and_signals_follow_correctness():
+    tax = load_taxonomy("params/taxonomy/segments.yaml")
+    req = pd.DataFrame({
+        "item_id": ["t0", "t1", "t2", "t3"], "text": ["a", "b", "c", "d"], "workload_id": "seg",
+        "timestamp": pd.Timestamp("2026-07-01", tz="UTC"),
+        "true_label": ["solvable", "missing_capability", "wrong_skill", "solvable"],
+        "gold_output": ["amount_spent > 5", None, None, "number_of_orders > 1"],
+        "reason_key": ["amount_spent", "age", "analytics", "number_of_orders"],
+        "family": "f", "scenario": ["known", "new", "known", "known"],
+    })
+    answers = ["amount_spent > 5", "REFUSE missing_capability: no age. Try: x", "amount_spent > 1",
+               "REFUSE: no idea"]
+    logs, truth = log_traffic(req, answers, domain=_Dom(), taxonomy=tax, seed=1)
+    assert logs["label"].iloc[:3].tolist() == ["solvable", "missing_capability", "solvable"]
+    assert pd.isna(logs["label"].iloc[3])  # a refusal naming no category is logged unlabelled
+    assert logs["output"].tolist()[0] == "amount_spent > 5" and logs["output"].isna().tolist()[1]
+    assert truth["correct"].tolist() == [True, True, False, False]
+    assert "true_label" not in logs.columns and (logs["source"] == "traffic").all()
+    assert logs["predicted_category"].iloc[3] == "refused_without_category"
+    assert not answer_correct("solvable", "x > 1", False, None, None, domain=_Dom(), solvable_id="solvable")
+
+
+def _summary(winners):
+    return pd.DataFrame({"cycle": [1, 2], "winner": winners})
+
+
+def _metrics(v1, v2, half):
+    return pd.DataFrame({"cycle": [1, 2], "variant": ["curated", "curated"], "metric": "pass_rate",
+                         "value": [v1, v2], "lo": [v1 - half, v2 - half], "hi": [v1 + half, v2 + half]})
+
+
+def test_cycle_verdict_is_honest_about_noise():
+    text, delta = cycle_verdict(_summary(["curated", "curated"]), _metrics(0.50, 0.52, 0.05))
+    assert round(delta, 3) == 0.02 and "nothing we can tell apart from noise" in text
+    text, delta = cycle_verdict(_summary(["curated", "curated"]), _metrics(0.40, 0.60, 0.05))
+    assert "gain beyond the intervals" in text
+    text, delta = cycle_verdict(_summary(["curated", "curated"]).iloc[:1], _metrics(0.4, 0.6, 0.05))
+    assert delta is None and "first cycle" in text
+
+
+def test_failure_patterns_appear_and_get_fixed(tmp_path):
+    for cycle, correct in ((1, [False, False, False, True]), (2, [True, True, True, False])):
+        run = tmp_path / f"run{cycle}"
+        (run / "artifacts").mkdir(parents=True)
+        (run / "manifest.json").write_text('{"parent": {"cycle": %d}}' % cycle)
+        pd.DataFrame({"item_id": list("abcd"), "true_label": "missing_capability", "scenario": "new",
+                      "correct": correct}).to_parquet(run / "artifacts" / "traffic_truth.parquet")
+    p = failure_patterns([tmp_path / "run1", tmp_path / "run2"])
+    assert p["status"].tolist() == ["appeared", "fixed"]
+    assert p["accuracy"].tolist() == [0.25, 0.75]
