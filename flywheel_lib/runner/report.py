@@ -69,7 +69,7 @@ def _table(rows: list[list[Any]], head: list[str]) -> str:
     return f"<table><tr>{h}</tr>{body}</table>"
 
 
-def stage_rows(m: dict[str, Any], prefix: str = "") -> list[list[str]]:
+def stage_rows(m: dict[str, Any], prefix: str = "", headline: bool = True) -> list[list[str]]:
     rows = []
     for s in m.get("stages", []):
         st = s.get("status", "?")
@@ -84,7 +84,7 @@ def stage_rows(m: dict[str, Any], prefix: str = "") -> list[list[str]]:
         if s.get("reused_from"):
             err = f'<span class="muted">from {_e(s["reused_from"])}</span>'
         heads = [f"{_e(k)} = {_e(fmt_value(v))}" for k, v in (s.get("metrics") or {}).items()
-                 if k in (m.get("headline") or {})]
+                 if headline and k in (m.get("headline") or {})]
         dur = s.get("duration_s")
         rows.append([
             f"<b>{_e(s['name'])}</b>", f'<span class="{_e(st)}">{_e(st)}</span>',
@@ -117,7 +117,8 @@ def write_index(run_dir: Path, m: dict[str, Any]) -> Path:
     tables = (m.get("notes") or {}).get("05_evaluate", {}).get("headline_table")
     if tables:
         parts.append(_records_table(tables))
-    parts.append("<h2>Stages</h2>" + _table(stage_rows(m), ["stage", "status", "time", "links", "headline / error"]))
+    parts.append("<h2>Stages</h2>" + _table(stage_rows(m, headline=not by_stage),
+                                            ["stage", "status", "time", "links", "headline / error"]))
     figs = [f for f in m.get("figures", []) if (run_dir / f).exists()]
     if figs:
         parts.append("<h2>Figures</h2><div class='figs'>" + "".join(
