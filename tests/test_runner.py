@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import warnings
 
 import pytest
 
@@ -58,7 +60,12 @@ def test_manifest_records_params_env_inputs_timings_and_metrics(ok_run):
     eff = m["params_in_effect"]["make"]
     assert eff["n_rows"] == 4 and eff["tags"] == [] and eff["data_path"] == "tests/fixtures/tiny.csv"
     assert m["params_in_effect"]["use"]["fail"] is False
-    assert len(m["git"]["commit"]) == 40 and isinstance(m["git"]["dirty"], bool)
+    assert len(m["git"]["commit"]) == 40
+    if m["git"]["dirty"] is None:  # git could not check this checkout: the manifest must say why, not guess
+        assert m["git"]["dirty_error"]
+        warnings.warn(f"git could not tell whether the checkout is dirty: {m['git']['dirty_error']}")
+    else:
+        assert isinstance(m["git"]["dirty"], bool)
     assert m["python"].startswith("3.") and m["packages"]["papermill"]
     assert m["data_hashes"]["tests/fixtures/tiny.csv"] == (
         __import__("hashlib").sha256(b"a,b\n1,2\n3,4\n").hexdigest()
@@ -128,3 +135,30 @@ def test_runs_compare_and_show_commands(ok_run, capsys):
     assert main(["show", "_fixture_"]) == 2  # ambiguous: both runs match
     assert main(["show", other.run_id]) == 0
     assert "make" in capsys.readouterr().out
+
+
+def _git(repo, *args):
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True,
+                   capture_output=True)
+
+
+def test_git_state_tells_clean_dirty_outside_and_unreadable(tmp_path):
+    from flywheel_lib.runner.manifest import git_state
+
+    assert git_state(tmp_path) == {"commit": None, "branch": None, "dirty": None}
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    (repo / "a.txt").write_text("one\n")
+    _git(repo, "add", "a.txt")
+    _git(repo, "commit", "-q", "-m", "first")
+    clean = git_state(repo)
+    assert len(clean["commit"]) == 40 and clean["branch"] == "main" and clean["dirty"] is False
+    (repo / "untracked.txt").write_text("not part of the run's code\n")
+    assert git_state(repo)["dirty"] is False
+    (repo / "a.txt").write_text("two\n")
+    assert git_state(repo)["dirty"] is True
+    assert not (repo / ".git" / "index.lock").exists()
+    (repo / ".git" / "index").write_bytes(b"not an index")  # git can no longer compare the tree
+    broken = git_state(repo)
+    assert broken["commit"] == clean["commit"] and broken["dirty"] is None and "index" in broken["dirty_error"]

@@ -8,6 +8,7 @@ and environment variables are not recorded.
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -33,22 +34,40 @@ def now() -> str:
 
 
 def git_state(root: Path) -> dict[str, Any]:
-    """Commit, branch and dirty flag of the checkout (``None`` values outside git)."""
+    """Commit, branch and dirty flag of the checkout (``None`` values outside git).
 
-    def git(*args: str) -> str | None:
+    ``git status`` may fail where the checkout is read-only, owned by another user or slow to stat; the dirty flag then
+    falls back to ``git diff-index``, and when neither answers it stays ``None`` with git's own words in
+    ``dirty_error``, so a manifest never claims a clean tree it could not check.
+    """
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}  # never take the index lock of a user's checkout
+
+    def git(*args: str) -> subprocess.CompletedProcess | str:
         try:
-            r = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return r.stdout.strip() if r.returncode == 0 else None
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=60, env=env)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return f"{type(e).__name__}: {e}"
 
-    commit = git("rev-parse", "HEAD")
+    def out(r) -> str | None:
+        return r.stdout.strip() if not isinstance(r, str) and r.returncode == 0 else None
+
+    def why(r) -> str:
+        return r if isinstance(r, str) else (r.stderr.strip() or f"exit {r.returncode}")
+
+    commit = out(git("rev-parse", "HEAD"))
+    state: dict[str, Any] = {"commit": commit, "branch": out(git("rev-parse", "--abbrev-ref", "HEAD")), "dirty": None}
+    if commit is None:
+        return state
     status = git("status", "--porcelain", "--untracked-files=no")
-    return {
-        "commit": commit,
-        "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
-        "dirty": bool(status) if status is not None else None,
-    }
+    if out(status) is not None:
+        state["dirty"] = bool(out(status))
+        return state
+    diff = git("diff-index", "--quiet", "HEAD", "--")  # exit 0: clean, 1: tracked changes
+    if not isinstance(diff, str) and diff.returncode in (0, 1):
+        state["dirty"] = diff.returncode == 1
+    else:
+        state["dirty_error"] = f"git status: {why(status)}; git diff-index: {why(diff)}"[:500]
+    return state
 
 
 def package_versions(names=PACKAGES) -> dict[str, str | None]:

@@ -94,6 +94,14 @@ def stage_rows(m: dict[str, Any], prefix: str = "", headline: bool = True) -> li
     return rows
 
 
+def _dirty_mark(git: dict) -> str:
+    if git.get("dirty"):
+        return " (dirty)"
+    if git.get("commit") and git.get("dirty") is None:
+        return " (dirty unknown)"
+    return ""
+
+
 def write_index(run_dir: Path, m: dict[str, Any]) -> Path:
     """Write ``<run>/index.html`` from the manifest."""
     run_dir = Path(run_dir)
@@ -104,7 +112,7 @@ def write_index(run_dir: Path, m: dict[str, Any]) -> Path:
     parts.append(f"<h1>Run {_e(m['run_id'])}</h1><p>recipe <b>{_e(m.get('recipe'))}</b> "
                  f"(<code>{_e(m.get('recipe_path', ''))}</code>) · status <span class='{_e(status)}'>{_e(status)}</span>"
                  f" · {_e(fmt_value(m.get('duration_s') or 0))} s · commit <code>{_e((git.get('commit') or '?')[:10])}</code>"
-                 f"{' (dirty)' if git.get('dirty') else ''} · {_e(m.get('created_at', ''))}</p>")
+                 f"{_dirty_mark(git)} · {_e(m.get('created_at', ''))}</p>")
     if m.get("description"):
         parts.append(f"<p class='muted'>{_e(m['description'])}</p>")
     by_stage = m.get("headline_by_stage") or {}

@@ -57,7 +57,8 @@ def show_run(ref: str) -> str:
         f"recipe    {m.get('recipe')} ({m.get('recipe_path')})",
         f"status    {m.get('status')}   duration {fmt_value(m.get('duration_s') or 0)} s",
         f"created   {m.get('created_at')}",
-        f"git       {git.get('commit')} {'(dirty)' if git.get('dirty') else ''}",
+        f"git       {git.get('commit')} {'(dirty)' if git.get('dirty') else ''}"
+        f"{'(dirty unknown: ' + git['dirty_error'] + ')' if git.get('dirty_error') else ''}",
         f"python    {m.get('python')}",
     ]
     if m.get("parent"):
