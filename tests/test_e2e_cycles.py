@@ -43,6 +43,9 @@ def test_two_cycles_run_every_stage(lineage):
         assert m["taxonomy"]["params/taxonomy/segments.yaml"].startswith("segments@1+")
     assert read_json(results[1].run_dir / "manifest.json")["parent"]["parent_run"] == results[0].run_id
     assert report.exists() and all(r.run_id in report.read_text() for r in results)
+    from flywheel_lib.models import resolve_model_cache
+
+    assert not (resolve_model_cache() / "models").exists()  # every stage found the one converted base model
 
 
 def test_stage_contracts_and_truth_kept_apart(lineage):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -47,3 +48,27 @@ def test_smollm2_loads_from_cache_and_as_a_folder():
                                   return_tensors="pt", return_dict=True)
     out = model.generate(**ids, max_new_tokens=24, do_sample=False, pad_token_id=tok.pad_token_id)
     assert "4" in tok.decode(out[0, ids["input_ids"].shape[1]:])
+
+
+def test_free_cores_sees_a_busy_core_that_the_load_average_would_not_tell_apart():
+    import subprocess
+    import sys
+
+    from flywheel_lib.models import free_cores, set_threads
+
+    quiet = free_cores(0.5)
+    spinner = subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<3: pass"])
+    try:
+        time.sleep(0.3)
+        busy = free_cores(0.5)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert 0 <= busy <= quiet - 0.5, (quiet, busy)
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert set_threads(1) == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

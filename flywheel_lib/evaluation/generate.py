@@ -50,15 +50,27 @@ class VariantGenerator:
         self._amp = (lambda: torch.autocast(dev, dtype=torch.bfloat16)) if use else contextlib.nullcontext
         self.bf16_ = use
 
+    @contextlib.contextmanager
     def _adapter(self, variant: str):
+        """Switch ``variant`` on, merged into the base weights while it generates (unmerged after).
+
+        A merged adapter costs nothing per token; left as a side branch it adds ~120 small matmuls to every decode
+        step, ~15% of the time on a CPU.
+        """
         if variant == BASE_VARIANT:
-            return self.model.disable_adapter() if self.variants else contextlib.nullcontext()
+            with (self.model.disable_adapter() if self.variants else contextlib.nullcontext()):
+                yield
+            return
         if variant not in self.variants:
             raise KeyError(f"no adapter for variant {variant!r}; loaded: {', '.join(self.variants) or 'none'}")
         self.model.set_adapter(variant)
-        return contextlib.nullcontext()
+        self.model.merge_adapter()
+        try:
+            yield
+        finally:
+            self.model.unmerge_adapter()
 
-    def generate(self, texts: list[str], *, variant: str, batch_size: int = 16, max_new_tokens: int = 48,
+    def generate(self, texts: list[str], *, variant: str, batch_size: int = 32, max_new_tokens: int = 48,
                  system_prompt: str = SYSTEM_PROMPT, progress: bool = True) -> list[str]:
         """Greedy answers for ``texts`` (in order) from ``variant``'s adapter, or the bare base for ``"base"``."""
         import torch

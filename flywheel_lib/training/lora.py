@@ -68,7 +68,7 @@ class LoRAConfig(BaseModel):
     device: str | None = None
     """cpu or cuda; None = cuda when available."""
     threads: int = 0
-    """CPU threads for torch; 0 = auto (one thread when the machine is already busy)."""
+    """CPU threads for torch; 0 = auto (one per core idle when training starts)."""
     progress: bool = True
     """Show a progress bar."""
 
