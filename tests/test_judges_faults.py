@@ -38,7 +38,7 @@ def _items(n: int, prefix: str = "x") -> pd.DataFrame:
 
 
 def _panel_file(path, srv, *, judges=("openai-compatible", "anthropic"), concurrency=32, retries=4, timeout=0.5,
-                key_env="FLYWHEEL_TEST_KEY", extra=None):
+                key_env="FLYWHEEL_TEST_KEY", extra=None, transport=None):
     js = []
     for b in judges:
         j = {"name": b.split("-")[0], "backend": b, "model": "test-model", "api_key_env": key_env,
@@ -49,18 +49,24 @@ def _panel_file(path, srv, *, judges=("openai-compatible", "anthropic"), concurr
                         "backoff_max_s": 0.2},
              "prices": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}
         j.update(extra or {})
+        if transport and b != "anthropic":
+            j["params"] = {**j.get("params", {}), "transport": transport}
         js.append(j)
     path.write_text(yaml.safe_dump({"name": "faulty", "judges": js}))
     return path
 
 
-def test_every_item_ends_once_with_a_verdict_or_an_abstention(tax, tmp_path, monkeypatch):
+@pytest.mark.parametrize("transport", ["aiohttp", "sdk"])
+def test_every_item_ends_once_with_a_verdict_or_an_abstention(tax, tmp_path, monkeypatch, transport):
     monkeypatch.setenv("FLYWHEEL_TEST_KEY", KEY)
     n = 1500
-    with FaultServer(faults=ALL_FAULTS, slow_s=1.5, seed=3) as srv:
-        panel = load_panel(_panel_file(tmp_path / "p.yaml", srv, retries=2), taxonomy=tax).fit(toy_seed())
+    with FaultServer(faults=ALL_FAULTS, slow_s=1.5, seed=3, expect_key=KEY) as srv:
+        panel = load_panel(_panel_file(tmp_path / "p.yaml", srv, retries=2, transport=transport),
+                           taxonomy=tax).fit(toy_seed())
+        assert panel["openai"].transport == transport
         v = panel.judge(_items(n), cache_dir=tmp_path / "cache", progress=False)
         stats = dict(srv.stats)
+    assert "unauthorized" not in stats  # both backends sent the key from the environment
     check_table(v, "verdicts")  # also: no (item, judge) twice
     assert len(v) == 2 * n and set(v.judge) == {"openai", "anthropic"}
     assert v.groupby("judge").item_id.nunique().tolist() == [n, n]
@@ -79,7 +85,8 @@ def test_every_item_ends_once_with_a_verdict_or_an_abstention(tax, tmp_path, mon
     # second run: everything but the failed calls comes from the cache
     failed = v.error.fillna("").str.startswith("call failed").sum()
     with FaultServer(seed=4) as srv2:
-        panel2 = load_panel(_panel_file(tmp_path / "p.yaml", srv2, retries=2), taxonomy=tax).fit(toy_seed())
+        panel2 = load_panel(_panel_file(tmp_path / "p.yaml", srv2, retries=2, transport=transport),
+                            taxonomy=tax).fit(toy_seed())
         v2 = panel2.judge(_items(n), cache_dir=tmp_path / "cache", progress=False)
         assert srv2.stats["requests"] == failed
     assert v2.cached.sum() == 2 * n - failed
@@ -90,17 +97,31 @@ def test_every_item_ends_once_with_a_verdict_or_an_abstention(tax, tmp_path, mon
     assert KEY.encode() not in blob and KEY not in v2.to_csv()
 
 
-def test_retry_after_is_honoured(tax, tmp_path, monkeypatch):
+@pytest.mark.parametrize("transport", ["aiohttp", "sdk"])
+def test_retry_after_is_honoured(tax, tmp_path, monkeypatch, transport):
     monkeypatch.setenv("FLYWHEEL_TEST_KEY", KEY)
     with FaultServer(faults={"429": 1.0}, retry_after_s=0.4) as srv:
-        panel = load_panel(_panel_file(tmp_path / "p.yaml", srv, judges=("openai-compatible",), retries=2),
-                           taxonomy=tax).fit(toy_seed())
+        panel = load_panel(_panel_file(tmp_path / "p.yaml", srv, judges=("openai-compatible",), retries=2,
+                                       transport=transport), taxonomy=tax).fit(toy_seed())
         t0 = time.perf_counter()
         v = panel.judge(_items(1), cache_dir=tmp_path / "c", progress=False)
         elapsed = time.perf_counter() - t0
         assert srv.stats["requests"] == 3
     assert v.category.isna().all() and v.error.iloc[0] == "call failed after 3 tries: HTTP 429"
     assert 0.8 <= elapsed < 3  # two waits of Retry-After 0.4 s, where the backoff alone would be ~0.02 s
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "sdk"])
+def test_a_rejected_key_is_an_abstention_with_the_servers_words_and_no_retry(tax, tmp_path, monkeypatch, transport):
+    monkeypatch.setenv("FLYWHEEL_TEST_KEY", "a-key-the-server-does-not-know")
+    with FaultServer(expect_key=KEY) as srv:
+        panel = load_panel(_panel_file(tmp_path / "p.yaml", srv, judges=("openai-compatible", "anthropic"),
+                                       transport=transport), taxonomy=tax).fit(toy_seed())
+        v = panel.judge(_items(4), cache_dir=tmp_path / "c", progress=False)
+        assert srv.stats["unauthorized"] == 8 and srv.stats["requests"] == 0  # one call per item and judge
+    assert v.category.isna().all()
+    assert v.error.str.fullmatch(r"call failed: HTTP 401: Incorrect API key provided").all(), v.error.tolist()
+    assert not (tmp_path / "c" / "verdicts.sqlite").exists() or _cache_rows(tmp_path / "c" / "verdicts.sqlite") == 0
 
 
 def test_missing_key_fails_before_any_call(tax, tmp_path, monkeypatch):

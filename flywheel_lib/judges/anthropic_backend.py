@@ -10,7 +10,7 @@ import json
 from pydantic import BaseModel, ConfigDict
 
 from .base import Completion, LLMJudge, PermanentError, Request, TransientError
-from .openai_backend import retry_after_from
+from .openai_backend import error_message, retry_after_from
 from .prompt import verdict_schema
 
 __all__ = ["AnthropicJudge", "TOOL_NAME"]
@@ -59,7 +59,7 @@ class AnthropicJudge(LLMJudge):
             code = e.status_code
             if code == 429 or code >= 500 or code in (408, 409):
                 raise TransientError(f"HTTP {code}", retry_after=retry_after_from(e.response.headers)) from None
-            raise PermanentError(f"HTTP {code}: {str(e.message)[:200]}") from None
+            raise PermanentError(f"HTTP {code}: {error_message(e.response.content)}") from None
         except (anthropic.APITimeoutError, anthropic.APIConnectionError) as e:
             raise TransientError(type(e).__name__) from None
         except (anthropic.APIResponseValidationError, json.JSONDecodeError, UnicodeDecodeError) as e:

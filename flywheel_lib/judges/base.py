@@ -140,6 +140,8 @@ class LLMJudge(_JudgeBase):
 
     kind = "llm"
     needs_key: ClassVar[bool] = False
+    TRANSPORT_PARAMS: ClassVar[frozenset] = frozenset({"transport"})
+    """``params`` keys that change how a prompt travels, not its answer: left out of the cache key."""
 
     def fit(self, fewshot: pd.DataFrame) -> "LLMJudge":
         from .fewshot import FewShotPicker
@@ -163,7 +165,7 @@ class LLMJudge(_JudgeBase):
         """What, besides the prompt, decides the answer (never the key)."""
         opts = self.config.options.model_dump(exclude={"timeout_s"})
         return {"backend": self.config.backend, "model": self.config.model, "options": opts,
-                "params": self.config.params}
+                "params": {k: v for k, v in self.config.params.items() if k not in self.TRANSPORT_PARAMS}}
 
     def requests(self, items: list[dict]) -> list[Request]:
         """One rendered prompt per item, with its cache key (a hash of backend, model, options and prompt)."""

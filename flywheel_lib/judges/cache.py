@@ -1,6 +1,6 @@
 """The verdict cache: one SQLite file (WAL mode) under ``cache_dir``, keyed by a hash of the exact prompt.
 
-A verdict is written as soon as it arrives, so a run killed mid-way resumes and pays only for what was not
+A verdict is written within a quarter of a second of its arrival, so a run killed mid-way resumes and pays only for what was not
 finished; re-running a stage, or the taxonomy lab on an unchanged prompt, costs no call. Several processes may
 share the file (WAL lets readers run beside one writer; a busy timeout serialises writers).
 

@@ -3,7 +3,9 @@
 LLM judges run together in one asyncio event loop; each judge has its own pool of ``limits.concurrency``
 workers and its own rate limiter (requests and tokens per minute). A call that fails with a 429, a 5xx, a
 timeout or a dropped connection is retried with exponential backoff and full jitter, honouring the server's
-Retry-After. Every verdict goes to the cache the moment it arrives. A verdict that cannot be parsed, or a call
+Retry-After. Verdicts go to the cache as they arrive, in small batches (at most a quarter of a second or 64
+verdicts old; one SQLite transaction per verdict costs more CPU than the call at high concurrency), and whatever
+is pending is written when the run ends or is interrupted. A verdict that cannot be parsed, or a call
 that still fails after its retries, becomes an abstention saying why: never a guessed label, never a dropped row.
 """
 
@@ -18,6 +20,10 @@ from ..records import Verdict
 from .base import LLMJudge, OfflineJudge, PermanentError, Request, TransientError
 from .cache import VerdictCache
 from .prompt import ParseError, parse_verdict
+
+FLUSH_EVERY = 64
+FLUSH_AFTER_S = 0.25
+"""Pending verdicts are written to the cache when this many have piled up, or when the oldest is this old."""
 
 __all__ = ["JudgeStats", "RateLimiter", "run_offline", "run_llm", "run_coroutine"]
 
@@ -155,6 +161,14 @@ async def _judge_llm(judge: LLMJudge, reqs: list[Request], out: dict, cache, st:
     ids, solvable = judge.taxonomy.ids, judge.taxonomy.solvable_id
     it = iter(reqs)
     last_post = [0.0]
+    pending: list = []
+    last_flush = [time.monotonic()]
+
+    def flush() -> None:
+        if pending and cache is not None:
+            cache.put_many(pending)
+        pending.clear()
+        last_flush[0] = time.monotonic()
 
     async def worker():
         for req in it:
@@ -178,22 +192,32 @@ async def _judge_llm(judge: LLMJudge, reqs: list[Request], out: dict, cache, st:
                                 rationale=p.rationale, **common)
                 except ParseError as e:
                     v = Verdict.abstain(req.item_id, judge.name, f"unparseable verdict: {e}", **common)
-                if cache is not None:
-                    cache.put(req.key, judge.name, v)
+                pending.append((req.key, judge.name, v))
                 st.called += 1
             if v.category is None:
                 st.abstained += 1
             out[req.item_id] = v
             bar.update(1)
             now = time.monotonic()
+            if len(pending) >= FLUSH_EVERY or now - last_flush[0] > FLUSH_AFTER_S:
+                flush()
             if now - last_post[0] > 0.5:
                 last_post[0] = now
                 bar.set_postfix(st.postfix(), refresh=False)
 
+    async def flusher():  # so that no verdict waits longer than FLUSH_AFTER_S while calls are slow
+        while True:
+            await asyncio.sleep(FLUSH_AFTER_S)
+            if time.monotonic() - last_flush[0] >= FLUSH_AFTER_S:
+                flush()
+
     n = max(1, min(judge.config.limits.concurrency, len(reqs)))
+    ticker = asyncio.ensure_future(flusher())
     try:
         await asyncio.gather(*(worker() for _ in range(n)))
     finally:
+        ticker.cancel()
+        flush()
         await judge.aclose()
 
 

@@ -47,12 +47,14 @@ def default_answer(text: str, ids: list[str]) -> dict:
 class FaultServer:
     def __init__(self, *, latency_s: float = 0.0, faults: dict[str, float] | None = None, seed: int = 0,
                  retry_after_s: float = 0.05, slow_s: float = 3.0,
-                 answer: Callable[[str, list[str]], dict] = default_answer):
+                 answer: Callable[[str, list[str]], dict] = default_answer, expect_key: str | None = None):
         unknown = set(faults or {}) - set(FAULTS)
         if unknown:
             raise ValueError(f"unknown faults {sorted(unknown)}; known: {', '.join(FAULTS)}")
         self.latency_s, self.faults, self.retry_after_s, self.slow_s = latency_s, dict(faults or {}), retry_after_s, slow_s
         self.answer = answer
+        self.expect_key = expect_key
+        """When set, a request without this key (``Authorization: Bearer`` or ``x-api-key``) gets a 401."""
         self._rng = random.Random(seed)
         self.stats: Counter = Counter()
         self.seen: Counter = Counter()
@@ -111,10 +113,22 @@ class FaultServer:
                 lines = head.decode("latin-1").split("\r\n")
                 method, path, _ = lines[0].split(" ", 2)
                 length = 0
+                key = None
                 for ln in lines[1:]:
-                    if ln.lower().startswith("content-length:"):
-                        length = int(ln.split(":", 1)[1])
+                    name, _, value = ln.partition(":")
+                    name, value = name.strip().lower(), value.strip()
+                    if name == "content-length":
+                        length = int(value)
+                    elif name == "authorization" and value.startswith("Bearer "):
+                        key = value[7:]
+                    elif name == "x-api-key":
+                        key = value
                 body = await reader.readexactly(length) if length else b""
+                if self.expect_key is not None and key != self.expect_key:
+                    self.stats["unauthorized"] += 1
+                    self._send(writer, 401, b'{"error": {"message": "Incorrect API key provided"}}')
+                    await writer.drain()
+                    continue
                 if not await self._handle(method, path, body, writer):
                     break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, ValueError,
@@ -128,7 +142,7 @@ class FaultServer:
 
     @staticmethod
     def _send(writer, status: int, body: bytes, headers: dict | None = None) -> None:
-        reason = {200: "OK", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error"}.get(status, "X")
+        reason = {200: "OK", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error"}.get(status, "X")
         h = {"Content-Type": "application/json", "Content-Length": str(len(body)), **(headers or {})}
         writer.write(f"HTTP/1.1 {status} {reason}\r\n".encode() + "".join(f"{k}: {v}\r\n" for k, v in h.items()).encode()
                      + b"\r\n" + body)
