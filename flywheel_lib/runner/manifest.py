@@ -12,6 +12,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 from ..io import read_json, write_json
 
-__all__ = ["git_state", "package_versions", "environment", "now", "Manifest", "collect_stage_records"]
+__all__ = ["git_state", "git_state_async", "package_versions", "environment", "now", "Manifest", "collect_stage_records"]
 
 PACKAGES = (
     "flywheel-workbench", "papermill", "nbconvert", "jupyterlab", "ipykernel", "pandas", "numpy", "pyarrow",
@@ -38,9 +39,11 @@ def git_state(root: Path) -> dict[str, Any]:
 
     ``git status`` may fail where the checkout is read-only, owned by another user or slow to stat; the dirty flag then
     falls back to ``git diff-index``, and when neither answers it stays ``None`` with git's own words in
-    ``dirty_error``, so a manifest never claims a clean tree it could not check.
+    ``dirty_error``, so a manifest never claims a clean tree it could not check. On a fresh clone the first status
+    compares every notebook through the nbstripout filter (a second or more each); the runner therefore asks in a
+    background thread while the first stage runs (:func:`git_state_async`).
     """
-    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}  # never take the index lock of a user's checkout
+    env = {**os.environ, "LC_ALL": "C"}
 
     def git(*args: str) -> subprocess.CompletedProcess | str:
         try:
@@ -70,6 +73,22 @@ def git_state(root: Path) -> dict[str, Any]:
     return state
 
 
+def git_state_async(root: Path):
+    """:func:`git_state` in a daemon thread; ``.result()`` waits for it."""
+    from concurrent.futures import Future
+
+    fut: Future = Future()
+
+    def work():
+        try:
+            fut.set_result(git_state(root))
+        except BaseException as e:  # noqa: BLE001 - surfaced by result()
+            fut.set_exception(e)
+
+    threading.Thread(target=work, daemon=True, name="git-state").start()
+    return fut
+
+
 def package_versions(names=PACKAGES) -> dict[str, str | None]:
     out = {}
     for n in names:
@@ -80,9 +99,9 @@ def package_versions(names=PACKAGES) -> dict[str, str | None]:
     return out
 
 
-def environment(root: Path) -> dict[str, Any]:
+def environment(root: Path, *, git: bool = True) -> dict[str, Any]:
     return {
-        "git": git_state(root),
+        "git": git_state(root) if git else None,
         "python": sys.version.split()[0],
         "executable": sys.executable,
         "platform": platform.platform(),
