@@ -51,3 +51,8 @@ def test_a_few_lora_steps_lower_the_loss_and_the_adapter_generates(tmp_path):
     assert parse_answer(out[0]).refused, out
     base = gen.generate(["what were my total sales last month"], variant="base", max_new_tokens=12, progress=False)
     assert not base[0].startswith("REFUSE wrong_skill"), base
+    # the adapter is merged into the weights only while it generates: unmerged after, the same answers next time
+    assert gen.generate(["what were my total sales last month"], variant="tiny", max_new_tokens=12,
+                        progress=False) == out
+    assert gen.generate(["what were my total sales last month"], variant="base", max_new_tokens=12,
+                        progress=False) == base
