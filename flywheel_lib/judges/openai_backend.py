@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import importlib.util
 import json
 import os
@@ -81,8 +82,9 @@ class OpenAIJudge(LLMJudge):
     PER_CLIENT = 8
     """Connections per SDK client: httpx's pool scans its connections per request, so big pools are split."""
 
-    @property
+    @functools.cached_property
     def transport(self) -> str:
+        """The HTTP client this judge uses, decided once (``complete`` asks on every call)."""
         t = self.params.transport
         if t == "auto":
             return "aiohttp" if importlib.util.find_spec("aiohttp") is not None else "sdk"

@@ -162,13 +162,11 @@ async def _judge_llm(judge: LLMJudge, reqs: list[Request], out: dict, cache, st:
     it = iter(reqs)
     last_post = [0.0]
     pending: list = []
-    last_flush = [time.monotonic()]
 
     def flush() -> None:
         if pending and cache is not None:
             cache.put_many(pending)
         pending.clear()
-        last_flush[0] = time.monotonic()
 
     async def worker():
         for req in it:
@@ -199,7 +197,7 @@ async def _judge_llm(judge: LLMJudge, reqs: list[Request], out: dict, cache, st:
             out[req.item_id] = v
             bar.update(1)
             now = time.monotonic()
-            if len(pending) >= FLUSH_EVERY or now - last_flush[0] > FLUSH_AFTER_S:
+            if len(pending) >= FLUSH_EVERY:  # the age bound is the flusher's
                 flush()
             if now - last_post[0] > 0.5:
                 last_post[0] = now
@@ -208,8 +206,7 @@ async def _judge_llm(judge: LLMJudge, reqs: list[Request], out: dict, cache, st:
     async def flusher():  # so that no verdict waits longer than FLUSH_AFTER_S while calls are slow
         while True:
             await asyncio.sleep(FLUSH_AFTER_S)
-            if time.monotonic() - last_flush[0] >= FLUSH_AFTER_S:
-                flush()
+            flush()
 
     n = max(1, min(judge.config.limits.concurrency, len(reqs)))
     ticker = asyncio.ensure_future(flusher())
