@@ -41,8 +41,9 @@ $(BROWSER_STAMP): $(STAMP)
 test: $(STAMP) $(BROWSER_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# JupyterLab refuses to start as root unless told; pass --allow-root only when we are root (CI, containers).
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=.
+	$(BIN)/jupyter lab --notebook-dir=. $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 clean-outputs:
 	rm -rf outputs/runs outputs/cache

@@ -102,7 +102,7 @@ def load_yaml_model(path, model_cls, error_cls=ValueError, what: str = "file", *
     import yaml
     from pydantic import ValidationError
 
-    from .stage import resolve_path
+    from .paths import resolve_path
 
     p = resolve_path(path)
     if not p.exists():

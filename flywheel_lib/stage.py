@@ -25,39 +25,85 @@ from typing import Any
 import pandas as pd
 
 from .io import file_sha256, read_json, read_table, write_json, write_table
+from .paths import (FIGURES, artifact_path, find_run, latest_run, manifest_path, project_root, record_path,
+                    resolve_path, runs_dir)
 from .records import check_table
 
-__all__ = ["Stage", "open_stage", "project_root", "runs_dir", "resolve_path", "latest_run"]
+__all__ = ["Stage", "RunView", "open_stage", "open_run", "project_root", "runs_dir", "resolve_path", "latest_run"]
 
 
-def project_root() -> Path:
-    """The workbench checkout: ``$FLYWHEEL_ROOT``, else the nearest parent of the cwd holding ``flywheel_lib/``."""
-    env = os.environ.get("FLYWHEEL_ROOT")
-    if env:
-        return Path(env).resolve()
-    here = Path.cwd().resolve()
-    for p in (here, *here.parents):
-        if (p / "flywheel_lib").is_dir() and (p / "params").is_dir():
-            return p
-    return Path(__file__).resolve().parents[1]
+class RunView:
+    """A read-only view of a run folder: another cycle's artifacts, records and models.
+
+    A stage reaches an earlier run (its parent cycle) only through this view, with the same checked reads as its
+    own artifacts::
+
+        parent = st.parent            # the run named by the stage's parent_run (or None)
+        corpus = parent.read("train_sets")
+        winner, adapter = parent.deployed_model()
+    """
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.run_dir = Path(run_dir).resolve()
+        self.artifacts = self.run_dir / "artifacts"
+
+    def __repr__(self) -> str:
+        return f"RunView({self.run_dir.name!r})"
+
+    @property
+    def run_id(self) -> str:
+        return self.run_dir.name
+
+    def path(self, name: str, ext: str = "parquet") -> Path:
+        """Path of an artifact (``name`` may carry a suffix or a subfolder; ``ext=""`` for a folder)."""
+        return artifact_path(self.run_dir, name, ext)
+
+    def exists(self, name: str, ext: str = "parquet") -> bool:
+        return self.path(name, ext).exists()
+
+    def read(self, name: str, contract: str | None = None) -> pd.DataFrame:
+        """Read a table artifact, checked against ``contract``."""
+        p = self.path(name)
+        if not p.exists():
+            raise FileNotFoundError(f"run {self.run_id}: artifact {name!r} is missing — run the stage that writes it "
+                                    f"first, or start from a run that has it (flywheel run ... --from RUN_ID)")
+        df = read_table(p)
+        return check_table(df, contract, str(p)) if contract else df
+
+    def read_json(self, name: str) -> Any:
+        return read_json(self.path(name, "json"))
+
+    def records_of(self, stage: str) -> dict:
+        """What a stage of this run recorded (``metrics``, ``notes``, ...); empty if it has not run."""
+        return read_json(record_path(self.run_dir, stage), default={}) or {}
+
+    @property
+    def manifest(self) -> dict:
+        return read_json(manifest_path(self.run_dir), default={}) or {}
+
+    def adapter(self, variant: str) -> str:
+        """Where ``variant``'s fine-tuned model is: its ``models/<variant>`` folder in this run when present (a run
+        started ``--from`` another has the adapters linked in, so it stands alone), else the recorded
+        ``model_ref`` of ``finetune.json`` (a remote model id, or a folder of the run that trained it)."""
+        local = self.path(f"models/{variant}", ext="")
+        if (local / "adapter_config.json").exists():
+            return str(local)
+        ft = self.read_json("finetune")
+        if variant not in ft.get("variants", {}):
+            raise KeyError(f"run {self.run_id} fine-tuned no variant {variant!r} (it has {sorted(ft.get('variants', {}))})")
+        return ft["variants"][variant]["model_ref"]
+
+    def deployed_model(self) -> tuple[str, str]:
+        """``(variant, adapter)`` of the model this run deployed: 05_evaluate's promotion winner."""
+        promo = (self.records_of("05_evaluate").get("notes") or {}).get("promotion") or {}
+        if not promo.get("winner"):
+            raise FileNotFoundError(f"run {self.run_id} has no promotion decision: run its 05_evaluate first")
+        return promo["winner"], self.adapter(promo["winner"])
 
 
-def runs_dir() -> Path:
-    """Where run folders live: ``$FLYWHEEL_RUNS_DIR``, else ``<root>/outputs/runs``."""
-    env = os.environ.get("FLYWHEEL_RUNS_DIR")
-    return Path(env).resolve() if env else project_root() / "outputs" / "runs"
-
-
-def resolve_path(p: str | os.PathLike) -> Path:
-    """Resolve a path from a params file: absolute as is, else relative to the project root."""
-    p = Path(os.path.expanduser(str(p)))
-    return p if p.is_absolute() else project_root() / p
-
-
-def latest_run() -> Path | None:
-    d = runs_dir()
-    runs = sorted(x for x in d.iterdir() if x.is_dir() and (x / "manifest.json").exists()) if d.exists() else []
-    return runs[-1] if runs else None
+def open_run(ref: str | os.PathLike) -> RunView:
+    """A read-only view of the run ``ref`` names (an id, a unique prefix, ``latest`` or a path)."""
+    return RunView(find_run(ref))
 
 
 class Stage:
@@ -66,9 +112,10 @@ class Stage:
     def __init__(self, run_dir: str | os.PathLike, name: str):
         self.run_dir = Path(run_dir).resolve()
         self.name = name
-        self.artifacts = self.run_dir / "artifacts"
-        self.figures = self.run_dir / "figures"
-        self._record_path = self.run_dir / "metrics" / f"{name}.json"
+        self.artifacts = artifact_path(self.run_dir, "", ext="")
+        self.figures = self.run_dir / FIGURES
+        self._record_path = record_path(self.run_dir, name)
+        self._parent: RunView | None = None
         self.started = time.time()
         for d in (self.artifacts, self.figures):
             d.mkdir(parents=True, exist_ok=True)
@@ -86,8 +133,7 @@ class Stage:
     # --- artifacts -------------------------------------------------------------------------------
     def path(self, name: str, ext: str = "parquet") -> Path:
         """Path of an artifact in the run folder (``name`` may already carry a suffix or a subfolder)."""
-        p = self.artifacts / name
-        return p if p.suffix or not ext else p.with_name(f"{p.name}.{ext}")
+        return artifact_path(self.run_dir, name, ext)
 
     def exists(self, name: str) -> bool:
         return self.path(name).exists()
@@ -154,7 +200,26 @@ class Stage:
 
     def records_of(self, stage: str) -> dict:
         """What another stage of this run recorded (``metrics``, ``notes``, ...); empty if it has not run."""
-        return read_json(self.run_dir / "metrics" / f"{stage}.json", default={}) or {}
+        return read_json(record_path(self.run_dir, stage), default={}) or {}
+
+    # --- the parent run (the previous cycle) ----------------------------------------------------
+    def open_parent(self, ref: str | os.PathLike | None) -> RunView | None:
+        """Open the previous cycle's run read-only (None when ``ref`` is empty) and record the link."""
+        if not ref:
+            self._parent = None
+            return None
+        self._parent = open_run(ref)
+        self.note("parent_run", self._parent.run_id)
+        return self._parent
+
+    @property
+    def parent(self) -> RunView | None:
+        """The run opened by :meth:`open_parent` (or ``open_stage(..., parent_run=...)``), else None."""
+        return self._parent
+
+    def view(self) -> RunView:
+        """This run, read-only (for library code that reads a run the same way whether it is this one or a parent)."""
+        return RunView(self.run_dir)
 
     @property
     def metrics(self) -> dict:
@@ -164,8 +229,11 @@ class Stage:
         write_json(self._record_path, self._record)
 
 
-def open_stage(run_dir: str | os.PathLike | None, name: str) -> Stage:
-    """Open stage ``name`` in ``run_dir``; an empty ``run_dir`` means the newest run (for hand-run notebooks)."""
+def open_stage(run_dir: str | os.PathLike | None, name: str, parent_run: str | os.PathLike | None = None) -> Stage:
+    """Open stage ``name`` in ``run_dir``; an empty ``run_dir`` means the newest run (for hand-run notebooks).
+
+    ``parent_run`` (a later cycle) opens the previous cycle's run read-only as ``stage.parent``.
+    """
     if not run_dir:
         latest = latest_run()
         if latest is None:
@@ -179,4 +247,6 @@ def open_stage(run_dir: str | os.PathLike | None, name: str) -> Stage:
         p = cand if cand.exists() else resolve_path(p)
     if not p.exists():
         raise FileNotFoundError(f"run folder {run_dir} does not exist")
-    return Stage(p, name)
+    st = Stage(p, name)
+    st.open_parent(parent_run)
+    return st

@@ -8,7 +8,7 @@ import pytest
 
 from flywheel_lib.curation import DawidSkene, KOfN, MajorityVote, Unanimous, make_strategy, precision_coverage
 from flywheel_lib.curation._votes import normalize_reason_key
-from flywheel_lib.records import VERDICTS, check_table
+from flywheel_lib.records import VERDICTS, ContractError, check_table
 
 FILLER = {c: None for c in VERDICTS if c not in ("item_id", "judge", "category", "reason_key", "rationale")}
 
@@ -176,6 +176,11 @@ s j2 y -
             "j2": pd.DataFrame([[25, 25], [25, 25]], index=["x", "y"], columns=["x", "y"])}
     ds = DawidSkene(init_confusion=conf, n_iter=1, labels=["x", "y"]).fit(v)
     assert ds.labels_["s"] == "x"
+    # the same votes with the calibration turned round: now j2 is the one to trust. Without the initialisation
+    # the two judges are symmetric and both fits would give the same label, so one of the two asserts would fail.
+    swapped = {"j1": conf["j2"], "j2": conf["j1"]}
+    ds = DawidSkene(init_confusion=swapped, n_iter=1, labels=["x", "y"]).fit(v)
+    assert ds.labels_["s"] == "y"
 
 
 def test_make_strategy_and_unknown_name():
@@ -197,5 +202,5 @@ def test_precision_coverage_table():
 
 
 def test_consensus_rejects_a_broken_verdicts_table():
-    with pytest.raises(Exception, match="verdicts table .* lacks columns"):
+    with pytest.raises(ContractError, match="verdicts table .* lacks columns"):
         Unanimous().fit(pd.DataFrame({"item_id": ["a"], "judge": ["j"], "category": ["x"]}))

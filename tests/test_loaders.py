@@ -16,7 +16,6 @@ from flywheel_lib.data import DataError, gather_items, load_items, split_labelle
 from flywheel_lib.domains import get_domain
 
 ROOT = Path(__file__).resolve().parents[1]
-TRIAGESQL = Path("/work/shared/data/triagesql/triagesql_visible.jsonl")
 MAP = {"item_id": "id", "text": "question", "label": "label", "context": "schema"}
 ROWS = [
     {"id": "q1", "question": "who directed episode 3?", "label": "answerable", "schema": {"ep": ["director", "no"]}},
@@ -110,9 +109,8 @@ def test_split_labelled_is_deterministic_and_stratified(tax):
     assert (prod["label"] == "answerable").all() and set(prod["true_label"]) == {"answerable", "wrong_skill"}
 
 
-@pytest.mark.skipif(not TRIAGESQL.exists(), reason="TriageSQL data not present")
-def test_triagesql_all_rows_flow_in(tax):
-    items = gather_items(domain=get_domain("triagesql"), taxonomy=tax, source_kind="files", data_path=str(TRIAGESQL),
+def test_triagesql_all_rows_flow_in(tax, triagesql_path):
+    items = gather_items(domain=get_domain("triagesql"), taxonomy=tax, source_kind="files", data_path=str(triagesql_path),
                          column_map={**MAP, "source_label": "source_label"})
     assert len(items) == 955 and items["item_id"].is_unique
     shares = items["source"].value_counts(normalize=True)
@@ -132,12 +130,11 @@ def _papermill(out: Path, params: dict) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not TRIAGESQL.exists(), reason="TriageSQL data not present")
-def test_notebook_runs_the_triagesql_recipe_and_fails_cleanly(tmp_path):
+def test_notebook_runs_the_triagesql_recipe_and_fails_cleanly(tmp_path, triagesql_path):
     run = tmp_path / "run"
     run.mkdir()
     params = {"run_dir": str(run), "domain": "triagesql", "taxonomy": "params/taxonomy/triagesql.yaml",
-              "source_kind": "files", "data_path": str(TRIAGESQL),
+              "source_kind": "files", "data_path": str(triagesql_path),
               "column_map": {**MAP, "source_label": "source_label"}}
     res = _papermill(run, params)
     assert res.returncode == 0, res.stderr[-2000:]

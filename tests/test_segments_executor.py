@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 
 import numpy as np
 import pandas as pd
@@ -119,12 +118,10 @@ def dom():
     return SegmentsDomain(store_seed=0, n_customers=3000)
 
 
-def test_store_is_deterministic_and_quick():
+def test_store_is_deterministic():
     from flywheel_lib.domains.segments.catalog import load_catalog
 
-    t = time.perf_counter()
     a = build_store(seed=3, n_customers=3000, catalog=load_catalog())
-    assert time.perf_counter() - t < 2.0
     b = build_store(seed=3, n_customers=3000, catalog=load_catalog())
     c = build_store(seed=4, n_customers=3000, catalog=load_catalog())
     pd.testing.assert_frame_equal(a.customers, b.customers)
@@ -200,18 +197,7 @@ def test_domain_api(dom):
     assert type(get_domain("segments", n_customers=200)).__name__ == "SegmentsDomain"
 
 
-def test_queries_are_fast(dom):
-    qs = [f"amount_spent > {i} AND (customer_tags CONTAINS 'vip' OR last_order_date > -{i % 300 + 1}d) "
-          f"AND products_purchased(tag: 'shoes', date: -{i % 90 + 1}d) = false" for i in range(300)]
-    t = time.perf_counter()
-    for q in qs:
-        dom.execute(q)
-    per_query = (time.perf_counter() - t) / len(qs)
-    assert per_query < 0.02  # typically about 0.5 ms; generous for a loaded machine
-
-
 def test_generate_delegates_to_the_generator():
-    pytest.importorskip("flywheel_lib.domains.segments.generator")
     out = SegmentsDomain(n_customers=200).generate(seed=1, n_production=20, n_seed_solvable=5, n_seed_refusal=5,
                                                    n_eval=5, n_conflicts=2)
     assert set(out) == {"production", "seed", "eval"}

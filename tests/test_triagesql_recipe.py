@@ -10,9 +10,7 @@ import pytest
 from flywheel_lib.io import read_json
 from flywheel_lib.runner import run_recipe
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "triagesql" / "triagesql_visible.jsonl"
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not DATA.exists(), reason=f"{DATA} is not beside this checkout")]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("triagesql_path")]  # in CI a missing data file fails
 
 
 def test_triagesql_flows_through_every_curation_stage(runs):
@@ -38,4 +36,4 @@ def test_triagesql_flows_through_every_curation_stage(runs):
     import hashlib
 
     hashes = {k: v for k, v in m["data_hashes"].items() if k.endswith("triagesql_visible.jsonl")}
-    assert list(hashes.values()) == [hashlib.sha256(DATA.read_bytes()).hexdigest()]
+    assert list(hashes.values()) == [hashlib.sha256(triagesql_path.read_bytes()).hexdigest()]

@@ -115,34 +115,24 @@ def split_truth(items: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return out, truth
 
 
-def gather_from_parent(parent_run: str, *, budget: int = 0, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
+def gather_from_parent(parent, *, sampler, budget: int = 0, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A later cycle's items: the parent's seed and eval rows unchanged, and as production the parent's logged
-    traffic (the deployed model's new requests), sampled within ``budget`` (0 takes all): failure signals first,
-    then stratified by what the model did and by workload. Returns ``(items, truth)``.
+    traffic (the deployed model's new requests), sampled within ``budget`` (0 takes all) by ``sampler(traffic,
+    n, seed=)`` (the flywheel's budget sampler: failure signals first, then stratified by what the model did and
+    by workload). ``parent`` is a read-only :class:`~flywheel_lib.stage.RunView`. Returns ``(items, truth)``.
     """
-    from pathlib import Path
-
-    from ..flywheel.sampling import budget_sample
-    from ..io import read_table
-    from ..runner import find_run
-
-    parent = find_run(parent_run) if not Path(parent_run).is_dir() else Path(parent_run)
-    art = parent / "artifacts"
     for name in ("items", "traffic"):
-        if not (art / f"{name}.parquet").exists():
-            raise DataError(f"parent run {parent.name} has no {name} artifact: run its 00_data and 06_flywheel first")
-    old = read_table(art / "items.parquet")
-    traffic = read_table(art / "traffic.parquet")
-    sample = budget_sample(traffic, budget if budget > 0 else len(traffic), seed=seed)
+        if not parent.exists(name):
+            raise DataError(f"parent run {parent.run_id} has no {name} artifact: run its 00_data and 06_flywheel first")
+    old = parent.read("items")
+    traffic = parent.read("traffic")
+    sample = sampler(traffic, budget if budget > 0 else len(traffic), seed=seed)
     production = sample.drop(columns=["sample_reason", "answer"], errors="ignore").assign(source="production")
     production["sample_reason"] = sample["sample_reason"].to_numpy()
     keep = old[old["source"].isin(["seed", "eval"])]
     items = order_columns(pd.concat([keep, production], ignore_index=True))
-    truths = []
-    for name in ("truth", "traffic_truth"):
-        if (art / f"{name}.parquet").exists():
-            truths.append(read_table(art / f"{name}.parquet"))
+    truths = [parent.read(name) for name in ("truth", "traffic_truth") if parent.exists(name)]
     truth = pd.concat(truths, ignore_index=True) if truths else pd.DataFrame({"item_id": items["item_id"]})
     truth = truth[truth["item_id"].isin(items["item_id"])].drop_duplicates("item_id").reset_index(drop=True)
-    check_table(items, "items", f"parent run {parent.name}")
+    check_table(items, "items", f"parent run {parent.run_id}")
     return items, truth

@@ -12,60 +12,58 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..io import read_json, read_table
+from ..stage import RunView, open_run
 
 __all__ = ["lineage_chain", "cycle_metrics", "cycle_summary", "cycle_verdict", "failure_patterns"]
 
 
-def lineage_chain(run_dir: str | Path, max_depth: int = 100) -> list[Path]:
-    """``run_dir`` and its ancestors, oldest first."""
-    from ..runner import find_run
+def _view(run) -> RunView:
+    return run if isinstance(run, RunView) else RunView(run)
 
-    chain = [Path(run_dir)]
+
+def lineage_chain(run_dir: str | Path | RunView, max_depth: int = 100) -> list[RunView]:
+    """Read-only views of ``run_dir`` and its ancestors (``manifest.parent.parent_run``), oldest first."""
+    chain = [_view(run_dir)]
     for _ in range(max_depth):
-        m = read_json(chain[0] / "manifest.json", default={}) or {}
-        parent = (m.get("parent") or {}).get("parent_run")
+        parent = (chain[0].manifest.get("parent") or {}).get("parent_run")
         if not parent:
             break
         try:
-            chain.insert(0, find_run(parent))
+            chain.insert(0, open_run(parent))
         except FileNotFoundError:
             break
     return chain
 
 
-def _cycle(run: Path, i: int) -> int:
-    m = read_json(run / "manifest.json", default={}) or {}
-    return int((m.get("parent") or {}).get("cycle") or i + 1)
+def _cycle(run: RunView, i: int) -> int:
+    return int((run.manifest.get("parent") or {}).get("cycle") or i + 1)
 
 
-def cycle_metrics(chain: list[Path]) -> pd.DataFrame:
+def cycle_metrics(chain: list) -> pd.DataFrame:
     """Every cycle's ``eval_metrics`` (variant, metric, value, lo, hi, k, n) with ``cycle`` and ``run_id``."""
     frames = []
-    for i, run in enumerate(chain):
-        p = run / "artifacts" / "eval_metrics.parquet"
-        if p.exists():
-            frames.append(read_table(p).assign(cycle=_cycle(run, i), run_id=run.name))
+    for i, run in enumerate(map(_view, chain)):
+        if run.exists("eval_metrics"):
+            frames.append(run.read("eval_metrics").assign(cycle=_cycle(run, i), run_id=run.run_id))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["variant", "metric", "value", "lo", "hi", "k", "n", "cycle", "run_id"])
 
 
-def cycle_summary(chain: list[Path]) -> pd.DataFrame:
+def cycle_summary(chain: list) -> pd.DataFrame:
     """One row per cycle: sizes, label changes, judge spend and cache hits, the promotion decision."""
     rows = []
-    for i, run in enumerate(chain):
-        m = read_json(run / "manifest.json", default={}) or {}
+    for i, run in enumerate(map(_view, chain)):
+        m = run.manifest
         met = m.get("metrics") or {}
         notes = m.get("notes") or {}
         data, judge, res = met.get("00_data", {}), met.get("02_judge", {}), met.get("03_resolve", {})
         promo = notes.get("05_evaluate", {}).get("promotion") or {}
-        train_sets = run / "artifacts" / "train_sets.parquet"
         curated = None
-        if train_sets.exists():
-            ts = read_table(train_sets)
+        if run.exists("train_sets"):
+            ts = run.read("train_sets")
             curated = int((ts["variant"] == "curated").sum())
         rows.append({
-            "cycle": _cycle(run, i), "run_id": run.name, "status": m.get("status"),
+            "cycle": _cycle(run, i), "run_id": run.run_id, "status": m.get("status"),
             "n_production": data.get("n_production"),
             "curated_corpus": curated,
             "labels_changed": res.get("production_labels_changed"),
@@ -78,17 +76,16 @@ def cycle_summary(chain: list[Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def failure_patterns(chain: list[Path]) -> pd.DataFrame:
+def failure_patterns(chain: list) -> pd.DataFrame:
     """Per cycle and pattern (true category / scenario), how often the promoted model's traffic answer was wrong.
 
     A pattern *appears* when it first shows failures, and is *fixed* when a later cycle's model gets it right at
     least twice as often as before.
     """
     frames = []
-    for i, run in enumerate(chain):
-        p = run / "artifacts" / "traffic_truth.parquet"
-        if p.exists():
-            t = read_table(p)
+    for i, run in enumerate(map(_view, chain)):
+        if run.exists("traffic_truth"):
+            t = run.read("traffic_truth")
             t["pattern"] = t["true_label"].astype(str) + " / " + t["scenario"].astype(str)
             g = t.groupby("pattern")["correct"].agg(["mean", "size"]).reset_index()
             frames.append(g.rename(columns={"mean": "accuracy", "size": "n"}).assign(cycle=_cycle(run, i)))

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..io import file_sha256, text_hash
-from ..stage import project_root, resolve_path, runs_dir
+from ..paths import find_run, progress_path, project_root, resolve_path, runs_dir
+from ..progress import PROGRESS_ENV, ProgressTail
 from .manifest import Manifest, environment, git_state_async, now
 from .params import check_recipe, in_effect
 from .recipe import Recipe, RecipeError, load_recipe
@@ -45,28 +46,6 @@ def new_run_id(recipe_name: str, salt: Any = None) -> str:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in recipe_name)[:40]
     return f"{stamp}_{safe}_{text_hash(stamp, recipe_name, salt, time.time_ns(), os.getpid(), n=6)}"
-
-
-def find_run(ref: str) -> Path:
-    """A run folder from an id, a unique prefix or substring of one, ``latest``, or a path."""
-    p = Path(ref)
-    if p.is_dir() and (p / "manifest.json").exists():
-        return p.resolve()
-    d = runs_dir()
-    runs = sorted(x for x in d.iterdir() if (x / "manifest.json").exists()) if d.exists() else []
-    if ref in ("latest", "last"):
-        if not runs:
-            raise FileNotFoundError(f"no runs under {d}")
-        return runs[-1]
-    exact = [r for r in runs if r.name == ref]
-    if exact:
-        return exact[0]
-    hits = [r for r in runs if r.name.startswith(ref)] or [r for r in runs if ref in r.name]
-    if len(hits) == 1:
-        return hits[0]
-    if not hits:
-        raise FileNotFoundError(f"no run matches {ref!r} under {d}")
-    raise FileNotFoundError(f"{ref!r} matches {len(hits)} runs: {', '.join(h.name for h in hits[:5])} ...")
 
 
 def stage_notebooks(stages: list[str], notebook_dir: str | Path = "notebooks") -> dict[str, Path]:
@@ -233,17 +212,27 @@ def run_recipe(
             manifest.save()
             echo(f"▶ [{i}/{len(to_run)}] {stage}   (elapsed {time.time() - t_run:.0f}s)")
             t0 = time.time()
+            ppath = progress_path(run_dir, stage)
+            os.environ[PROGRESS_ENV] = str(ppath)  # the kernel inherits it: long loops report here, not in the notebook
+            tail = ProgressTail(ppath, echo=echo if progress else (lambda s: None))
             try:
-                papermill.execute_notebook(
-                    str(notebooks[stage]), str(out_nb), parameters=passed, kernel_name=kernel_for(notebooks[stage]),
-                    progress_bar=progress, cwd=str(root), log_output=False, report_mode=False,
-                    kernel_manager_class=_kernel_manager_class(),
-                )
+                with tail:
+                    papermill.execute_notebook(
+                        str(notebooks[stage]), str(out_nb), parameters=passed,
+                        kernel_name=kernel_for(notebooks[stage]), progress_bar=progress, cwd=str(root),
+                        log_output=False, report_mode=False, kernel_manager_class=_kernel_manager_class(),
+                    )
                 entry["status"] = "succeeded"
             except Exception as exc:  # noqa: BLE001 - every failure is recorded, then re-raised as a status
                 reason, cell = _failure_text(exc)
                 entry.update(status="failed", error=reason, failed_cell=cell)
+                if tail.last:
+                    entry["last_progress"] = tail.last
                 result.failed_stage, result.failure = stage, f"{stage} failed at {cell or 'start'}: {reason}"
+                if tail.last:
+                    result.failure += f" (last progress: {tail.last})"
+            finally:
+                os.environ.pop(PROGRESS_ENV, None)
             entry.update(ended_at=now(), duration_s=round(time.time() - t0, 2))
             if render_html and out_nb.exists():
                 try:
