@@ -9,24 +9,22 @@ from __future__ import annotations
 
 from typing import Callable
 
+from ..registry import Registry
 from .base import Domain, DomainError, OutputCheck
 
 __all__ = ["Domain", "DomainError", "OutputCheck", "get_domain", "register_domain", "DOMAINS"]
 
-DOMAINS: dict[str, str] = {
+DOMAINS = Registry("domain", {
     "segments": "flywheel_lib.domains.segments:SegmentsDomain",
     "triagesql": "flywheel_lib.domains.triagesql:TriageSQLDomain",
-}
+})
 
 
 def register_domain(name: str, target: str | Callable[..., Domain]) -> None:
     """Register a domain by ``"module:Class"`` path or factory."""
-    DOMAINS[name] = target
+    DOMAINS.register(name, target)
 
 
 def get_domain(name: str, **options) -> Domain:
-    if name not in DOMAINS:
-        raise KeyError(f"unknown domain {name!r}; registered: {', '.join(sorted(DOMAINS))}")
-    from ..io import resolve_target
-
-    return resolve_target(DOMAINS[name])(**options)
+    """The registered domain ``name``, built with ``options``."""
+    return DOMAINS.create(name, **options)
