@@ -29,7 +29,6 @@ predictions
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import pandas as pd
 
@@ -167,8 +166,3 @@ class Verdict:
         """An explicit abstention: never a guessed label."""
         return cls(item_id=item_id, judge=judge, category=None, error=why, **kw)
 
-
-def verdicts_frame(verdicts: Iterable[Verdict]) -> pd.DataFrame:
-    """Turn verdict records into a verdicts table."""
-    rows = [v.row() for v in verdicts]
-    return pd.DataFrame(rows, columns=list(VERDICTS)) if rows else empty_table("verdicts")
