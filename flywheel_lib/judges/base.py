@@ -249,6 +249,7 @@ BACKENDS: dict[str, str | Callable[..., Judge]] = {
     "knn": "flywheel_lib.judges.knn:KNNJudge",
     "linear": "flywheel_lib.judges.linear:LinearJudge",
     "rules": "flywheel_lib.judges.rules:RulesJudge",
+    "encoder": "flywheel_lib.judges.encoder:EncoderJudge",
     "fake": "flywheel_lib.judges.fake:FakeJudge",
 }
 
