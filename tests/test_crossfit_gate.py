@@ -86,6 +86,10 @@ def _verdicts(rows):
     return v
 
 
+def by_rationale_rows(checks):
+    return int(checks.set_index("strategy").loc["rationale", "accepted"])
+
+
 def test_gate_picks_evidence_when_the_seed_has_no_reason_keys():
     # 20 items: both judges say "a"; their reason keys differ as strings but cite a shared term on 15
     rows, gold = [], {}
@@ -94,8 +98,9 @@ def test_gate_picks_evidence_when_the_seed_has_no_reason_keys():
         gold[iid] = "a" if i < 18 else "b"
         rows += [(iid, "j1", "a", f"col{i},x{i}"), (iid, "j2", "a", f"col{i}" if i < 15 else f"other{i}")]
     v, g = _verdicts(rows), pd.Series(gold)
-    checks = gate.reasoning_checks(v, g, judges=["j1", "j2"], labels=["a", "b"],
+    checks = gate.reasoning_checks(v, g, judges=["j1", "j2"], labels=["a", "b"], rationale_similarity=0.8,
                                    embedder=lambda t: np.eye(len(t), 8))  # rationales all dissimilar
+    assert by_rationale_rows(checks) == 0
     by = checks.set_index("strategy")
     assert by.loc["reason_key", "accepted"] == 0 and by.loc["evidence", "accepted"] == 15
     with warnings.catch_warnings():

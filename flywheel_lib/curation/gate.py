@@ -53,10 +53,14 @@ def reasoning_checks(verdicts: pd.DataFrame, gold: pd.Series, *, judges: list[st
     """Precision and coverage of the unanimous gate under each reasoning check, on (out-of-fold) verdicts.
 
     Columns of :func:`~flywheel_lib.curation.consensus.precision_coverage` with ``strategy`` = the check's name.
+    The ``rationale`` check embeds every rationale with the MiniLM transformer (minutes on two busy cores), so it is
+    measured only when ``rationale_similarity > 0`` asks for it.
     """
     v = verdicts[verdicts["judge"].isin(judges)]
     strategies = {}
     for check in REASONING_CHECKS:
+        if check == "rationale" and not rationale_similarity:
+            continue
         strategies[check] = Unanimous(reasoning=check, rationale_similarity=rationale_similarity, embedder=embedder,
                                       judges=judges, labels=labels).fit(v)
     return precision_coverage(strategies, gold)

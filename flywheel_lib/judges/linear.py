@@ -39,9 +39,9 @@ class LinearParams(BaseModel):
     """Vocabulary cap per vectoriser."""
     context: bool = True
     """Read per-item schemas in ``context`` (masked-question view and overlap features) when the pool has them."""
-    solver: str = "liblinear"
-    """scikit-learn solver: ``liblinear`` (one-vs-rest, fast on sparse n-grams) or ``lbfgs`` (multinomial)."""
-    class_weight: str | None = "balanced"
+    solver: str = "lbfgs"
+    """scikit-learn solver: ``lbfgs`` (multinomial) or ``liblinear`` (one-vs-rest, faster on many n-grams)."""
+    class_weight: str | None = None
     """Category weights of the logistic regression (``balanced`` or none)."""
 
 
