@@ -55,12 +55,20 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--speed", type=int, default=0)
     ap.add_argument("--cache", default="")
+    ap.add_argument("--no-cv", action="store_true", help="only the speed figures")
     a = ap.parse_args()
     tax_path, panel_path = DOMAINS[a.domain]
     panel_path = a.panel or panel_path
     tax = load_taxonomy(tax_path)
     dom = get_domain(a.domain)
     items = load_items(a.domain, a.n, a.seed)
+    if not a.no_cv:
+        crossvalidate(a, items, tax, dom, panel_path)
+    if a.speed:
+        speed(a, items, tax, dom, panel_path)
+
+
+def crossvalidate(a, items, tax, dom, panel_path) -> None:
     folds = stratified_folds(items, k=a.folds, seed=a.seed)
     t0 = time.time()
     res = cross_fit(lambda: load_panel(panel_path, taxonomy=tax, domain=dom), items, folds,
@@ -80,7 +88,10 @@ def main() -> None:
     ladder = gate.ladder_table(v, gold, judges=judges, labels=tax.ids, reasoning=r["reasoning"])
     print("reasoning:", r["reasoning"])
     print(ladder[["strategy", "accepted", "coverage", "precision"]].round(3).to_string(index=False))
-    if a.speed:
+
+
+def speed(a, items, tax, dom, panel_path) -> None:
+    if True:
         pan = load_panel(panel_path, taxonomy=tax, domain=dom).fit(fit_pool(items, tax))
         reps = -(-a.speed // len(items))
         big = pd.concat([items.assign(item_id=items["item_id"] + f"#{i}", text=items["text"] + f" ({i})")
