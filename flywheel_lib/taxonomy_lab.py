@@ -38,10 +38,20 @@ def fit_pool(fewshot: pd.DataFrame, tax: Taxonomy, exclude=()) -> pd.DataFrame:
 
 
 def judge_holdout(tax: Taxonomy, panel_path: str, fewshot: pd.DataFrame, holdout: pd.DataFrame, *, domain=None,
-                  cache_dir: str = "outputs/cache", progress: bool = False) -> pd.DataFrame:
-    """The panel's verdicts on the hold-out under taxonomy ``tax`` (cached per prompt)."""
+                  cache_dir: str = "outputs/cache", progress: bool = False,
+                  folds: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The panel's verdicts on the hold-out under taxonomy ``tax`` (cached per prompt).
+
+    With ``folds`` (01_calibrate's ``calibration_split`` of a cross-fitted run: ``item_id, fold``), ``fewshot`` is
+    the whole seed and each hold-out item is judged out of fold, as in 01_calibrate."""
     from .judges import load_panel
 
+    if folds is not None:
+        from .judges.crossfit import cross_fit
+
+        return cross_fit(lambda: load_panel(panel_path, taxonomy=tax, domain=domain), fewshot, folds,
+                         judge_ids=holdout["item_id"], pool=lambda tr, te: fit_pool(tr, tax, exclude=te["text"]),
+                         cache_dir=cache_dir, progress=progress).verdicts
     pan = load_panel(panel_path, taxonomy=tax, domain=domain).fit(fit_pool(fewshot, tax, exclude=holdout["text"]))
     return pan.judge(holdout, cache_dir=cache_dir, progress=progress)
 

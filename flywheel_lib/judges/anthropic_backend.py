@@ -25,6 +25,10 @@ class AnthropicParams(BaseModel):
 
 
 class AnthropicJudge(LLMJudge):
+    SDK_EXTRA = "anthropic"
+
+    def sdk_modules(self) -> list[str]:
+        return ["anthropic"]
     Params = AnthropicParams
     needs_key = True
     _client = None

@@ -149,6 +149,26 @@ class LLMJudge(_JudgeBase):
         self.picker_ = FewShotPicker(self.config.fewshot, self.taxonomy).fit(fewshot)
         return self
 
+    SDK_EXTRA: ClassVar[str | None] = None
+    """The project extra that installs this backend's client libraries (``pip install -e ".[extra]"``)."""
+
+    def sdk_modules(self) -> list[str]:
+        """The modules this judge needs to make calls (checked when the panel is loaded, before any call)."""
+        return []
+
+    def check_sdk(self) -> None:
+        """Fail naming the extra to install when a module this judge needs cannot be imported."""
+        missing = []
+        for mod in self.sdk_modules():
+            try:
+                importlib.import_module(mod)
+            except ImportError:
+                missing.append(mod)
+        if missing:
+            extra = self.SDK_EXTRA or self.config.backend
+            raise PanelError(f"judge {self.name!r} ({self.config.backend}) needs {', '.join(missing)}, which is not "
+                             f"installed: pip install -e \".[{extra}]\"")
+
     def api_key(self) -> str | None:
         """The key from the environment variable the panel file names; a missing one fails naming the variable."""
         var = self.config.api_key_env
@@ -229,6 +249,7 @@ BACKENDS: dict[str, str | Callable[..., Judge]] = {
     "knn": "flywheel_lib.judges.knn:KNNJudge",
     "linear": "flywheel_lib.judges.linear:LinearJudge",
     "rules": "flywheel_lib.judges.rules:RulesJudge",
+    "encoder": "flywheel_lib.judges.encoder:EncoderJudge",
     "fake": "flywheel_lib.judges.fake:FakeJudge",
 }
 
@@ -247,4 +268,7 @@ def make_judge(config: JudgeConfig, *, taxonomy, domain=None) -> Judge:
     if isinstance(target, str):
         mod, _, attr = target.partition(":")
         target = getattr(importlib.import_module(mod), attr)
-    return target(config, taxonomy=taxonomy, domain=domain)
+    judge = target(config, taxonomy=taxonomy, domain=domain)
+    if isinstance(judge, LLMJudge):
+        judge.check_sdk()
+    return judge

@@ -6,6 +6,13 @@ classifier per catalog attribute, trained on the pool's solvable rows with the a
 ``reason_key`` as targets (the reason is the set of attributes whose probability exceeds ``reason_threshold``, at
 least the likeliest one). An attribute present in every solvable pool row is always kept; one seen in none is never
 predicted. It abstains when the top category probability is below ``min_proba``.
+
+With ``context: true`` (default) it also reads the item's per-item schema (:mod:`flywheel_lib.judges.schema`) when
+the fit pool carries one: a third TF-IDF view of the question with every word naming a schema table or column
+masked as ``_col_`` ("how many _col_ won in _col_"), and dense overlap features (share of the question's content
+words the schema names, matched and missing counts, length, question mark, wh-word). A category whose seed rows
+carry no reason key cites its evidence instead: the matched schema words for the solvable category, the
+question's words the schema lacks otherwise.
 """
 
 from __future__ import annotations
@@ -30,6 +37,12 @@ class LinearParams(BaseModel):
     """Solvable reasons: attributes whose probability exceeds this."""
     max_features: int = 50000
     """Vocabulary cap per vectoriser."""
+    context: bool = True
+    """Read per-item schemas in ``context`` (masked-question view and overlap features) when the pool has them."""
+    solver: str = "lbfgs"
+    """scikit-learn solver: ``lbfgs`` (multinomial) or ``liblinear`` (one-vs-rest, faster on many n-grams)."""
+    class_weight: str | None = None
+    """Category weights of the logistic regression (``balanced`` or none)."""
 
 
 class _Constant:
@@ -46,7 +59,13 @@ class LinearJudge(OfflineJudge):
     def _lr(self):
         from sklearn.linear_model import LogisticRegression
 
-        return LogisticRegression(C=self.params.C, max_iter=2000)
+        lr = LogisticRegression(C=self.params.C, max_iter=2000, class_weight=self.params.class_weight,
+                                solver=self.params.solver)
+        if self.params.solver == "liblinear":  # binary only: one-vs-rest over the categories
+            from sklearn.multiclass import OneVsRestClassifier
+
+            return OneVsRestClassifier(lr)
+        return lr
 
     def fit(self, fewshot: pd.DataFrame) -> "LinearJudge":
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -64,7 +83,13 @@ class LinearJudge(OfflineJudge):
             ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=mf)),
             ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, max_features=mf)),
         ])
-        X = self.vectorizer_.fit_transform(texts)
+        ctx = pool["context"].fillna("").astype(str).tolist() if "context" in pool else [""] * len(pool)
+        from .schema import schema_terms
+
+        self.use_context_ = bool(self.params.context and any(schema_terms(c) for c in ctx))
+        if self.use_context_:
+            self.masked_ = TfidfVectorizer(ngram_range=(1, 3), sublinear_tf=True, max_features=mf, token_pattern=r"\S+")
+        X = self._features(texts, ctx, fit=True)
         if len(set(labels)) < 2:
             raise ValueError(f"judge {self.name}: the few-shot pool needs at least two categories")
         self.clf_ = self._lr().fit(X, labels)
@@ -87,13 +112,34 @@ class LinearJudge(OfflineJudge):
                 uniq = sorted(set(reasons[mask]))
                 model = _Constant(uniq[0]) if len(uniq) == 1 else self._lr().fit(X[mask], reasons[mask])
                 self.reason_models_[cid] = ("single", model)
-        self._set_state(texts, labels.tolist(), reasons.tolist())
+        self._set_state(texts, labels.tolist(), reasons.tolist(), ctx if self.use_context_ else None,
+                        self.params.class_weight)
         return self
+
+    def _features(self, texts: list[str], ctx: list[str], *, fit: bool = False):
+        from scipy import sparse
+
+        X = self.vectorizer_.fit_transform(texts) if fit else self.vectorizer_.transform(texts)
+        if not self.use_context_:
+            return X
+        from .schema import masked_question, overlap_features
+
+        masked = [masked_question(t, c) for t, c in zip(texts, ctx)]
+        M = self.masked_.fit_transform(masked) if fit else self.masked_.transform(masked)
+        return sparse.hstack([X, M, sparse.csr_matrix(overlap_features(texts, ctx))]).tocsr()
+
+    def _evidence(self, cat: str, text: str, context: str) -> str:
+        from .schema import overlap
+
+        ov = overlap(text, context)
+        return ",".join(ov.matched if cat == self.taxonomy.solvable_id else ov.missing)
 
     def predict(self, items: pd.DataFrame) -> list[Verdict]:
         if not len(items):
             return []
-        X = self.vectorizer_.transform(items["text"].astype(str).tolist())
+        texts = items["text"].astype(str).tolist()
+        ctx = items["context"].fillna("").astype(str).tolist() if "context" in items else [""] * len(items)
+        X = self._features(texts, ctx)
         proba = self.clf_.predict_proba(X)
         classes = self.clf_.classes_
         best = proba.argmax(1)
@@ -111,8 +157,10 @@ class LinearJudge(OfflineJudge):
             else:
                 reasons[rows] = model.predict(X[rows])
         out = []
-        for iid, cat, rk, pr, b in zip(items["item_id"].astype(str), cats, reasons, proba, best):
+        for iid, cat, rk, pr, b, t, c in zip(items["item_id"].astype(str), cats, reasons, proba, best, texts, ctx):
             top = float(pr[b])
+            if not rk and self.use_context_:
+                rk = self._evidence(str(cat), t, c)
             if top < self.params.min_proba:
                 out.append(Verdict.abstain(iid, self.name, f"top probability {top:.2f} below {self.params.min_proba}",
                                            model=self.model))

@@ -90,6 +90,11 @@ class OpenAIJudge(LLMJudge):
             return "aiohttp" if importlib.util.find_spec("aiohttp") is not None else "sdk"
         return t
 
+    SDK_EXTRA = "openai"
+
+    def sdk_modules(self) -> list[str]:
+        return ["aiohttp"] if self.transport == "aiohttp" else ["openai", "httpx"]
+
     def base_url(self) -> str:
         return (self.config.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
 

@@ -11,6 +11,14 @@ Four refusal rules and one solvable rule, each giving a catalog key as the reaso
 * ``solvable`` — attribute names, synonyms and example values from the catalog (or the columns of the item's
   own schema in ``context``): solvable, the sorted attributes as reason.
 
+Per-item schemas (a JSON ``{table: [columns]}`` in ``context``, as in TriageSQL) add a sixth, learned rule,
+``schema``: each item falls in a bucket of evidence read against its own schema (the share of the question's
+content words that name a table or column, whether the input is a question or a command at all, whether it
+speaks in the first or second person). :meth:`fit` gives a bucket the category most pool items in it carry when
+at least ``min_support`` items fall in it and that category holds at least ``min_bucket_precision`` of them; the
+reason cites the evidence (the matched schema words for the solvable category, the words the schema lacks
+otherwise). An item in no such bucket and matching no other rule is an abstention: no evidence.
+
 Words one edit away from a rule word ("cerdit", "odrer") are read as that word. No rule matching is an abstention.
 :meth:`fit` calibrates on the few-shot pool: it learns the pool's reason phrases for the vague and deictic rules,
 picks the order of the refusal rules that scores best on the pool, and induces phrase rules for attributes (rule
@@ -66,6 +74,10 @@ class RulesParams(BaseModel):
     """Longest learned phrase, in words."""
     fix_typos: bool = True
     """Read a word one edit (insert, delete, substitute, swap) from a rule word as that word."""
+    schema_rules: bool = True
+    """Learn the ``schema`` rule from pool items that carry a per-item schema in ``context``."""
+    min_bucket_precision: float = 0.4
+    """The ``schema`` rule: share of a bucket's pool items that must carry its category."""
 
 
 _WORD = re.compile(r"[a-z0-9']+")
@@ -135,6 +147,7 @@ class RulesJudge(OfflineJudge):
                     self._attr[p.lower()] = a
         self.phrase_rules_: dict[str, frozenset] = {}
         self.vetoes_: dict[str, frozenset] = {}
+        self.buckets_: dict = {}
         self._speller(())
         self._compile({}, {})
 
@@ -199,6 +212,8 @@ class RulesJudge(OfflineJudge):
         attrs = self._schema_attrs(t, context) if context else self._solvable_attrs(t)
         if attrs:
             m["solvable"] = ",".join(sorted(attrs))
+        if sr := self._schema_rule(text, context):
+            m["schema"] = sr
         return m
 
     @staticmethod
@@ -225,8 +240,55 @@ class RulesJudge(OfflineJudge):
         return {n for n in names if n and re.search(r"\b" + re.escape(n.lower().replace("_", " ")) + r"\b",
                                                      t.replace("_", " "))}
 
+    _PERSON = re.compile(r"\b(i|i'm|im|my|me|we|our|you|your|he|she|his|her)\b")
+    _ASK = {"what", "which", "who", "whom", "whose", "how", "when", "where", "why", "list", "show", "find", "give",
+            "count", "name", "return", "tell", "is", "are", "was", "were", "do", "does", "did", "can", "which"}
+
+    def _bucket(self, text: str, context: str):
+        """The ``schema`` rule's evidence bucket of an item, and its cited terms; None without a schema."""
+        from .schema import overlap
+
+        ov = overlap(text, context)
+        if not ov.n_schema:
+            return None
+        n = len(ov.matched) + len(ov.missing)
+        share = "none" if n == 0 else "0" if not ov.matched else "all" if not ov.missing else \
+            "most" if len(ov.matched) >= len(ov.missing) else "some"
+        words = _WORD.findall(text.lower())
+        ask = bool(words) and (words[0] in self._ASK or text.strip().endswith("?"))
+        person = bool(self._PERSON.search(text.lower()))
+        return (share, ask, person, min(len(ov.missing), 3)), ov
+
+    def _schema_rule(self, text: str, context: str):
+        if not self.buckets_ or not context:
+            return None
+        b = self._bucket(text, context)
+        if b is None or b[0] not in self.buckets_:
+            return None
+        cat = self.buckets_[b[0]]
+        ov = b[1]
+        return cat, ",".join(ov.matched if cat == self.taxonomy.solvable_id else ov.missing)
+
+    def _fit_buckets(self, pool: pd.DataFrame) -> None:
+        self.buckets_ = {}
+        if not self.params.schema_rules or "context" not in pool:
+            return
+        counts: dict = {}
+        for t, c, g in zip(pool["text"].astype(str), pool["context"].fillna("").astype(str), pool["label"]):
+            b = self._bucket(t, c)
+            if b is not None:
+                counts.setdefault(b[0], {}).setdefault(g, 0)
+                counts[b[0]][g] += 1
+        for key, by in counts.items():
+            n = sum(by.values())
+            best = max(sorted(by), key=by.get)
+            if n >= self.params.min_support and by[best] / n >= self.params.min_bucket_precision:
+                self.buckets_[key] = best
+
     def _decide(self, m: dict[str, str], order) -> tuple[str | None, str, str]:
         for rule in order:
+            if rule == "schema" and "schema" in m:
+                return m["schema"][0], m["schema"][1], "schema"
             if rule in m and rule in self.rule_cats:
                 return self.rule_cats[rule], m[rule], rule
         if "solvable" in m:
@@ -247,7 +309,10 @@ class RulesJudge(OfflineJudge):
         self._compile(vague, referents)
         if self.params.induce_phrases:
             self._induce(pool)
+        self._fit_buckets(pool)
         rules = [r for r in ("skill", "unknown", "context", "vague") if r in self.rule_cats]
+        if self.buckets_:
+            rules.append("schema")
         self.order_ = tuple(rules)
         if self.params.calibrate_order and len(pool):
             ctx = pool["context"].fillna("").astype(str) if "context" in pool else [""] * len(pool)
@@ -262,7 +327,7 @@ class RulesJudge(OfflineJudge):
         self._set_state(self.order_, sorted(vague.items()), sorted(referents.items()), self.default_referent_,
                         sorted((g, sorted(a)) for g, a in self.phrase_rules_.items()),
                         sorted((g, sorted(a)) for g, a in self.vetoes_.items()), sorted(self.spell_.vocab)
-                        if self.spell_ else None)
+                        if self.spell_ else None, sorted((repr(k), v) for k, v in self.buckets_.items()))
         return self
 
     def _induce(self, pool: pd.DataFrame) -> None:
