@@ -57,9 +57,9 @@ def review_queue(resolutions: pd.DataFrame, items: pd.DataFrame, verdicts: pd.Da
     for ev in resolutions["evidence"]:
         e = json.loads(ev) if isinstance(ev, str) else (ev or {})
         contested.append(bool(e.get("contested")))
-    pick = (resolutions["action"] == "opt_out").to_numpy()
+    pick = (resolutions["action"] == "opt_out").to_numpy(dtype=bool, copy=True)
     if include_contested:
-        pick |= pd.Series(contested, index=resolutions.index, dtype=bool).to_numpy()
+        pick |= np.asarray(contested, dtype=bool)
     q = resolutions[pick]
     it = items.set_index("item_id")
     kinds = {c.id: c.kind for c in taxonomy.categories} if taxonomy is not None else None
