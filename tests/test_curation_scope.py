@@ -169,3 +169,20 @@ def test_query_complexity():
     assert query_complexity("products_purchased(tag: 'x', date: -30d) = true") == {"clauses": 0, "functions": 1,
                                                                                    "relative_dates": 1}
     assert query_complexity(None) is None and query_complexity("a = = 1") is None
+
+
+def test_contradiction_majority_and_any_are_stricter():
+    maj = resolve(ITEMS, CONSENSUS, TAX, conflicts=CONFLICTS, gate_scope="changes", contradiction="majority")
+    by = maj.set_index("item_id")
+    assert by.loc["p2", ["action", "rule"]].tolist() == ["opt_out", "panel_contradicts_production"]  # 2 against 1
+    assert by.loc["p1", "action"] == "keep" and by.loc["p4", "action"] == "keep"
+    strict = resolve(ITEMS, CONSENSUS, TAX, conflicts=CONFLICTS, gate_scope="changes", contradiction="any")
+    assert strict.set_index("item_id").loc["p2", "action"] == "opt_out"
+    one_against = CONSENSUS.copy()
+    one_against.loc[one_against.item_id == "p1", "votes"] = json.dumps({"j1": "solvable", "j2": "solvable",
+                                                                        "j3": "ambiguous"})
+    kept = resolve(ITEMS, one_against, TAX, gate_scope="changes", contradiction="majority").set_index("item_id")
+    dropped = resolve(ITEMS, one_against, TAX, gate_scope="changes", contradiction="any").set_index("item_id")
+    assert kept.loc["p1", "action"] == "keep" and dropped.loc["p1", "action"] == "opt_out"
+    with pytest.raises(ValueError, match="contradiction 'most' is not one of unanimous, majority, any"):
+        resolve(ITEMS, CONSENSUS, TAX, gate_scope="changes", contradiction="most")

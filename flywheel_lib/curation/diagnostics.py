@@ -37,7 +37,8 @@ import pandas as pd
 
 from ._votes import is_missing
 
-__all__ = ["BiasReport", "selection_bias", "cluster_regions", "complexity_for", "resolution_summary"]
+__all__ = ["BiasReport", "selection_bias", "cluster_regions", "complexity_for", "resolution_summary",
+           "production_pool", "compare_policies"]
 
 
 @dataclass
@@ -199,3 +200,43 @@ def resolution_summary(resolutions: pd.DataFrame, truth: pd.DataFrame | None = N
                         ("precision refusal/clarify", known & ~solv)):
             out[name] = round(float(ok[m].mean()), 4) if m.any() else float("nan")
     return out
+
+
+def production_pool(items: pd.DataFrame, truth: pd.DataFrame | None = None, *,
+                    sources=("production", "traffic")) -> pd.DataFrame:
+    """The pool the curated rows are selected from: ``item_id, text, output, category`` (the truth's
+    ``true_label`` where it has one, else the logged label) and ``family`` where the truth has it."""
+    prod = items[items["source"].isin(sources)]
+    pool = prod[["item_id", "text", "output", "label"]].rename(columns={"label": "category"}).copy()
+    if truth is not None and len(truth):
+        t = truth.drop_duplicates("item_id").set_index("item_id")
+        if "true_label" in t.columns:
+            pool["category"] = pool["item_id"].map(t["true_label"]).fillna(pool["category"])
+        if "family" in t.columns:
+            pool["family"] = pool["item_id"].map(t["family"])
+    return pool
+
+
+def compare_policies(policies: dict, items: pd.DataFrame, taxonomy, *, truth: pd.DataFrame | None = None,
+                     complexity: Callable | None = None, min_share_ratio: float = 0.5) -> pd.DataFrame:
+    """One column per policy (``name -> resolutions``, all from the same verdicts): the rows of
+    :func:`resolution_summary` (review queue included) plus the solvable rows' selection-bias ratios (clauses,
+    length, smallest region share) against the production pool."""
+    from .datasets import build_train_sets
+    from .review import review_queue
+
+    pool = production_pool(items, truth)
+    cols = {}
+    for name, res in policies.items():
+        s = resolution_summary(res, truth if truth is not None and "true_label" in truth.columns else None,
+                               queue_size=len(review_queue(res, items, taxonomy=taxonomy)))
+        ts = build_train_sets(items, res, taxonomy)
+        cur = ts[(ts["variant"] == "curated") & ts["item_id"].isin(pool["item_id"])]
+        rep = selection_bias(cur, pool, complexity=complexity, curated_category="label",
+                             min_share_ratio=min_share_ratio)
+        for label, dim in (("clauses", "clauses"), ("length", "length"), ("min region share", "region")):
+            val = rep.metric(taxonomy.solvable_id, dim)
+            s[f"solvable {label} ratio"] = None if pd.isna(val) else round(val, 3)
+        s["bias warnings"] = len(rep.warnings)
+        cols[name] = s
+    return pd.DataFrame(cols)

@@ -27,7 +27,8 @@ gate governs label *changes* only ("we required all judges to agree on both the 
 accepting any label change"). An item without an accepted consensus keeps its logged label
 (``uncontradicted_keeps_production``) when the panel does not unanimously contradict it, that is at least one
 judge votes the logged label (abstentions neither support nor contradict; a panel whose every vote is another
-category, or that gave no vote, contradicts or says nothing), it has no conflict with a reference row of another
+category, or that gave no vote, contradicts or says nothing; ``contradiction = "majority"`` or ``"any"`` make
+the test stricter: more votes against than for, or a single vote against), it has no conflict with a reference row of another
 label (keeping it would resolve the conflict against the annotation without the gate: ``conflict_not_unanimous``),
 and its logged output passes the domain's check (invalid ones are replaced by a gold output of the same request
 or opted out, as in step 5). Otherwise it is opted out: ``panel_contradicts_production`` (every vote another
@@ -45,9 +46,10 @@ import pandas as pd
 from ..taxonomy import Taxonomy
 from ._votes import is_missing
 
-__all__ = ["resolve", "check_outputs", "RESOLUTION_COLUMNS", "GATE_SCOPES"]
+__all__ = ["resolve", "check_outputs", "RESOLUTION_COLUMNS", "GATE_SCOPES", "CONTRADICTIONS"]
 
 GATE_SCOPES = ("all", "changes")
+CONTRADICTIONS = ("unanimous", "majority", "any")
 
 RESOLUTION_COLUMNS = ["item_id", "label_before", "label_after", "action", "evidence", "rule", "decided_by",
                       "output_before", "output_after", "suggestion", "conflict_with", "category_kind"]
@@ -85,6 +87,7 @@ def resolve(
     query_sources=("production", "traffic"),
     reference_sources=("seed",),
     gate_scope: str = "all",
+    contradiction: str = "unanimous",
 ) -> pd.DataFrame:
     """The resolutions table (``item_id, label_before, label_after, action, evidence`` plus ``rule, decided_by,
     output_before, output_after, suggestion, conflict_with, category_kind``) for every query item.
@@ -94,11 +97,16 @@ def resolve(
     :func:`~flywheel_lib.curation.review.import_review` (``item_id, human_label, human_output, note``).
     ``output_valid``: ``item_id -> bool`` from checking the logged outputs with the domain. ``gate_scope``:
     ``"all"`` (the gate decides every item) or ``"changes"`` (the gate decides label changes; see the module doc).
+    ``contradiction`` (``changes`` only): which votes contradict a logged label, so that it is not kept:
+    ``"unanimous"`` every cast vote is another category (the issue's definition), ``"majority"`` more votes for
+    other categories than for the logged one, ``"any"`` a single vote for another category.
     """
     from .conflicts import normalize_text
 
     if gate_scope not in GATE_SCOPES:
         raise ValueError(f"resolve: gate_scope {gate_scope!r} is not one of {', '.join(GATE_SCOPES)}")
+    if contradiction not in CONTRADICTIONS:
+        raise ValueError(f"resolve: contradiction {contradiction!r} is not one of {', '.join(CONTRADICTIONS)}")
 
     q = items[items["source"].isin(query_sources)]
     cons = consensus.drop_duplicates("item_id").set_index("item_id").to_dict("index") if len(consensus) else {}
@@ -148,7 +156,8 @@ def resolve(
                 rule, action = "not_judged", "opt_out"
             elif not cast:
                 rule, action = "no_consensus", "opt_out"
-            elif support == 0:
+            elif support == 0 or (contradiction == "majority" and len(cast) - support > support) or (
+                    contradiction == "any" and len(cast) > support):
                 rule, action = "panel_contradicts_production", "opt_out"
             elif cf is not None and cf["other_label"] != before:
                 rule, action = "conflict_not_unanimous", "opt_out"
