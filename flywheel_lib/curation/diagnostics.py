@@ -29,6 +29,7 @@ value distributions (``0`` same, ``1`` disjoint; lengths in 5-word bins). A regi
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -63,16 +64,20 @@ class BiasReport:
         return float(hit[column].iloc[0]) if len(hit) else float("nan")
 
 
-def complexity_for(domain) -> Callable | None:
-    """The query-complexity function of a domain (``None`` when it has none)."""
-    fn = getattr(domain, "complexity", None)
-    if callable(fn):
-        return fn
-    if getattr(domain, "name", None) == "segments":
-        from ..domains.segments.complexity import query_complexity
+_CACHED: dict = {}
 
-        return query_complexity
-    return None
+
+def complexity_for(domain) -> Callable | None:
+    """The query-complexity function of a domain (``None`` when it has none), memoised per distinct query so that
+    comparing several policies on the same pool parses each query once."""
+    fn = getattr(domain, "complexity", None)
+    if not callable(fn) and getattr(domain, "name", None) == "segments":
+        from ..domains.segments.complexity import query_complexity as fn
+    if not callable(fn):
+        return None
+    if fn not in _CACHED:
+        _CACHED[fn] = functools.lru_cache(maxsize=200_000)(fn)
+    return _CACHED[fn]
 
 
 def cluster_regions(texts: pd.Series, *, k: int = 12, seed: int = 7) -> np.ndarray:
