@@ -186,3 +186,19 @@ def test_contradiction_majority_and_any_are_stricter():
     assert kept.loc["p1", "action"] == "keep" and dropped.loc["p1", "action"] == "opt_out"
     with pytest.raises(ValueError, match="contradiction 'most' is not one of unanimous, majority, any"):
         resolve(ITEMS, CONSENSUS, TAX, gate_scope="changes", contradiction="most")
+
+
+def test_selection_bias_plot_draws_both_panels():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from flywheel_lib.curation.plots import plot_selection_bias
+
+    pool = _pool()
+    rep = selection_bias(pool[pool["family"] == "plain"].assign(label="solvable"), pool, complexity=query_complexity,
+                         curated_category="label", min_region_rows=5)
+    fig = plot_selection_bias(rep)
+    left, right = fig.axes[:2]
+    assert [t.get_text() for t in left.get_xticklabels()] == ["plain", "compound"] or \
+        [t.get_text() for t in left.get_xticklabels()] == ["compound", "plain"]
+    assert "clauses" in [t.get_text() for t in right.get_xticklabels()]

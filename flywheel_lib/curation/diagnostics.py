@@ -56,6 +56,8 @@ class BiasReport:
     """Where the regions come from: ``family`` (the data's phrasing families) or ``tfidf_kmeans``."""
     warnings: list[str] = field(default_factory=list)
     """Human-readable warnings: dropped regions, means outside the tolerance."""
+    min_share_ratio: float = 0.5
+    """The share ratio under which a region counts as dropped."""
 
     def metric(self, category: str, dimension: str, column: str = "ratio") -> float:
         """One figure of :attr:`dimensions` (NaN when the category or dimension is absent)."""
@@ -183,7 +185,8 @@ def selection_bias(
                              f"pool (ratio {r:.2f}, outside 1 +- {tolerance})")
     dim_cols = ["category", "dimension", "pool_mean", "curated_mean", "ratio", "tvd", "n_pool", "n_curated"]
     reg_cols = ["category", "region", "n_pool", "n_curated", "pool_share", "curated_share", "share_ratio"]
-    return BiasReport(pd.DataFrame(dims, columns=dim_cols), pd.DataFrame(regs, columns=reg_cols), source, warns)
+    return BiasReport(pd.DataFrame(dims, columns=dim_cols), pd.DataFrame(regs, columns=reg_cols), source, warns,
+                      min_share_ratio)
 
 
 def resolution_summary(resolutions: pd.DataFrame, truth: pd.DataFrame | None = None, *, queue_size: int | None = None) -> dict:

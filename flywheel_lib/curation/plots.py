@@ -125,7 +125,7 @@ def plot_selection_bias(report, *, category: str = "solvable", band: float = 0.1
     reg = report.regions[report.regions["category"] == category].sort_values("pool_share", ascending=False)
     x = np.arange(len(reg))
     a.bar(x - 0.2, reg["pool_share"], 0.4, label="production pool", color="#999999")
-    colors = ["#d62728" if r < 0.5 else "#1f77b4" for r in reg["share_ratio"]]
+    colors = ["#d62728" if r < report.min_share_ratio else "#1f77b4" for r in reg["share_ratio"]]
     a.bar(x + 0.2, reg["curated_share"], 0.4, label="curated", color=colors)
     a.set_xticks(x, reg["region"], rotation=60, ha="right", fontsize=7)
     a.set_ylabel("share of the category's rows")
