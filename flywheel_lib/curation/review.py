@@ -12,6 +12,7 @@ in :func:`~flywheel_lib.curation.resolve.resolve` and is recorded there as ``dec
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -38,7 +39,7 @@ def _entropy(votes: dict) -> float:
     vals = ["<abstain>" if is_missing(x) else x for x in (votes or {}).values()]
     if not vals:
         return 0.0
-    p = pd.Series(vals).value_counts(normalize=True).to_numpy()
+    p = np.array(list(Counter(vals).values()), dtype=float) / len(vals)
     return float(-(p * np.log2(p)).sum())
 
 
@@ -61,7 +62,8 @@ def review_queue(resolutions: pd.DataFrame, items: pd.DataFrame, verdicts: pd.Da
     if include_contested:
         pick |= np.asarray(contested, dtype=bool)
     q = resolutions[pick]
-    it = items.set_index("item_id")
+    texts = dict(zip(items["item_id"], items["text"]))
+    sources = dict(zip(items["item_id"], items["source"]))
     kinds = {c.id: c.kind for c in taxonomy.categories} if taxonomy is not None else None
     rows = []
     reasons = {}
@@ -80,9 +82,8 @@ def review_queue(resolutions: pd.DataFrame, items: pd.DataFrame, verdicts: pd.Da
         else:
             refuses = any(x != r.label_before for x in cast)
         rows.append({
-            "item_id": r.item_id, "text": it.at[r.item_id, "text"] if r.item_id in it.index else "",
-            "source": it.at[r.item_id, "source"] if r.item_id in it.index else "", "label_before": r.label_before,
-            "action": r.action, "rule": ev.get("rule", ""), "votes": json.dumps(votes), "entropy": round(_entropy(votes), 4),
+            "item_id": r.item_id, "text": texts.get(r.item_id, ""), "source": sources.get(r.item_id, ""),
+            "label_before": r.label_before, "action": r.action, "rule": ev.get("rule", ""), "votes": json.dumps(votes), "entropy": round(_entropy(votes), 4),
             "reasons": reasons.get(r.item_id, "{}"),
             "conflict_with": cf.get("other_id") or "", "conflict_label": cf.get("other_label") or "",
             "conflict_text": cf.get("other_text") or "", "priority": 0 if cf else (1 if refuses else 2),
