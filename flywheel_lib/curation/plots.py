@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_confusions", "plot_kappa", "plot_matrix", "plot_precision_coverage", "plot_actions"]
+__all__ = ["plot_confusions", "plot_kappa", "plot_matrix", "plot_precision_coverage", "plot_actions",
+           "plot_selection_bias"]
 
 
 def _plt():
@@ -111,5 +112,37 @@ def plot_actions(resolutions: pd.DataFrame):
     tab.plot.barh(stacked=True, ax=ax, logx=bool(len(tab) and tab.to_numpy().max() > 50 * max(tab.to_numpy().min(), 1)))
     ax.set_xlabel("items")
     ax.set_title("resolution actions per category")
+    fig.tight_layout()
+    return fig
+
+
+def plot_selection_bias(report, *, category: str = "solvable", band: float = 0.1):
+    """Left: each region's share of the pool and of the curated rows of ``category`` (regions whose share ratio is
+    under the report's warning threshold in red). Right: curated / pool ratio per dimension and category, with the
+    ``1 +- band`` band (for ``region`` the smallest share ratio)."""
+    plt = _plt()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1.4, 1]})
+    reg = report.regions[report.regions["category"] == category].sort_values("pool_share", ascending=False)
+    x = np.arange(len(reg))
+    a.bar(x - 0.2, reg["pool_share"], 0.4, label="production pool", color="#999999")
+    colors = ["#d62728" if r < report.min_share_ratio else "#1f77b4" for r in reg["share_ratio"]]
+    a.bar(x + 0.2, reg["curated_share"], 0.4, label="curated", color=colors)
+    a.set_xticks(x, reg["region"], rotation=60, ha="right", fontsize=7)
+    a.set_ylabel("share of the category's rows")
+    a.set_title(f"{category}: regions ({report.region_source})")
+    a.legend(fontsize=8)
+    d = report.dimensions.dropna(subset=["ratio"])
+    dims = list(dict.fromkeys(d["dimension"]))
+    cats = list(dict.fromkeys(d["category"]))
+    w = 0.8 / max(len(cats), 1)
+    for k, cat in enumerate(cats):
+        sub = d[d["category"] == cat].set_index("dimension").reindex(dims)
+        b.bar(np.arange(len(dims)) + k * w - 0.4 + w / 2, sub["ratio"].clip(upper=3), w, label=cat)
+    b.axhspan(1 - band, 1 + band, color="#2ca02c", alpha=0.15)
+    b.axhline(1, color="black", lw=0.8)
+    b.set_xticks(range(len(dims)), dims, fontsize=8)
+    b.set_ylabel("curated / pool")
+    b.set_title("ratio per dimension")
+    b.legend(fontsize=7)
     fig.tight_layout()
     return fig

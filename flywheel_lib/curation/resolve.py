@@ -19,6 +19,22 @@ segments taxonomy). For each query item (production / traffic rows), in order:
 
 Every row keeps its evidence as JSON: the rule, the consensus (status, category, reason key, votes), the
 conflicting source row, the human decision.
+
+**What the gate governs** (``gate_scope``). ``"all"``: the unanimous gate decides every item, so an item the
+panel does not agree on (category AND reasoning) is opted out even when nothing says its logged label is wrong;
+the gate then also decides which requests enter the training set, and it keeps the easy ones. ``"changes"``: the
+gate governs label *changes* only ("we required all judges to agree on both the decision and the reasoning before
+accepting any label change"). An item without an accepted consensus keeps its logged label
+(``uncontradicted_keeps_production``) when the panel does not unanimously contradict it, that is at least one
+judge votes the logged label (abstentions neither support nor contradict; a panel whose every vote is another
+category, or that gave no vote, contradicts or says nothing; ``contradiction = "majority"`` or ``"any"`` make
+the test stricter: more votes against than for, or a single vote against), it has no conflict with a reference row of another
+label (keeping it would resolve the conflict against the annotation without the gate: ``conflict_not_unanimous``),
+and its logged output passes the domain's check (invalid ones are replaced by a gold output of the same request
+or opted out, as in step 5). Otherwise it is opted out: ``panel_contradicts_production`` (every vote another
+category, but no accepted change) or ``no_consensus`` / ``not_judged``. A kept item where some judge voted
+another category is marked ``contested`` in its evidence so the review queue can put it before plain
+disagreements.
 """
 
 from __future__ import annotations
@@ -30,7 +46,10 @@ import pandas as pd
 from ..taxonomy import Taxonomy
 from ._votes import is_missing
 
-__all__ = ["resolve", "check_outputs", "RESOLUTION_COLUMNS"]
+__all__ = ["resolve", "check_outputs", "RESOLUTION_COLUMNS", "GATE_SCOPES", "CONTRADICTIONS"]
+
+GATE_SCOPES = ("all", "changes")
+CONTRADICTIONS = ("unanimous", "majority", "any")
 
 RESOLUTION_COLUMNS = ["item_id", "label_before", "label_after", "action", "evidence", "rule", "decided_by",
                       "output_before", "output_after", "suggestion", "conflict_with", "category_kind"]
@@ -67,6 +86,8 @@ def resolve(
     output_valid: pd.Series | None = None,
     query_sources=("production", "traffic"),
     reference_sources=("seed",),
+    gate_scope: str = "all",
+    contradiction: str = "unanimous",
 ) -> pd.DataFrame:
     """The resolutions table (``item_id, label_before, label_after, action, evidence`` plus ``rule, decided_by,
     output_before, output_after, suggestion, conflict_with, category_kind``) for every query item.
@@ -74,9 +95,18 @@ def resolve(
     ``consensus``: the consensus contract (items without a row count as not judged). ``conflicts``: from
     :func:`~flywheel_lib.curation.conflicts.find_conflicts`. ``reviewed``: from
     :func:`~flywheel_lib.curation.review.import_review` (``item_id, human_label, human_output, note``).
-    ``output_valid``: ``item_id -> bool`` from checking the logged outputs with the domain.
+    ``output_valid``: ``item_id -> bool`` from checking the logged outputs with the domain. ``gate_scope``:
+    ``"all"`` (the gate decides every item) or ``"changes"`` (the gate decides label changes; see the module doc).
+    ``contradiction`` (``changes`` only): which votes contradict a logged label, so that it is not kept:
+    ``"unanimous"`` every cast vote is another category (the issue's definition), ``"majority"`` more votes for
+    other categories than for the logged one, ``"any"`` a single vote for another category.
     """
     from .conflicts import normalize_text
+
+    if gate_scope not in GATE_SCOPES:
+        raise ValueError(f"resolve: gate_scope {gate_scope!r} is not one of {', '.join(GATE_SCOPES)}")
+    if contradiction not in CONTRADICTIONS:
+        raise ValueError(f"resolve: contradiction {contradiction!r} is not one of {', '.join(CONTRADICTIONS)}")
 
     q = items[items["source"].isin(query_sources)]
     cons = consensus.drop_duplicates("item_id").set_index("item_id").to_dict("index") if len(consensus) else {}
@@ -117,6 +147,31 @@ def resolve(
                 out_after = ho if ho is not None else out_before
             else:
                 action = "clarify" if kinds.get(after) == "clarify" else "refusal"
+        elif (c is None or c["status"] != "accepted") and gate_scope == "changes":
+            votes = ev["consensus"]["votes"] if c is not None else None
+            cast = [x for x in (votes or {}).values() if not is_missing(x)]
+            support = sum(x == before for x in cast)
+            ev["panel"] = {"support": support, "against": len(cast) - support, "abstained": len(votes or {}) - len(cast)}
+            if c is None:
+                rule, action = "not_judged", "opt_out"
+            elif not cast:
+                rule, action = "no_consensus", "opt_out"
+            elif support == 0 or (contradiction == "majority" and len(cast) - support > support) or (
+                    contradiction == "any" and len(cast) > support):
+                rule, action = "panel_contradicts_production", "opt_out"
+            elif cf is not None and cf["other_label"] != before:
+                rule, action = "conflict_not_unanimous", "opt_out"
+            elif kinds.get(before) != "solvable":
+                rule, action, after = "uncontradicted_keeps_production", ("clarify" if kinds.get(before) == "clarify"
+                                                                          else "refusal"), before
+            elif bool(valid.get(iid, True)):
+                rule, action, after, out_after = "uncontradicted_keeps_production", "keep", before, out_before
+            elif normalize_text(it.text) in gold_by_text:
+                rule, action, after = "uncontradicted_output_replaced", "replace", before
+                out_after = gold_by_text[normalize_text(it.text)]
+            else:
+                rule, action = "solvable_output_invalid", "opt_out"
+            ev["contested"] = action != "opt_out" and len(cast) > support
         elif c is None or c["status"] != "accepted":
             rule, action = ("not_judged" if c is None else "no_consensus"), "opt_out"
         else:

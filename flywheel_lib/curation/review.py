@@ -1,6 +1,7 @@
 """The human review queue: opted-out items out to people, their decisions back in.
 
-:func:`review_queue` lists the ``opt_out`` resolutions with what a reviewer needs (the request, the judges' votes
+:func:`review_queue` lists the ``opt_out`` resolutions (and the contested keeps), most useful first, with what a
+reviewer needs (the request, the judges' votes
 and reasons, the conflicting source row); :func:`export_review` writes it as CSV (fill in ``human_label``,
 optionally ``human_output`` and ``note``) and as Label Studio tasks JSON with a matching labelling config;
 :func:`import_review` reads either back (a CSV, or a Label Studio JSON export) and checks every label against the
@@ -11,9 +12,11 @@ in :func:`~flywheel_lib.curation.resolve.resolve` and is recorded there as ``dec
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+import numpy as np
 import pandas as pd
 
 from ..io import atomic_path, write_json
@@ -22,7 +25,8 @@ from ._votes import is_missing
 
 __all__ = ["ReviewError", "review_queue", "export_review", "import_review", "label_studio_config", "REVIEW_COLUMNS"]
 
-REVIEW_COLUMNS = ["item_id", "text", "source", "label_before", "rule", "votes", "reasons", "conflict_with",
+REVIEW_COLUMNS = ["item_id", "text", "source", "label_before", "action", "rule", "votes", "entropy", "reasons",
+                  "conflict_with",
                   "conflict_label", "conflict_text", "priority", "human_label", "human_output", "note", "reviewer"]
 
 
@@ -30,10 +34,37 @@ class ReviewError(ValueError):
     """A reviewed file cannot be read back: the message names the file, the row and the column."""
 
 
-def review_queue(resolutions: pd.DataFrame, items: pd.DataFrame, verdicts: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The ``opt_out`` items as a review table (conflicts first, then by item id); ``human_*`` columns empty."""
-    q = resolutions[resolutions["action"] == "opt_out"]
-    it = items.set_index("item_id")
+def _entropy(votes: dict) -> float:
+    """Shannon entropy (bits) of a panel's votes, an abstention counted as its own outcome."""
+    vals = ["<abstain>" if is_missing(x) else x for x in (votes or {}).values()]
+    if not vals:
+        return 0.0
+    p = np.array(list(Counter(vals).values()), dtype=float) / len(vals)
+    return float(-(p * np.log2(p)).sum())
+
+
+def review_queue(resolutions: pd.DataFrame, items: pd.DataFrame, verdicts: pd.DataFrame | None = None, *,
+                 taxonomy: Taxonomy | None = None, include_contested: bool = True) -> pd.DataFrame:
+    """The review table, most useful first; ``human_*`` columns empty.
+
+    Rows: the ``opt_out`` items, plus (``include_contested``) items kept although some judge voted another
+    category (``evidence.contested``, from ``gate_scope = "changes"``; ``action`` says what the tree did).
+    ``priority``: ``0`` a conflict with a reference row (planted or found), ``1`` at least one judge says refusal or
+    clarification (a category whose kind is not ``solvable``; without ``taxonomy``: a vote other than the logged
+    label), ``2`` the rest. Within a priority, by panel ``entropy`` (bits, abstentions an outcome of their own)
+    from high to low, then by item id. A reviewer with a budget of ``n`` items takes the first ``n`` rows.
+    """
+    contested = []
+    for ev in resolutions["evidence"]:
+        e = json.loads(ev) if isinstance(ev, str) else (ev or {})
+        contested.append(bool(e.get("contested")))
+    pick = (resolutions["action"] == "opt_out").to_numpy(dtype=bool, copy=True)
+    if include_contested:
+        pick |= np.asarray(contested, dtype=bool)
+    q = resolutions[pick]
+    texts = dict(zip(items["item_id"], items["text"]))
+    sources = dict(zip(items["item_id"], items["source"]))
+    kinds = {c.id: c.kind for c in taxonomy.categories} if taxonomy is not None else None
     rows = []
     reasons = {}
     if verdicts is not None and len(verdicts):
@@ -44,16 +75,24 @@ def review_queue(resolutions: pd.DataFrame, items: pd.DataFrame, verdicts: pd.Da
         ev = json.loads(r.evidence) if isinstance(r.evidence, str) else (r.evidence or {})
         cons = ev.get("consensus") or {}
         cf = ev.get("conflict") or {}
+        votes = cons.get("votes") or {}
+        cast = [x for x in votes.values() if not is_missing(x)]
+        if kinds is not None:
+            refuses = any(kinds.get(x) not in (None, "solvable") for x in cast)
+        else:
+            refuses = any(x != r.label_before for x in cast)
         rows.append({
-            "item_id": r.item_id, "text": it.at[r.item_id, "text"] if r.item_id in it.index else "",
-            "source": it.at[r.item_id, "source"] if r.item_id in it.index else "", "label_before": r.label_before,
-            "rule": ev.get("rule", ""), "votes": json.dumps(cons.get("votes") or {}), "reasons": reasons.get(r.item_id, "{}"),
+            "item_id": r.item_id, "text": texts.get(r.item_id, ""), "source": sources.get(r.item_id, ""),
+            "label_before": r.label_before, "action": r.action, "rule": ev.get("rule", ""), "votes": json.dumps(votes), "entropy": round(_entropy(votes), 4),
+            "reasons": reasons.get(r.item_id, "{}"),
             "conflict_with": cf.get("other_id") or "", "conflict_label": cf.get("other_label") or "",
-            "conflict_text": cf.get("other_text") or "", "priority": 0 if cf else 1,
+            "conflict_text": cf.get("other_text") or "", "priority": 0 if cf else (1 if refuses else 2),
             "human_label": "", "human_output": "", "note": "", "reviewer": "",
         })
     out = pd.DataFrame(rows, columns=REVIEW_COLUMNS)
-    return out.sort_values(["priority", "item_id"], kind="stable").reset_index(drop=True)
+    out["entropy"] = out["entropy"].astype(float)
+    out = out.sort_values(["priority", "entropy", "item_id"], ascending=[True, False, True], kind="stable")
+    return out.reset_index(drop=True)
 
 
 def label_studio_config(taxonomy: Taxonomy) -> str:
