@@ -124,11 +124,12 @@ def category_recall(pred: pd.DataFrame, *, solvable_id: str = "solvable", catego
     refuse (whether or not the query was right: that is ``query_pass_rate``). ``top_error`` is the predicted label
     the category's misses most often get. ``categories`` fixes the rows (a category with no items gets ``n = 0``).
 
-    >>> toy = pd.DataFrame({"variant": ["v"] * 4, "label": ["solvable", "age", "age", "age"],
-    ...                     "refused": [False, True, True, False], "refusal_category": [None, "age", "x", None]})
+    >>> toy = pd.DataFrame({"variant": ["v"] * 5, "label": ["solvable", "age", "age", "age", "age"],
+    ...                     "refused": [False, True, True, False, False],
+    ...                     "refusal_category": [None, "age", "x", None, None]})
     >>> r = category_recall(toy).set_index("category")
     >>> int(r.loc["age", "k"]), int(r.loc["age", "n"]), r.loc["age", "top_error"]
-    (1, 3, 'solvable')
+    (1, 4, 'solvable')
     """
     need = ["variant", "label", "refused", "refusal_category"]
     missing = [c for c in need if c not in pred.columns]
