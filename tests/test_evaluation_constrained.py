@@ -74,10 +74,10 @@ def test_constrained_decoding_never_emits_an_invalid_query_and_can_refuse(dom, d
     from flywheel_lib.evaluation import VariantGenerator
 
     gen = VariantGenerator("smollm2-135m", {}, grammar=answer_grammar(dom, REFUSAL_IDS))
-    texts = (data["production"]["text"].tolist()[:120] + data["seed"]["text"].tolist()[:60]
+    texts = (data["production"]["text"].tolist()[:100] + data["seed"]["text"].tolist()[:40]
              + data["eval"]["text"].tolist()[:20])
-    assert len(texts) == 200
-    out = gen.generate(texts, variant="base", batch_size=50, max_new_tokens=48, progress=False)
+    assert len(texts) == 160
+    out = gen.generate(texts, variant="base", batch_size=40, max_new_tokens=40, progress=False)
     answers = [parse_answer(o, REFUSAL_IDS) for o in out]
     queries = [a.output for a in answers if not a.refused]
     invalid = [q for q in queries if not dom.check_output(q).valid]
