@@ -11,6 +11,13 @@ answers end together and asks the model for the last ``answer + 1`` logits only 
     python benchmarks/bench_training.py --steps 30 --base-model gemma3-270m
 
 The issue's bar: the workbench loop reaches at least 0.95 of the bare loop's tokens per second.
+
+    python benchmarks/bench_training.py --recipes            # seconds per step of each recipe 04 offers
+
+``--recipes`` times the workbench loop for each recipe option of ``04_finetune`` (adapters on attention only vs every
+linear layer, rank 16 vs 64, refusal targets full vs category only) on the same examples and prints seconds per
+optimizer step, tokens per second and trainable parameters: the figures behind the demo's step budget. On a shared
+machine the absolute times move with the load (the ``free cores`` column says how many were idle at the start).
 """
 
 from __future__ import annotations
@@ -80,6 +87,49 @@ def bare_loop(examples, args) -> tuple[float, int, float]:
     return tokens / dt, tokens, dt
 
 
+RECIPES = [  # (name, target_modules preset, rank, refusal_target)
+    ("attention r16", "attention", 16, "full"),
+    ("all-linear r16", "all-linear", 16, "full"),
+    ("all-linear r64", "all-linear", 64, "full"),
+    ("all-linear r64, category-only refusals", "all-linear", 64, "category"),
+]
+
+
+def recipes(args) -> None:
+    """Seconds per step of each recipe option (the workbench loop), same examples, steps and batch."""
+    import tempfile
+
+    import pandas as pd
+
+    from flywheel_lib import load_taxonomy
+    from flywheel_lib.domains import get_domain
+    from flywheel_lib.models import free_cores, set_threads
+    from flywheel_lib.training import build_dataset
+    from flywheel_lib.training.lora import LoRAConfig, train_lora
+
+    idle = free_cores()
+    threads = set_threads(args.threads)
+    data = get_domain("segments").generate(seed=args.seed, n_production=400, n_seed_solvable=100,
+                                           n_seed_refusal=100, n_eval=40, n_conflicts=20)
+    rows = pd.concat([data["production"], data["seed"]])[["item_id", "text", "label", "output", "reason_key"]]
+    tax = load_taxonomy("params/taxonomy/segments.yaml")
+    print(f"free cores {idle:.1f}, threads {threads}, {args.steps} steps of {args.batch_size}, max_len {args.max_len}")
+    print(f"{'recipe':42s} {'s/step':>7s} {'tokens/s':>9s} {'answer tok/ex':>13s} {'trainable':>10s}")
+    for name, targets, r, style in RECIPES:
+        ds = build_dataset(rows, taxonomy=tax, val_frac=0.0, seed=args.seed, n_train=args.steps * args.batch_size,
+                           refusal_target=style)
+        ans = ds.train["messages"].map(lambda m: len(m[-1]["content"]) / 4).mean()  # ~4 characters per token
+        cfg = LoRAConfig(base_model=args.base_model, max_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                         lora_r=r, target_modules=(targets,), max_len=args.max_len, seed=args.seed,
+                         bf16="on" if args.bf16 else "off", val_batches=0, threads=threads, progress=False,
+                         warmup_steps=0)
+        with tempfile.TemporaryDirectory() as tmp:
+            res = train_lora(list(ds.train["messages"]), [], cfg, tmp, variant="bench")
+        m = res.metrics
+        print(f"{name:42s} {m['seconds'] / args.steps:7.2f} {m['tokens_per_s']:9.1f} {ans:13.1f} "
+              f"{m['trainable_params']:10d}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--base-model", default="smollm2-135m")
@@ -92,7 +142,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: auto)")
     ap.add_argument("--no-bf16", dest="bf16", action="store_false")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--recipes", action="store_true", help="time each recipe option of 04 instead")
     args = ap.parse_args()
+    if args.recipes:
+        recipes(args)
+        return
 
     import tempfile
 

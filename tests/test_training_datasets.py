@@ -107,3 +107,45 @@ def test_cap_refusal_share():
     capped = cap_refusal_share(df, 0.4, seed=1)   # at most 0.4/0.6 * 30 = 20 refusals, split 2:1 like the input
     assert capped["label"].value_counts().to_dict() == {"solvable": 30, "wrong_skill": 13, "ambiguous": 7}
     assert len(cap_refusal_share(df.head(40), 0.4)) == 40   # 10 refusals of 40 rows: already under the cap
+
+
+def _pool():
+    rows = [dict(item_id=f"s{i}", text=f"customers who spent more than {100 + i}", label="solvable",
+                 output=f"amount_spent > {100 + i}", reason_key="amount_spent") for i in range(40)]
+    rows += [dict(item_id=f"m{i}", text=f"customers who are {j}", label="missing_capability", output=None,
+                  reason_key="occupation") for i, j in enumerate(["doctors", "nurses", "teachers", "lawyers"])]
+    rows += [dict(item_id=f"w{i}", text=f"what were my total sales in week {i}", label="wrong_skill", output=None,
+                  reason_key="analytics") for i in range(20)]
+    return pd.DataFrame(rows)
+
+
+def test_balanced_rows_same_examples_seen_distinct_first_refusal_categories_equal():
+    from flywheel_lib.training.datasets import balanced_rows
+
+    out = balanced_rows(_pool(), 40, refusal_share=0.5, seed=3)
+    counts = out["label"].value_counts().to_dict()
+    assert counts == {"solvable": 20, "missing_capability": 10, "wrong_skill": 10}
+    # distinct rows first: 20 of 40 solvable rows, all different; the 4-row class is repeated (whole passes)
+    assert out[out.label == "solvable"]["item_id"].nunique() == 20
+    assert out[out.label == "wrong_skill"]["item_id"].nunique() == 10
+    assert sorted(out[out.label == "missing_capability"]["item_id"].value_counts().tolist()) == [2, 2, 3, 3]
+    assert balanced_rows(_pool(), 40, refusal_share=0.5, seed=3).equals(out)  # seeded
+    with pytest.raises(ValueError, match="n must be positive"):
+        balanced_rows(_pool(), 0, refusal_share=0.5)
+
+
+def test_build_dataset_n_train_uses_every_row_and_short_refusal_targets():
+    tax = load_taxonomy("params/taxonomy/segments.yaml")
+    ds = build_dataset(_pool(), taxonomy=tax, val_frac=0.1, seed=1, max_per_class=5, max_refusal_share=0.5,
+                       n_train=64, refusal_target="category")
+    assert len(ds.train) == 64  # the per-class cap does not apply: all 36 training solvable rows can be drawn
+    assert ds.summary()["n_distinct_train"] > 5 * 3
+    assert set(ds.validation["item_id"]).isdisjoint(ds.train["item_id"])
+    refusal = ds.train[ds.train.label != "solvable"]["messages"].map(lambda m: m[-1]["content"])
+    assert set(refusal) == {"REFUSE missing_capability", "REFUSE wrong_skill"}
+    assert all(parse_answer(t, ["missing_capability", "wrong_skill"]).refusal_category for t in refusal)
+    ds2 = build_dataset(_pool(), taxonomy=tax, val_frac=0.0, refusal_target="sentence")
+    t = ds2.train[ds2.train.label == "wrong_skill"]["messages"].iloc[0][-1]["content"]
+    assert t.startswith("REFUSE wrong_skill: ") and "Try:" not in t
+    with pytest.raises(ValueError, match="refusal_target"):
+        build_dataset(_pool(), taxonomy=tax, refusal_target="tiny")

@@ -7,7 +7,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
-__all__ = ["Domain", "DomainError", "OutputCheck"]
+__all__ = ["Domain", "DomainError", "OutputCheck", "output_grammar"]
 
 
 class DomainError(ValueError):
@@ -39,3 +39,14 @@ class Domain(Protocol):
 
     def generate(self, seed: int = 0, **sizes: int) -> dict[str, pd.DataFrame]:
         """Deterministic synthetic data: ``{"production": items, "seed": items, "eval": items}``."""
+
+
+def output_grammar(domain: Any) -> str | None:
+    """The domain's output language as GBNF rules with start rule ``query`` (what parses *and* validates), or None.
+
+    An optional hook: a domain that can describe its outputs as a context-free grammar defines
+    ``output_grammar() -> str``; constrained decoding (:mod:`flywheel_lib.evaluation.constrained`) adds the refusal
+    line beside it. Domains without the method (user data, ``triagesql``) decode unconstrained.
+    """
+    fn = getattr(domain, "output_grammar", None)
+    return fn() if callable(fn) else None

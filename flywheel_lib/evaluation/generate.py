@@ -28,7 +28,7 @@ class VariantGenerator:
     """A base model with several LoRA adapters, generating answers for any of them (or for the bare base)."""
 
     def __init__(self, base_model: str, adapters: dict[str, str], *, cache_dir: str | None = None,
-                 device: str | None = None, bf16: str = "auto", threads: int = 0):
+                 device: str | None = None, bf16: str = "auto", threads: int = 0, grammar: str | None = None):
         import torch
 
         from ..models import bf16_supported, load_base_model, set_threads
@@ -49,6 +49,12 @@ class VariantGenerator:
         dev = "cuda" if self.device.startswith("cuda") else "cpu"
         self._amp = (lambda: torch.autocast(dev, dtype=torch.bfloat16)) if use else contextlib.nullcontext
         self.bf16_ = use
+        self.decoder_ = None
+        """The compiled answer grammar (:class:`~flywheel_lib.evaluation.constrained.ConstrainedDecoder`), if any."""
+        if grammar:
+            from .constrained import ConstrainedDecoder
+
+            self.decoder_ = ConstrainedDecoder(self.tok, grammar, vocab_size=self.model.config.vocab_size)
 
     @contextlib.contextmanager
     def _adapter(self, variant: str):
@@ -71,8 +77,16 @@ class VariantGenerator:
             self.model.unmerge_adapter()
 
     def generate(self, texts: list[str], *, variant: str, batch_size: int = 32, max_new_tokens: int = 48,
-                 system_prompt: str = SYSTEM_PROMPT, progress: bool = True) -> list[str]:
-        """Greedy answers for ``texts`` (in order) from ``variant``'s adapter, or the bare base for ``"base"``."""
+                 system_prompt: str = SYSTEM_PROMPT, progress: bool = True,
+                 constrained: bool | None = None) -> list[str]:
+        """Greedy answers for ``texts`` (in order) from ``variant``'s adapter, or the bare base for ``"base"``.
+
+        ``constrained`` (default: whenever the generator was built with a ``grammar``) masks every decoding step to
+        the answer grammar, so each answer is a valid query or a refusal line.
+        """
+        use_grammar = self.decoder_ is not None if constrained is None else bool(constrained)
+        if use_grammar and self.decoder_ is None:
+            raise ValueError("constrained decoding asked for, but this VariantGenerator was built without a grammar")
         import torch
         from tqdm.auto import tqdm
 
@@ -96,7 +110,8 @@ class VariantGenerator:
                 with self._amp():
                     gen = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                               max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
-                                              eos_token_id=self.tok.eos_token_id)
+                                              eos_token_id=self.tok.eos_token_id,
+                                              logits_processor=[self.decoder_.processor(max_new_tokens)] if use_grammar else None)
                 for r, i in enumerate(idx):
                     out[i] = self.tok.decode(gen[r, L:], skip_special_tokens=True).strip()
         return out

@@ -18,6 +18,11 @@ variant:
     describes.
 ``valid_rate``
     Non-refused answers that parse and validate.
+``refusal_recall``
+    Non-solvable (impossible) items refused with the gold category: right-category refusal recall.
+
+:func:`category_recall` splits that recall by gold category (the confusion's diagonal over its row sums), each with
+its interval, and says which wrong answer each category most often gets instead.
 
 Wilson, E. B. (1927). Probable inference, the law of succession, and statistical inference. JASA 22(158).
 
@@ -36,10 +41,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["METRICS", "wilson", "item_outcomes", "compute_metrics", "confusion", "predicted_label"]
+__all__ = ["METRICS", "wilson", "item_outcomes", "compute_metrics", "confusion", "predicted_label",
+           "category_recall", "manifest_metrics"]
 
-METRICS = ("pass_rate", "query_pass_rate", "refusal_accuracy", "false_refusal_rate", "zero_result_rate",
-           "valid_rate")
+METRICS = ("pass_rate", "query_pass_rate", "refusal_accuracy", "refusal_recall", "false_refusal_rate",
+           "zero_result_rate", "valid_rate")
 
 
 def wilson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float, float]:
@@ -74,6 +80,7 @@ def item_outcomes(pred: pd.DataFrame, solvable_id: str = "solvable") -> pd.DataF
     out["refusal_accuracy"] = np.where(solv, ~refused, refused & right_cat).astype(float)
     out["false_refusal_rate"] = refused.astype(float).where(solv)
     out["zero_result_rate"] = (~refused & zero).astype(float).where(~solv)
+    out["refusal_recall"] = (refused & right_cat).astype(float).where(~solv)
     out["valid_rate"] = pred["valid"].astype(float).where(~refused)
     return out
 
@@ -106,3 +113,53 @@ def confusion(pred: pd.DataFrame, variant: str, *, solvable_id: str = "solvable"
         cols = [*labels, *[c for c in ct.columns if c not in labels]]
         ct = ct.reindex(index=labels, columns=cols, fill_value=0)
     return ct
+
+
+def category_recall(pred: pd.DataFrame, *, solvable_id: str = "solvable", categories: list[str] | None = None,
+                    alpha: float = 0.05) -> pd.DataFrame:
+    """Recall per gold category and variant, with Wilson intervals: ``variant, category, k, n, recall, lo, hi,
+    top_error, top_error_n``.
+
+    For a refusal category, recall counts refusals with that category; for the solvable class, answers that did not
+    refuse (whether or not the query was right: that is ``query_pass_rate``). ``top_error`` is the predicted label
+    the category's misses most often get. ``categories`` fixes the rows (a category with no items gets ``n = 0``).
+
+    >>> toy = pd.DataFrame({"variant": ["v"] * 5, "label": ["solvable", "age", "age", "age", "age"],
+    ...                     "refused": [False, True, True, False, False],
+    ...                     "refusal_category": [None, "age", "x", None, None]})
+    >>> r = category_recall(toy).set_index("category")
+    >>> int(r.loc["age", "k"]), int(r.loc["age", "n"]), r.loc["age", "top_error"]
+    (1, 4, 'solvable')
+    """
+    need = ["variant", "label", "refused", "refusal_category"]
+    missing = [c for c in need if c not in pred.columns]
+    if missing:
+        raise KeyError(f"predictions lack columns: {', '.join(missing)}")
+    p = pred.assign(predicted=predicted_label(pred, solvable_id))
+    cats = categories or sorted(set(p["label"]), key=lambda c: (c != solvable_id, str(c)))
+    rows = []
+    for variant, g in p.groupby("variant", sort=False):
+        for c in cats:
+            gc = g[g["label"] == c]
+            hit = gc["predicted"] == c
+            k, n = int(hit.sum()), int(len(gc))
+            v, lo, hi = wilson(k, n, alpha)
+            errs = gc.loc[~hit, "predicted"].value_counts()
+            rows.append({"variant": variant, "category": c, "k": k, "n": n, "recall": v, "lo": lo, "hi": hi,
+                         "top_error": errs.index[0] if len(errs) else None,
+                         "top_error_n": int(errs.iloc[0]) if len(errs) else 0})
+    return pd.DataFrame(rows)
+
+
+def manifest_metrics(metrics: pd.DataFrame, tables: dict[str, pd.DataFrame] | None = None) -> dict[str, float]:
+    """The names 05 records: ``<metric>_<variant>`` for every metric, and for each seed comparison on pass rate
+    ``p_pass_rate_<b>_vs_<a>`` and ``diff_pass_rate_<b>_vs_<a>`` (``b - a``; ``b`` is the candidate, e.g.
+    ``p_pass_rate_curated_vs_naive_merge``)."""
+    out = {}
+    for r in metrics.itertuples():
+        out[f"{r.metric}_{r.variant}"] = None if pd.isna(r.value) else round(float(r.value), 4)
+    for t in (tables or {}).values():
+        for r in t[t["metric"] == "pass_rate"].itertuples():
+            out[f"p_pass_rate_{r.b}_vs_{r.a}"] = float(r.p_value)
+            out[f"diff_pass_rate_{r.b}_vs_{r.a}"] = float(r.diff)
+    return out

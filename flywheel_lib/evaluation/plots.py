@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_metric_bars", "plot_confusion", "plot_training_loss"]
+__all__ = ["plot_metric_bars", "plot_confusion", "plot_training_loss", "plot_category_recall"]
 
 
 def plot_metric_bars(metrics: pd.DataFrame, metrics_to_show: tuple[str, ...] = (
@@ -63,6 +63,30 @@ def plot_training_loss(log: pd.DataFrame, window: int = 5):
         ax.plot(g["step"], g["loss"].rolling(window, min_periods=1).mean(), color=color, lw=2, label=v)
     ax.set_xlabel("step")
     ax.set_ylabel("answer-token loss")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_category_recall(recall: pd.DataFrame, title: str = "Recall per gold category (95% Wilson interval)"):
+    """Horizontal bars: one group per category, one bar per variant (:func:`~.metrics.category_recall` output)."""
+    import matplotlib.pyplot as plt
+
+    cats = list(dict.fromkeys(recall["category"]))
+    variants = list(dict.fromkeys(recall["variant"]))
+    fig, ax = plt.subplots(figsize=(7, 0.9 + 0.5 * len(cats) * max(1, len(variants)) ** 0.5))
+    h = 0.8 / max(len(variants), 1)
+    y = np.arange(len(cats))
+    for i, v in enumerate(variants):
+        g = recall[recall["variant"] == v].set_index("category").reindex(cats)
+        val = g["recall"].to_numpy(dtype=float)
+        err = np.clip(np.vstack([val - g["lo"].to_numpy(dtype=float), g["hi"].to_numpy(dtype=float) - val]), 0, None)
+        ax.barh(y + (i - (len(variants) - 1) / 2) * h, np.nan_to_num(val), h, xerr=np.nan_to_num(err), capsize=2,
+                label=v)
+    ax.set_yticks(y, cats)
+    ax.set_xlim(0, 1.05)
+    ax.invert_yaxis()
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

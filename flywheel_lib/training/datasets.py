@@ -28,7 +28,7 @@ import pandas as pd
 from .targets import SYSTEM_PROMPT, format_target
 
 __all__ = ["TRAIN_COLUMNS", "BuiltDataset", "normalize_text", "dedup", "cap_per_class", "cap_refusal_share",
-           "stratified_split",
+           "balanced_rows", "stratified_split",
            "format_chat", "build_dataset", "save_dataset"]
 
 TRAIN_COLUMNS = ("item_id", "text", "label", "output", "reason_key")
@@ -107,8 +107,19 @@ def stratified_split(rows: pd.DataFrame, *, val_frac: float = 0.1, seed: int = 7
     return split
 
 
-def format_chat(rows: pd.DataFrame, *, taxonomy=None, system_prompt: str = SYSTEM_PROMPT) -> list[list[dict]]:
-    """Chat messages per row: system prompt, the request as the user turn, the target as the assistant turn."""
+REFUSAL_TARGETS = ("full", "sentence", "category")
+"""Refusal target styles: ``REFUSE cat: sentence Try: suggestion`` | ``REFUSE cat: sentence`` | ``REFUSE cat``."""
+
+
+def format_chat(rows: pd.DataFrame, *, taxonomy=None, system_prompt: str = SYSTEM_PROMPT,
+                refusal_target: str = "full") -> list[list[dict]]:
+    """Chat messages per row: system prompt, the request as the user turn, the target as the assistant turn.
+
+    ``refusal_target`` shortens refusal targets (:data:`REFUSAL_TARGETS`): the category is always the first word
+    after ``REFUSE``, so scoring reads every style alike; shorter targets cost fewer answer tokens per step.
+    """
+    if refusal_target not in REFUSAL_TARGETS:
+        raise ValueError(f"refusal_target must be one of {REFUSAL_TARGETS}, got {refusal_target!r}")
     solvable = taxonomy.solvable_id if taxonomy is not None else "solvable"
     msgs = []
     for r in rows.itertuples(index=False):
@@ -116,8 +127,12 @@ def format_chat(rows: pd.DataFrame, *, taxonomy=None, system_prompt: str = SYSTE
         if taxonomy is not None and r.label != solvable:
             cat = taxonomy[r.label]
             sugg, title = cat.suggestion or "", cat.title
+        if refusal_target != "full":
+            sugg = ""
         target = format_target(r.label, r.output, getattr(r, "reason_key", None), solvable_id=solvable,
                                suggestion=sugg, title=title, where=f"item {r.item_id}")
+        if refusal_target == "category" and r.label != solvable:
+            target = target.split(":", 1)[0]
         msgs.append([{"role": "system", "content": system_prompt}, {"role": "user", "content": str(r.text)},
                      {"role": "assistant", "content": target}])
     return msgs
@@ -140,7 +155,9 @@ class BuiltDataset:
 
     def summary(self) -> dict:
         counts = self.train["label"].value_counts().to_dict()
-        return {"variant": self.variant, "n_train": len(self.train), "n_validation": len(self.validation),
+        return {"variant": self.variant, "n_train": len(self.train),
+                "n_distinct_train": int(self.train["item_id"].nunique()) if "item_id" in self.train else len(self.train),
+                "n_validation": len(self.validation),
                 "dedup_exact": self.report.exact, "dedup_near": self.report.near,
                 "label_conflicts": self.report.conflicts,
                 "refusal_share": round(1 - counts.get("solvable", 0) / max(len(self.train), 1), 4)}
@@ -166,9 +183,45 @@ def cap_refusal_share(rows: pd.DataFrame, share: float, *, solvable_id: str = "s
     return pd.concat(parts).sort_index().reset_index(drop=True)
 
 
+def balanced_rows(rows: pd.DataFrame, n: int, *, refusal_share: float, solvable_id: str = "solvable",
+                  seed: int = 7, label_col: str = "label") -> pd.DataFrame:
+    """Exactly ``n`` rows: ``round((1 - refusal_share) * n)`` solvable, the rest split equally over the refusal
+    categories present. Each class gives distinct rows first (a seeded sample); a class with fewer rows than its
+    quota is repeated (whole passes, then a sample), so every variant sees the same number of examples per class
+    and as many distinct rows as it has. Order is shuffled (seeded).
+
+    >>> df = pd.DataFrame({"label": ["solvable"] * 10 + ["a"] * 1 + ["b"] * 5, "x": range(16)})
+    >>> out = balanced_rows(df, 8, refusal_share=0.5, seed=1)
+    >>> out["label"].value_counts().to_dict(), int(out[out.label == "solvable"]["x"].nunique())
+    ({'solvable': 4, 'a': 2, 'b': 2}, 4)
+    """
+    if n <= 0:
+        raise ValueError(f"balanced_rows: n must be positive, got {n}")
+    if not 0 <= refusal_share <= 1:
+        raise ValueError(f"balanced_rows: refusal_share must be in [0, 1], got {refusal_share}")
+    rng = np.random.default_rng(seed)
+    groups = {k: g for k, g in rows.groupby(label_col, sort=True)}
+    refusals = [k for k in groups if k != solvable_id]
+    n_solv = int(round((1 - refusal_share) * n)) if refusals else n
+    if solvable_id not in groups:
+        n_solv = 0
+    quota = {solvable_id: n_solv} if n_solv else {}
+    if refusals:
+        rest = n - n_solv
+        for j, k in enumerate(refusals):
+            quota[k] = rest // len(refusals) + (1 if j < rest % len(refusals) else 0)
+    parts = []
+    for k, q in quota.items():
+        g = groups[k]
+        idx = np.concatenate([rng.permutation(len(g)) for _ in range(q // len(g) + 1)])[:q]
+        parts.append(g.iloc[idx])
+    out = pd.concat(parts)
+    return out.iloc[rng.permutation(len(out))].reset_index(drop=True)
+
+
 def build_dataset(rows: pd.DataFrame, *, variant: str = "", taxonomy=None, val_frac: float = 0.1, seed: int = 7,
-                  max_per_class: int = 0, max_refusal_share: float = 0.0,
-                  system_prompt: str = SYSTEM_PROMPT) -> BuiltDataset:
+                  max_per_class: int = 0, max_refusal_share: float = 0.0, n_train: int = 0,
+                  refusal_target: str = "full", system_prompt: str = SYSTEM_PROMPT) -> BuiltDataset:
     """Dedup, cap, split and format one variant's rows (other variants' rows are ignored when ``variant`` is given).
 
     ``max_per_class`` (0 = no cap) samples each class down to at most that many rows after dedup, the same rule for
@@ -176,6 +229,11 @@ def build_dataset(rows: pd.DataFrame, *, variant: str = "", taxonomy=None, val_f
     class would otherwise bury the refusal classes. ``max_refusal_share`` (0 = off) then samples the refusal classes
     down so they are at most that share of the rows: a set that is mostly refusals teaches a small model to refuse
     everything.
+
+    ``n_train > 0`` replaces both caps: the split runs on all deduplicated rows, then :func:`balanced_rows` draws
+    exactly ``n_train`` training rows (``max_refusal_share`` of them refusals, equal per refusal category, or 0.35
+    when that is 0). With ``n_train = max_steps * batch_size`` every variant sees the same examples per class, and
+    as many distinct rows as it has, instead of cycling over a few hundred.
     """
     if variant and "variant" in rows.columns:
         rows = rows[rows["variant"] == variant]
@@ -188,15 +246,19 @@ def build_dataset(rows: pd.DataFrame, *, variant: str = "", taxonomy=None, val_f
         taxonomy.check_labels(rows["label"], where=f"train_sets[{variant}]", ids=rows["item_id"].tolist(),
                               allow_missing=False)
     kept, report = dedup(rows[list(TRAIN_COLUMNS)])
-    if max_per_class > 0:
+    solvable_id = taxonomy.solvable_id if taxonomy else "solvable"
+    if n_train <= 0 and max_per_class > 0:
         kept = cap_per_class(kept, max_per_class, seed=seed)
-    if 0 < max_refusal_share < 1:
-        kept = cap_refusal_share(kept, max_refusal_share, solvable_id=taxonomy.solvable_id if taxonomy else "solvable",
-                                 seed=seed)
-    kept["messages"] = format_chat(kept, taxonomy=taxonomy, system_prompt=system_prompt)
+    if n_train <= 0 and 0 < max_refusal_share < 1:
+        kept = cap_refusal_share(kept, max_refusal_share, solvable_id=solvable_id, seed=seed)
+    kept["messages"] = format_chat(kept, taxonomy=taxonomy, system_prompt=system_prompt,
+                                   refusal_target=refusal_target)
     split = stratified_split(kept, val_frac=val_frac, seed=seed)
-    return BuiltDataset(variant, kept[split == "train"].reset_index(drop=True),
-                        kept[split == "validation"].reset_index(drop=True), report)
+    train = kept[split == "train"].reset_index(drop=True)
+    if n_train > 0:
+        share = max_refusal_share if 0 < max_refusal_share < 1 else 0.35
+        train = balanced_rows(train, n_train, refusal_share=share, solvable_id=solvable_id, seed=seed)
+    return BuiltDataset(variant, train, kept[split == "validation"].reset_index(drop=True), report)
 
 
 def _jsonl(df: pd.DataFrame, path: Path) -> Path:

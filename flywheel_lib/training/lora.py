@@ -25,7 +25,34 @@ from pydantic import BaseModel, ConfigDict
 
 from .base import TrainResult
 
-__all__ = ["LoRAConfig", "LocalLoRABackend", "tokenize_chats", "collate_left", "answer_loss", "train_lora"]
+__all__ = ["LORA_TARGETS", "lr_factor", "LoRAConfig", "LocalLoRABackend", "tokenize_chats", "collate_left", "answer_loss", "train_lora"]
+
+
+LORA_TARGETS = {
+    "attention": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "all-linear": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+}
+"""Presets for ``target_modules`` (Llama-style module names: SmolLM2, Gemma 3)."""
+
+
+def lr_factor(step: int, *, max_steps: int, warmup: int, schedule: str = "linear") -> float:
+    """The multiplier of the peak learning rate at ``step`` (0-based): linear warm-up, then the schedule.
+
+    >>> [round(lr_factor(s, max_steps=10, warmup=1, schedule="cosine"), 3) for s in (0, 1, 5, 9)]
+    [0.5, 1.0, 0.587, 0.03]
+    """
+    import math
+
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    frac = (step - warmup) / max(max_steps - warmup, 1)
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+    if schedule == "linear":
+        return max(0.0, 1 - frac)
+    raise ValueError(f"lr_schedule must be linear, cosine or constant, got {schedule!r}")
 
 
 class LoRAConfig(BaseModel):
@@ -48,7 +75,10 @@ class LoRAConfig(BaseModel):
     lora_dropout: float = 0.0
     """Dropout on the LoRA path."""
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-    """Modules that get adapters (attention projections)."""
+    """Modules that get adapters: names, or one of the presets of :data:`LORA_TARGETS` (``attention``,
+    ``all-linear``)."""
+    lr_schedule: Literal["linear", "cosine", "constant"] = "linear"
+    """After warm-up: linear decay to 0, cosine decay to 0, or constant."""
     max_len: int = 96
     """Longest example in tokens; longer prompts are cut from the left, the answer is kept."""
     seed: int = 7
@@ -189,14 +219,17 @@ def train_lora(train_chats, val_chats, cfg: LoRAConfig, out_dir: str | Path, *, 
     val = tokenize_chats(tok, list(val_chats), max_len=cfg.max_len) if len(val_chats) else []
     if not train:
         raise ValueError(f"variant {variant!r}: no training examples")
+    targets = list(cfg.target_modules)
+    if len(targets) == 1 and targets[0] in LORA_TARGETS:
+        targets = list(LORA_TARGETS[targets[0]])
     model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha or 2 * cfg.lora_r,
-                                             lora_dropout=cfg.lora_dropout, target_modules=list(cfg.target_modules),
+                                             lora_dropout=cfg.lora_dropout, target_modules=targets,
                                              task_type="CAUSAL_LM"))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(cfg.warmup_steps, 0)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / (warm + 1), max(0.0, (cfg.max_steps - s) / max(cfg.max_steps - warm, 1))))
+        opt, lambda s: lr_factor(s, max_steps=cfg.max_steps, warmup=warm, schedule=cfg.lr_schedule))
     pad_id = tok.pad_token_id
     val_before = _val_loss(model, val, cfg, pad_id, device, amp)
     rng = np.random.default_rng(cfg.seed)
@@ -226,7 +259,8 @@ def train_lora(train_chats, val_chats, cfg: LoRAConfig, out_dir: str | Path, *, 
     (out_dir / "train_config.json").write_text(json.dumps(cfg.model_dump(), indent=2, default=str))
     metrics = {"steps": cfg.max_steps, "n_train": len(train), "n_validation": len(val), "seconds": round(train_s, 2),
                "tokens_per_s": round(tokens / max(train_s, 1e-9), 1), "bf16": use_bf16, "device": device,
-               "threads": threads,
+               "threads": threads, "trainable_params": int(sum(p.numel() for p in params)),
+               "n_distinct_train": len({(tuple(p), tuple(a)) for p, a in train}),
                "loss_first": rows[0]["loss"], "loss_last": float(log["loss"].tail(5).mean()),
                "val_loss_before": val_before, "val_loss_after": val_after}
     del model, opt

@@ -75,6 +75,12 @@ class SegmentsDomain:
         """The canonical text of a query that parses (raises :class:`ParseError` otherwise)."""
         return to_text(parse(output))
 
+    def output_grammar(self) -> str:
+        """GBNF rules (start ``query``) for the canonical queries that validate against this catalog."""
+        from .ebnf import query_grammar
+
+        return query_grammar(self.schema)
+
     def same_result(self, a: str, b: str) -> bool:
         """Whether two queries select the same customers (False when either is invalid)."""
         try:
