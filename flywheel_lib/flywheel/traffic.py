@@ -6,6 +6,11 @@ what the model did (``label``: the solvable id for a query, the refusal category
 implicit feedback signals that follow from whether the answer was right — merchants retry, correct ("no, I
 meant..."), edit and abandon wrong answers and copy right ones, at the rates the data generator uses. The truth
 (which only a simulator knows) goes to a separate table, read only to measure.
+
+Explicit feedback (:func:`flywheel_lib.monitoring.feedback.simulate_feedback`): each request gets a ``user_id``, an
+answer ``latency_s`` and, for under 1% of requests, a thumbs up/down (``feedback`` = 1 / -1, else empty), given
+mostly by a minority of heavy users who ask familiar solvable requests, by raters who favour fast answers. Which
+user is heavy and which request was planted (off-topic, foreign language, injection) stay in the truth table.
 """
 
 from __future__ import annotations
