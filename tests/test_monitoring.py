@@ -172,3 +172,26 @@ def test_drift_alarm_on_a_scripted_kappa_drop():
     slices = [fresh_slice(ids, cycle=c, n_slices=4) for c in (1, 2, 3, 4)]
     assert (np.sum(slices, axis=0) == 1).all()  # four cycles, four disjoint slices covering the hold-out
     assert (fresh_slice(ids, cycle=5, n_slices=4) == slices[0]).all()
+
+
+class _Dom:
+    def same_result(self, a, b):
+        return a.strip() == b.strip()
+
+
+def test_log_traffic_adds_sparse_feedback_and_keeps_who_and_what_was_planted_apart():
+    from flywheel_lib.flywheel import log_traffic
+
+    tax = load_taxonomy("params/taxonomy/segments.yaml")
+    n = 3000
+    req = pd.DataFrame({"item_id": [f"t{i}" for i in range(n)], "text": "x", "workload_id": "seg",
+                        "timestamp": pd.Timestamp("2026-07-01", tz="UTC"), "true_label": "solvable",
+                        "gold_output": "a > 1", "reason_key": "a", "family": "f",
+                        "scenario": ["known", "new"] * (n // 2), "planted": ["", "", "injection"] * (n // 3)})
+    answers = ["a > 1" if i % 2 else "a > 2" for i in range(n)]
+    logs, truth = log_traffic(req, answers, domain=_Dom(), taxonomy=tax, seed=3)
+    assert {"user_id", "latency_s", "feedback"} <= set(logs.columns)
+    assert not {"heavy_user", "planted", "correct"} & set(logs.columns)
+    assert 0 < logs["feedback"].notna().mean() < 0.01
+    assert set(logs["feedback"].dropna()) <= {1.0, -1.0}
+    assert (truth["planted"] == "injection").sum() == n // 3 and truth["heavy_user"].dtype == bool

@@ -69,6 +69,23 @@ def log_traffic(requests: pd.DataFrame, answers: list[str], *, domain, taxonomy,
         row.update({k: r.random() < p[0 if ok else 1] for k, p in SIGNAL_P.items()})
         logs.append(row)
         truth.append({"item_id": req.item_id, "true_label": req.true_label, "gold_output": req.gold_output,
-                      "reason_key": req.reason_key, "family": req.family, "scenario": req.scenario, "correct": ok})
+                      "reason_key": req.reason_key, "family": req.family, "scenario": req.scenario, "correct": ok,
+                      "planted": getattr(req, "planted", "") or ""})
     out = pd.DataFrame(logs)
-    return out[[*ITEMS, *[c for c in out.columns if c not in ITEMS]]], pd.DataFrame(truth)
+    truth = pd.DataFrame(truth)
+    if len(out):
+        from ..monitoring.feedback import simulate_feedback
+
+        easy = (truth["true_label"] == taxonomy.solvable_id) & (truth["scenario"] == "known")
+        fb = simulate_feedback(truth["correct"], easy, seed=_seed_int(f"{seed}:feedback:{cycle}"))
+        out["user_id"] = fb["user_id"].to_numpy()
+        out["latency_s"] = fb["latency_s"].to_numpy(dtype=float)
+        out["feedback"] = fb["feedback"].to_numpy(dtype=float)
+        truth["heavy_user"] = fb["heavy_user"].to_numpy()
+    return out[[*ITEMS, *[c for c in out.columns if c not in ITEMS]]], truth
+
+
+def _seed_int(key: str) -> int:
+    import hashlib
+
+    return int(hashlib.sha256(key.encode()).hexdigest()[:12], 16)

@@ -43,7 +43,7 @@ class FeedbackParams:
     """P(heavy user) for an ``easy`` request (heavy users ask what they know works)."""
     heavy_request_share_hard: float = 0.10
     """P(heavy user) for any other request."""
-    p_feedback_heavy: float = 0.02
+    p_feedback_heavy: float = 0.015
     """P(a heavy user rates a request)."""
     p_feedback_light: float = 0.002
     """P(anyone else rates a request)."""
