@@ -19,7 +19,7 @@ from .pii import scrub_frame, span_recall
 
 __all__ = ["gather_items", "gather_from_parent", "scrub_items", "order_columns", "split_truth", "TRUTH_COLUMNS"]
 
-TRUTH_COLUMNS = ("true_label", "gold_output", "family", "conflict_with", "annotation_error")
+TRUTH_COLUMNS = ("true_label", "gold_output", "family", "conflict_with", "annotation_error", "planted")
 """Hidden truth a generator (or a labelled file) knows: kept out of ``items`` so no judge can read it."""
 
 

@@ -6,6 +6,11 @@ what the model did (``label``: the solvable id for a query, the refusal category
 implicit feedback signals that follow from whether the answer was right — merchants retry, correct ("no, I
 meant..."), edit and abandon wrong answers and copy right ones, at the rates the data generator uses. The truth
 (which only a simulator knows) goes to a separate table, read only to measure.
+
+Explicit feedback (:func:`flywheel_lib.monitoring.feedback.simulate_feedback`): each request gets a ``user_id``, an
+answer ``latency_s`` and, for under 1% of requests, a thumbs up/down (``feedback`` = 1 / -1, else empty), given
+mostly by a minority of heavy users who ask familiar solvable requests, by raters who favour fast answers. Which
+user is heavy and which request was planted (off-topic, foreign language, injection) stay in the truth table.
 """
 
 from __future__ import annotations
@@ -64,6 +69,23 @@ def log_traffic(requests: pd.DataFrame, answers: list[str], *, domain, taxonomy,
         row.update({k: r.random() < p[0 if ok else 1] for k, p in SIGNAL_P.items()})
         logs.append(row)
         truth.append({"item_id": req.item_id, "true_label": req.true_label, "gold_output": req.gold_output,
-                      "reason_key": req.reason_key, "family": req.family, "scenario": req.scenario, "correct": ok})
+                      "reason_key": req.reason_key, "family": req.family, "scenario": req.scenario, "correct": ok,
+                      "planted": getattr(req, "planted", "") or ""})
     out = pd.DataFrame(logs)
-    return out[[*ITEMS, *[c for c in out.columns if c not in ITEMS]]], pd.DataFrame(truth)
+    truth = pd.DataFrame(truth)
+    if len(out):
+        from ..monitoring.feedback import simulate_feedback
+
+        easy = (truth["true_label"] == taxonomy.solvable_id) & (truth["scenario"] == "known")
+        fb = simulate_feedback(truth["correct"], easy, seed=_seed_int(f"{seed}:feedback:{cycle}"))
+        out["user_id"] = fb["user_id"].to_numpy()
+        out["latency_s"] = fb["latency_s"].to_numpy(dtype=float)
+        out["feedback"] = fb["feedback"].to_numpy(dtype=float)
+        truth["heavy_user"] = fb["heavy_user"].to_numpy()
+    return out[[*ITEMS, *[c for c in out.columns if c not in ITEMS]]], truth
+
+
+def _seed_int(key: str) -> int:
+    import hashlib
+
+    return int(hashlib.sha256(key.encode()).hexdigest()[:12], 16)

@@ -5,6 +5,11 @@ It goes through the same prompt rendering, runner, parser and cache as a real LL
 simulate a malformed one), else ``default``: ``hash`` picks a category by a hash of the text; ``first`` is the
 solvable category. ``fail_every`` raises a transient error on every n-th call, to exercise retries.
 
+``sycophancy`` (0..1) scripts the anchoring bias: when the request carries the production system's claimed label
+(:data:`flywheel_lib.monitoring.probes.ANCHOR_RE`), the judge gives that label on this share of requests (chosen by
+a hash of the text); otherwise, and always when 0, it answers about the request alone, the anchor stripped (an
+honest judge).
+
     - name: fake
       backend: fake
       params:
@@ -45,6 +50,8 @@ class FakeParams(BaseModel):
     """Simulated latency per call."""
     fail_every: int = 0
     """Every n-th call fails with a transient error (0 = never)."""
+    sycophancy: float = Field(0.0, ge=0.0, le=1.0)
+    """Share of anchored requests on which the judge gives the claimed label (0 = honest)."""
 
 
 class FakeJudge(LLMJudge):
@@ -56,6 +63,14 @@ class FakeJudge(LLMJudge):
         self.calls = 0
 
     def answer_for(self, text: str) -> str:
+        from ..monitoring.probes import ANCHOR_RE
+
+        m = ANCHOR_RE.search(text)
+        if m:
+            text = text[: m.start()]
+            h = int(hashlib.sha256(f"syc\0{text}".encode()).hexdigest(), 16) % 10_000
+            if h < self.params.sycophancy * 10_000 and m.group(1) in self.taxonomy.ids:
+                return json.dumps({"category": m.group(1), "reason_key": "fake", "rationale": "agrees with production"})
         for rx, ans in self._rules:
             if rx.search(text):
                 return ans if isinstance(ans, str) else json.dumps(ans)
