@@ -28,7 +28,10 @@ ELO_SCALE = 400 / math.log(10)
 
 
 def _strengths(models: list[str], battles: pd.DataFrame, alpha: float) -> np.ndarray:
-    import choix
+    try:
+        import choix
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise ImportError("Bradley-Terry ratings need the 'levers' extra: pip install -e '.[levers]'") from e
 
     idx = {m: i for i, m in enumerate(models)}
     data = []

@@ -67,7 +67,7 @@ def append_examples(store: pd.DataFrame | None, rows: pd.DataFrame, *, cycle: in
     new["target"] = _targets(new, taxonomy)
     new["cycle"] = int(cycle)
     new["added_at"] = added_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
-    new["taxonomy_version"] = taxonomy.version_id() if taxonomy is not None else ""
+    new["taxonomy_version"] = taxonomy.version_id if taxonomy is not None else ""
     new["run_id"] = run_id
     out = pd.concat([store[STORE_COLUMNS], new[STORE_COLUMNS]], ignore_index=True) if len(store) else \
         new[STORE_COLUMNS].reset_index(drop=True)
