@@ -132,8 +132,14 @@ def test_pairs_from_hand_made_traffic(tax, dom):
         "t4": ("query_vs_refusal", "amount_spent > 500", "REFUSE wrong_skill: no."),
         "t5": ("query_vs_wrong_query", "number_of_orders > 3", "amount_spent > 500"),
     }
-    # Only traffic rows are used by default.
-    assert build_preference_pairs(TRAFFIC.assign(source="production"), CONSENSUS, taxonomy=tax).empty
+    # Seed rows are not the model's answers: never paired. A later cycle's sampled traffic (source production)
+    # without the raw answer text: the rejected side is the logged query, or the logged refusal's decision.
+    assert build_preference_pairs(TRAFFIC.assign(source="seed"), CONSENSUS, taxonomy=tax).empty
+    logged = build_preference_pairs(TRAFFIC.drop(columns="answer").assign(source="production"), CONSENSUS,
+                                    taxonomy=tax, domain=dom, queries=known_queries(CYCLE1))
+    assert dict(zip(logged["item_id"], logged["rejected"])) == {
+        "t1": "amount_spent > 100000000", "t2": "amount_spent > 500", "t3": "REFUSE ambiguous",
+        "t4": "REFUSE wrong_skill", "t5": "amount_spent > 500"}
 
 
 def test_pair_exports(tax, dom, tmp_path):

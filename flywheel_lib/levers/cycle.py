@@ -59,7 +59,7 @@ def retrieval_generate(gen, variant: str, items: pd.DataFrame, retriever: Exampl
 
 
 def arena_requests(items: pd.DataFrame, consensus: pd.DataFrame, store: pd.DataFrame | None, *, n: int,
-                   seed: int = 7, sources: tuple[str, ...] = ("traffic",)) -> pd.DataFrame:
+                   seed: int = 7, sources: tuple[str, ...] = ("production", "traffic")) -> pd.DataFrame:
     """Up to ``n`` judged requests of ``sources`` whose label the panel accepted (stratified by that label):
     ``item_id, text, label`` (accepted) and ``output`` (a known correct query, from the store, else None)."""
     acc = consensus[consensus["status"] == "accepted"][["item_id", "category"]].rename(columns={"category": "label"})

@@ -44,21 +44,25 @@ def known_queries(rows: pd.DataFrame, *, solvable_id: str = "solvable") -> dict[
     return {normalize_text(str(t)): str(o) for t, o in zip(ok["text"], ok["output"]) if str(o).strip()}
 
 
-def _model_answer(row) -> str:
+def _model_answer(row, solvable_id: str = "solvable") -> str:
     ans = getattr(row, "answer", None)
     if isinstance(ans, str) and ans.strip():
         return ans.strip()
     out = getattr(row, "output", None)
-    return str(out).strip() if isinstance(out, str) else ""
+    if isinstance(out, str) and out.strip():
+        return out.strip()
+    lab = getattr(row, "label", None)  # a logged refusal without its text: its decision and category
+    return f"REFUSE {lab}" if isinstance(lab, str) and lab and lab != solvable_id else ""
 
 
 def build_preference_pairs(items: pd.DataFrame, consensus: pd.DataFrame, *, taxonomy, domain=None,
                            queries: dict[str, str] | None = None,
-                           sources: tuple[str, ...] = ("traffic",)) -> pd.DataFrame:
+                           sources: tuple[str, ...] = ("production", "traffic")) -> pd.DataFrame:
     """Preference pairs (:data:`PAIR_COLUMNS`) from ``items`` rows of ``sources`` judged in ``consensus``.
 
     ``items`` holds what the deployed model did (``label``: the solvable id for a query, else the refusal category;
-    ``output``: its query; ``answer``: its raw text when logged). ``queries`` maps normalized request text to a known
+    ``output``: its query; ``answer``: its raw text when logged, else the query or ``REFUSE <category>``). In a later
+    cycle the parent's traffic arrives as ``production`` rows (00_data samples it), hence the default ``sources``. ``queries`` maps normalized request text to a known
     correct query (:func:`known_queries`). ``domain`` (its ``execute`` and ``same_result``) tells an empty or wrong
     query apart; without it every query against a refusal counts as ``refusal_vs_query``.
     """
@@ -76,7 +80,7 @@ def build_preference_pairs(items: pd.DataFrame, consensus: pd.DataFrame, *, taxo
     rows = items[items["source"].isin(sources)].merge(acc, on="item_id", how="inner")
     out = []
     for r in rows.itertuples(index=False):
-        said = _model_answer(r)
+        said = _model_answer(r, solv)
         if not said:
             continue
         ans = parse_answer(said, refusable)
