@@ -111,3 +111,28 @@ def test_taxonomy_lab_scripted_edit_moves_kappa(lineage, tmp_path):
     assert rec["notes"]["taxonomy_before"] != rec["notes"]["taxonomy_after"]
     nb = json.loads(out.read_text())
     assert not any(o.get("output_type") == "error" for c in nb["cells"] for o in c.get("outputs", []))
+
+
+def test_levers_in_two_cycles(lineage):
+    """Lever 1 in every cycle; preference pairs, curated_dpo and the arena from the second cycle; 06's lineage."""
+    first, second = (read_json(r.run_dir / "manifest.json")["metrics"]["05_evaluate"] for r in lineage[1])
+    for m in (first, second):
+        assert 0 <= m["pass_rate_retrieval_fewshot"] <= 1 and "false_refusal_rate_retrieval_fewshot" in m
+        assert m["generate_seconds_per_item_retrieval_fewshot"] > 0
+    assert "pass_rate_curated_dpo" not in first and "elo_curated" not in first and first["n_preference_pairs"] == 0
+    a1, a2 = (r.run_dir / "artifacts" for r in lineage[1])
+    s1, s2 = pd.read_parquet(a1 / "example_store.parquet"), pd.read_parquet(a2 / "example_store.parquet")
+    pd.testing.assert_frame_equal(s2.iloc[:len(s1)], s1)          # appended, never edited
+    assert set(s1["cycle"]) == {1} and set(s2["cycle"]) <= {1, 2}
+    assert second["n_preference_pairs"] == len(pd.read_parquet(a2 / "preference_pairs.parquet"))
+    if second["n_preference_pairs"]:
+        assert 0 <= second["pass_rate_curated_dpo"] <= 1
+        assert (a2 / "models" / "curated_dpo" / "adapter_config.json").exists()
+        assert len((a2 / "preference_pairs.jsonl").read_text().splitlines()) == second["n_preference_pairs"]
+    arena = pd.read_parquet(a2 / "arena.parquet")
+    assert {"deployed_prev", "curated", "retrieval_fewshot"} <= set(arena["model"])
+    assert second["elo_deployed_prev"] == pytest.approx(1000.0)   # the first rated cycle anchors the deployed model
+    for mod in arena["model"]:
+        assert second[f"elo_lo_{mod}"] <= second[f"elo_{mod}"] <= second[f"elo_hi_{mod}"]
+    notes = read_json(lineage[1][1].run_dir / "manifest.json")["notes"]["06_flywheel"]
+    assert notes["arena_verdict"].startswith("best model per cycle: cycle 2:")

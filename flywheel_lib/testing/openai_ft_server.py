@@ -6,6 +6,10 @@ It is a real server on 127.0.0.1 that the real ``openai`` client talks to; it im
 - ``POST /v1/fine_tuning/jobs``, ``GET /v1/fine_tuning/jobs/{id}``, ``GET /v1/fine_tuning/jobs/{id}/events``,
   ``POST /v1/fine_tuning/jobs/{id}/cancel``.
 
+A job's ``method`` is ``{"type": "supervised"}`` (the default: chat JSONL) or ``{"type": "dpo", "dpo":
+{"hyperparameters": {"beta": ...}}}``, whose training file is the preference JSONL (``input.messages``,
+``preferred_output``, ``non_preferred_output``: one assistant message each), validated the same way.
+
 A job moves one status per retrieve (``validating_files -> queued -> running -> succeeded``), so a poller sees every
 state. The training file is validated like the API does: JSON lines with ``messages`` whose last turn is the
 assistant's, at least ``min_examples`` lines; a bad file fails the job with ``invalid_training_file``. A succeeded job
@@ -58,6 +62,34 @@ def _validate(data: bytes, min_examples: int) -> tuple[str | None, int, int]:
     return None, n, tokens
 
 
+def _validate_preference(data: bytes, min_examples: int) -> tuple[str | None, int, int]:
+    """(error or None, examples, whitespace tokens) for a preference (DPO) JSONL training file."""
+    n = tokens = 0
+    for i, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            return f"line {i}: not valid JSON ({e.msg})", n, tokens
+        msgs = (obj.get("input") or {}).get("messages") if isinstance(obj, dict) else None
+        if not isinstance(msgs, list) or not msgs:
+            return f"line {i}: missing 'input.messages' list", n, tokens
+        for key in ("preferred_output", "non_preferred_output"):
+            out = obj.get(key)
+            if not (isinstance(out, list) and len(out) == 1 and isinstance(out[0], dict)
+                    and out[0].get("role") == "assistant" and isinstance(out[0].get("content"), str)):
+                return f"line {i}: '{key}' must be a list of one assistant message", n, tokens
+        if obj["preferred_output"][0]["content"] == obj["non_preferred_output"][0]["content"]:
+            return f"line {i}: preferred and non-preferred outputs are identical", n, tokens
+        n += 1
+        tokens += sum(len(str(m.get("content", "")).split()) for m in msgs)
+        tokens += len(obj["preferred_output"][0]["content"].split()) + len(obj["non_preferred_output"][0]["content"].split())
+    if n < min_examples:
+        return f"training file has {n} examples, at least {min_examples} required", n, tokens
+    return None, n, tokens
+
+
 class FineTuneServer:
     """The server: ``start()`` / ``stop()`` or use as a context manager; ``base_url`` ends in ``/v1``."""
 
@@ -104,7 +136,8 @@ class FineTuneServer:
         nxt = _FLOW[_FLOW.index(job["status"]) + 1]
         jid = job["id"]
         if job["status"] == "validating_files":
-            err, n, tokens = _validate(self.blobs[job["training_file"]], self.min_examples)
+            check = _validate_preference if job["method"]["type"] == "dpo" else _validate
+            err, n, tokens = check(self.blobs[job["training_file"]], self.min_examples)
             if err:
                 job.update(status="failed", finished_at=int(time.time()),
                            error={"code": "invalid_training_file", "message": err, "param": "training_file"})
@@ -231,7 +264,11 @@ class FineTuneServer:
                 for key in ("training_file", "validation_file"):
                     if req.get(key) and req[key] not in srv.files:
                         return self._error(400, f"{key} {req[key]!r} does not exist")
+                method = req.get("method") or {"type": "supervised"}
+                if method.get("type") not in ("supervised", "dpo"):
+                    return self._error(400, f"method.type must be 'supervised' or 'dpo', got {method.get('type')!r}")
                 hp = dict(req.get("hyperparameters") or {})
+                hp.update(((method.get(method["type"]) or {}).get("hyperparameters")) or {})
                 hp["n_epochs"] = hp.get("n_epochs") if isinstance(hp.get("n_epochs"), int) else 3
                 jid = f"ftjob-{uuid.uuid4().hex[:24]}"
                 srv.jobs[jid] = {"id": jid, "object": "fine_tuning.job", "model": req["model"],
@@ -240,7 +277,7 @@ class FineTuneServer:
                                  "validation_file": req.get("validation_file"),
                                  "training_file": req["training_file"], "hyperparameters": hp,
                                  "trained_tokens": None, "error": None, "seed": req.get("seed"),
-                                 "suffix": req.get("suffix")}
+                                 "suffix": req.get("suffix"), "method": method}
                 srv.events[jid] = []
                 srv._event(jid, f"Created fine-tuning job: {jid}")
                 self._send(200, srv._public(srv.jobs[jid]))

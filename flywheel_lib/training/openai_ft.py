@@ -135,3 +135,46 @@ class OpenAIBackend:
         return TrainResult(dataset.variant, "openai", job.fine_tuned_model, cfg.base_model,
                            metrics_log[["variant", "step", "loss"]].reset_index(drop=True) if len(metrics_log)
                            else pd.DataFrame(columns=["variant", "step", "loss"]), metrics)
+
+    def train_dpo(self, pairs_jsonl: str | Path, *, variant: str = "curated_dpo", out_dir: str | Path,
+                  beta: float | None = 0.1, base_model: str | None = None) -> TrainResult:
+        """Submit a preference (DPO) job: upload ``pairs_jsonl`` (the OpenAI preference format, see
+        :func:`flywheel_lib.levers.to_openai_jsonl`), create the job with ``method = {"type": "dpo"}`` on
+        ``base_model`` (default: the config's; a fine-tuned SFT model id continues from it), poll, record the model.
+        """
+        cfg = self.config
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        client = _client(cfg)
+        t0 = time.perf_counter()
+        with open(pairs_jsonl, "rb") as fh:
+            train_file = client.files.create(file=fh, purpose="fine-tune")
+        hp = {k: v for k, v in (("beta", beta), ("n_epochs", cfg.n_epochs)) if v is not None}
+        kwargs = {"model": base_model or cfg.base_model, "training_file": train_file.id,
+                  "suffix": variant.replace("_", "-")[:40], "method": {"type": "dpo", "dpo": {"hyperparameters": hp}}}
+        if cfg.seed is not None:
+            kwargs["seed"] = cfg.seed
+        job = client.fine_tuning.jobs.create(**kwargs)
+        record = {"job_id": job.id, "method": "dpo", "training_file": train_file.id, "base_url": cfg.base_url,
+                  "statuses": [job.status]}
+        while job.status not in TERMINAL:
+            if time.perf_counter() - t0 > cfg.timeout_s:
+                raise TimeoutError(f"DPO job {job.id} still {job.status} after {cfg.timeout_s:.0f}s; poll it later")
+            time.sleep(cfg.poll_interval_s)
+            job = client.fine_tuning.jobs.retrieve(job.id)
+            if job.status != record["statuses"][-1]:
+                record["statuses"].append(job.status)
+        record.update(status=job.status, fine_tuned_model=job.fine_tuned_model, trained_tokens=job.trained_tokens,
+                      error=job.error.model_dump() if job.error else None)
+        (out_dir / "job.json").write_text(json.dumps(record, indent=2, default=str))
+        if job.status != "succeeded":
+            msg = job.error.message if job.error else job.status
+            raise RuntimeError(f"DPO job {job.id} for variant {variant!r} {job.status}: {msg}")
+        events = list(client.fine_tuning.jobs.list_events(fine_tuning_job_id=job.id, limit=100))
+        log = pd.DataFrame([{"variant": variant, "step": (e.data or {}).get("step"),
+                             "loss": (e.data or {}).get("train_loss")} for e in reversed(events)])
+        log = log.dropna(subset=["loss"]).reset_index(drop=True) if len(log) else \
+            pd.DataFrame(columns=["variant", "step", "loss"])
+        metrics = {"job_id": job.id, "method": "dpo", "status": job.status, "trained_tokens": job.trained_tokens,
+                   "seconds": round(time.perf_counter() - t0, 2)}
+        return TrainResult(variant, "openai", job.fine_tuned_model, kwargs["model"], log, metrics)

@@ -1,0 +1,104 @@
+"""The levers inside a cycle: what 05_evaluate's lever cells call, so the notebook stays thin.
+
+- :func:`cycle_of` — this run's cycle in its lineage;
+- :func:`update_store` — the parent's example store plus this cycle's curated corpus;
+- :func:`retrieval_generate` — answers of a model prompted with the K nearest stored examples, with their cost;
+- :func:`arena_requests` — a seeded sample of the judged traffic with the panel's accepted labels;
+- :func:`rate_models` — Bradley-Terry / Elo of the arena, anchored on the parent's rating of the deployed model.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+
+from .pairs import known_queries
+from .ratings import BradleyTerry
+from .store import ExampleRetriever, append_examples, fewshot_prompts
+
+__all__ = ["cycle_of", "update_store", "retrieval_generate", "arena_requests", "rate_models", "identity_of"]
+
+
+def cycle_of(st) -> int:
+    """The stage's cycle: the manifest's ``parent.cycle`` (``flywheel cycles`` sets it), else 1 + the parent's."""
+    c = (st.view().manifest.get("parent") or {}).get("cycle")
+    if c:
+        return int(c)
+    if st.parent is not None:
+        return int((st.parent.manifest.get("parent") or {}).get("cycle") or 1) + 1
+    return 1
+
+
+def update_store(st, taxonomy, *, cycle: int, corpus_variant: str = "curated") -> pd.DataFrame:
+    """The parent's ``example_store`` (unchanged) plus the rows of this run's ``train_sets`` (``corpus_variant``)
+    it lacks; each new row's ``source`` is the item's source in this run's ``items`` (else ``curated``)."""
+    parent = st.parent.read("example_store") if st.parent is not None and st.parent.exists("example_store") else None
+    ts = st.read("train_sets")
+    rows = ts[ts["variant"] == corpus_variant] if "variant" in ts else ts
+    if rows.empty:
+        raise ValueError(f"train_sets of {st.run_dir.name} has no rows of variant {corpus_variant!r}")
+    items = st.read("items", contract="items")[["item_id", "source"]]
+    rows = rows.merge(items, on="item_id", how="left")
+    rows["source"] = rows["source"].fillna("curated")
+    return append_examples(parent, rows, cycle=cycle, taxonomy=taxonomy, run_id=st.run_dir.name)
+
+
+def retrieval_generate(gen, variant: str, items: pd.DataFrame, retriever: ExampleRetriever, **gen_kw) -> dict:
+    """Answers of ``variant`` (a :class:`~flywheel_lib.evaluation.VariantGenerator` variant) to ``items`` with the
+    retrieved examples in the user turn. Returns ``answers``, ``shots``, ``seconds_per_item`` (retrieval and
+    generation) and ``prompt_chars_ratio`` (prompt length over the bare request's: the extra cost per request)."""
+    t0 = time.perf_counter()
+    shots = retriever.neighbours(items)
+    prompts = fewshot_prompts(items, shots)
+    answers = gen.generate(prompts, variant=variant, **gen_kw)
+    secs = time.perf_counter() - t0
+    bare = items["text"].astype(str).str.len().sum()
+    return {"answers": answers, "shots": shots, "seconds_per_item": secs / max(len(items), 1),
+            "prompt_chars_ratio": float(sum(len(p) for p in prompts) / max(bare, 1))}
+
+
+def arena_requests(items: pd.DataFrame, consensus: pd.DataFrame, store: pd.DataFrame | None, *, n: int,
+                   seed: int = 7, sources: tuple[str, ...] = ("production", "traffic")) -> pd.DataFrame:
+    """Up to ``n`` judged requests of ``sources`` whose label the panel accepted (stratified by that label):
+    ``item_id, text, label`` (accepted) and ``output`` (a known correct query, from the store, else None)."""
+    acc = consensus[consensus["status"] == "accepted"][["item_id", "category"]].rename(columns={"category": "label"})
+    req = items[items["source"].isin(sources)][["item_id", "text"]].merge(acc, on="item_id")
+    if req.empty:
+        return req.assign(output=None)
+    if 0 < n < len(req):
+        frac = n / len(req)
+        req = pd.concat([g.sample(max(1, int(round(frac * len(g)))), random_state=seed)
+                         for _, g in req.groupby("label")]).sort_index()
+    from ..training.datasets import normalize_text
+
+    q = known_queries(store) if store is not None and len(store) else {}
+    return req.assign(output=[q.get(normalize_text(str(t))) for t in req["text"]]).reset_index(drop=True)
+
+
+def identity_of(model: str, *, cycle: int, parent_identity: str | None) -> str:
+    """A model's name along the lineage: ``c<cycle>:<variant>``; ``deployed_prev`` is the parent's deployed one."""
+    if model == "deployed_prev" and parent_identity:
+        return parent_identity
+    return f"c{cycle}:{model}"
+
+
+def rate_models(battles: pd.DataFrame, *, cycle: int, parent=None, n_boot: int = 200, seed: int = 7) -> pd.DataFrame:
+    """Elo per model with bootstrap intervals, anchored so ``deployed_prev`` keeps the Elo the parent gave it.
+
+    Returns ``model, identity, elo, elo_lo, elo_hi, wins, losses, ties, battles``.
+    """
+    anchor_elo, parent_identity = 1000.0, None
+    if parent is not None:
+        winner = ((parent.records_of("05_evaluate").get("notes") or {}).get("promotion") or {}).get("winner")
+        if winner and parent.exists("arena"):
+            prev = parent.read("arena").set_index("model")
+            if winner in prev.index:
+                anchor_elo, parent_identity = float(prev.loc[winner, "elo"]), str(prev.loc[winner, "identity"])
+        if winner and parent_identity is None:
+            b = (parent.records_of("05_evaluate").get("notes") or {}).get("baseline") or {}
+            parent_identity = f"c{cycle - 1}:{b.get('parent_variant', winner) if winner == 'deployed_prev' else winner}"
+    bt = BradleyTerry(n_boot=n_boot, seed=seed, anchor="deployed_prev", anchor_elo=anchor_elo).fit(battles)
+    r = bt.ratings_
+    r.insert(1, "identity", [identity_of(m, cycle=cycle, parent_identity=parent_identity) for m in r["model"]])
+    return r
