@@ -137,8 +137,6 @@ class GrammarLogitsProcessor:
         self.started = False
 
     def __call__(self, input_ids, scores):
-        import torch
-
         xgr = _xgrammar()
         n = input_ids.shape[0]
         if not self.matchers:
