@@ -49,8 +49,8 @@ def main() -> None:
     variant = "model" if args.adapter else "base"
     t0 = time.perf_counter()
     gen = VariantGenerator(args.base_model, adapters, threads=args.threads, grammar=answer_grammar(dom, ref))
-    print(f"free cores {idle:.1f}, threads {gen.threads_}; model load + grammar compile {time.perf_counter() - t0:.1f}s;"
-          f" {len(texts)} eval prompts, batch {args.batch_size}, max_new_tokens {args.max_new_tokens}")
+    print(f"free cores {idle:.1f}, threads {gen.threads_}; model load + grammar compile "
+          f"{time.perf_counter() - t0:.1f}s; {len(texts)} eval prompts, batch {args.batch_size}, max_new_tokens {args.max_new_tokens}")
     print(f"{'decoder':12s} {'s/item':>7s} {'valid':>7s} {'refused':>8s}")
     for constrained in (False, True):
         t0 = time.perf_counter()

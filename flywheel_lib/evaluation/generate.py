@@ -97,6 +97,7 @@ class VariantGenerator:
         order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
         out: list[str] = [""] * len(enc)
         pad = self.tok.pad_token_id
+        procs = (lambda: [self.decoder_.processor(max_new_tokens)]) if use_grammar else (lambda: None)
         with self._adapter(variant), torch.no_grad():
             for s in tqdm(range(0, len(order), batch_size), desc=f"generate {variant}", disable=not progress,
                           mininterval=10):
@@ -111,7 +112,7 @@ class VariantGenerator:
                     gen = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                               max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
                                               eos_token_id=self.tok.eos_token_id,
-                                              logits_processor=[self.decoder_.processor(max_new_tokens)] if use_grammar else None)
+                                              logits_processor=procs())
                 for r, i in enumerate(idx):
                     out[i] = self.tok.decode(gen[r, L:], skip_special_tokens=True).strip()
         return out

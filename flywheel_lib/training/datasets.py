@@ -156,7 +156,7 @@ class BuiltDataset:
     def summary(self) -> dict:
         counts = self.train["label"].value_counts().to_dict()
         return {"variant": self.variant, "n_train": len(self.train),
-                "n_distinct_train": int(self.train["item_id"].nunique()) if "item_id" in self.train else len(self.train),
+                "n_distinct_train": int(self.train["item_id"].nunique()),
                 "n_validation": len(self.validation),
                 "dedup_exact": self.report.exact, "dedup_near": self.report.near,
                 "label_conflicts": self.report.conflicts,

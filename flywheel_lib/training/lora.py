@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict
 
 from .base import TrainResult
 
-__all__ = ["LORA_TARGETS", "lr_factor", "LoRAConfig", "LocalLoRABackend", "tokenize_chats", "collate_left", "answer_loss", "train_lora"]
+__all__ = ["LORA_TARGETS", "lr_factor", "LoRAConfig", "LocalLoRABackend", "tokenize_chats", "collate_left",
+           "answer_loss", "train_lora"]
 
 
 LORA_TARGETS = {

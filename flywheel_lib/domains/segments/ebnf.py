@@ -95,7 +95,8 @@ def query_grammar(catalog: Catalog | None = None) -> str:
             raise KeyError(f"catalog.yaml: attribute type {type_name!r} of {names[0]!r} is not under `types`")
         value = _VALUE_RULE[cat.types[type_name]["value"]]
         rule = f"c_{type_name}"
-        rules.append(f'{rule} ::= ({_alt(_lit(n) for n in names)}) " " ({_operator_tail(cat.operators(type_name), value)})')
+        tail = _operator_tail(cat.operators(type_name), value)
+        rules.append(f'{rule} ::= ({_alt(_lit(n) for n in names)}) " " ({tail})')
         conds.append(rule)
     for name, spec in cat.functions.items():
         args = list(spec.get("args", {}))
@@ -104,7 +105,8 @@ def query_grammar(catalog: Catalog | None = None) -> str:
         rtype = spec.get("returns", "bool")
         value = _VALUE_RULE[cat.types[rtype]["value"]]
         rule = f"f_{name}"
-        rules.append(f'{rule} ::= {_lit(name)} "(" ({_alt(combos)}) ") " ({_operator_tail(cat.operators(rtype), value)})')
+        tail = _operator_tail(cat.operators(rtype), value)
+        rules.append(f'{rule} ::= {_lit(name)} "(" ({_alt(combos)}) ") " ({tail})')
         conds.append(rule)
     head = [
         'query ::= conj (" OR " conj){0,2}',
