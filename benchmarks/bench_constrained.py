@@ -35,7 +35,7 @@ def main() -> None:
     from flywheel_lib.domains import get_domain
     from flywheel_lib.evaluation import VariantGenerator
     from flywheel_lib.evaluation.constrained import answer_grammar
-    from flywheel_lib.models import free_cores
+    from flywheel_lib.threads import free_cores
     from flywheel_lib.training import parse_answer
 
     idle = free_cores()

@@ -103,7 +103,7 @@ def recipes(args) -> None:
 
     from flywheel_lib import load_taxonomy
     from flywheel_lib.domains import get_domain
-    from flywheel_lib.models import free_cores, set_threads
+    from flywheel_lib.threads import free_cores, set_threads
     from flywheel_lib.training import build_dataset
     from flywheel_lib.training.lora import LoRAConfig, train_lora
 
@@ -150,7 +150,8 @@ def main() -> None:
 
     import tempfile
 
-    from flywheel_lib.models import load_base_model, set_threads
+    from flywheel_lib.models import load_base_model
+    from flywheel_lib.threads import set_threads
     from flywheel_lib.training.lora import LoRAConfig, tokenize_chats, train_lora
 
     threads = set_threads(args.threads)

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 __all__ = ["BUILTIN_MODELS", "PLAIN_CHAT_TEMPLATE", "load_base_model", "model_dir", "resolve_model_cache",
-           "gguf_source", "ensure_chat_template", "bf16_supported", "set_threads", "free_cores"]
+           "gguf_source", "ensure_chat_template", "bf16_supported"]
 
 DEFAULT_CACHE = "outputs/cache"
 
@@ -89,49 +88,6 @@ def bf16_supported(device: str = "cpu") -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def _cpu_times() -> tuple[int, int] | None:
-    """(idle, total) jiffies of all CPUs from ``/proc/stat``, or None where there is no such file."""
-    try:
-        v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
-        return None
-    return v[3] + v[4], sum(v[:8])
-
-
-def free_cores(sample_s: float = 0.5) -> float:
-    """How many cores nobody is using right now, from idle time over ``sample_s`` (load average where unavailable).
-
-    The load average is no use for this: kernel threads in uninterruptible sleep and this process's own last minute
-    count in it, so an idle 2-core VM often reads 1.0 and looks half busy.
-    """
-    cores = os.cpu_count() or 1
-    a = _cpu_times()
-    if a is not None:
-        time.sleep(sample_s)
-        b = _cpu_times()
-        if b is not None and b[1] > a[1]:
-            return cores * (b[0] - a[0]) / (b[1] - a[1])
-    try:
-        return max(0.0, cores - os.getloadavg()[0])
-    except OSError:
-        return float(cores)
-
-
-def set_threads(threads: int = 0) -> int:
-    """Set torch's CPU threads; 0 = auto: one per core that is idle now (at least one).
-
-    On a shared 2-core machine two spinning OpenMP threads are ~8x slower than one, and on an idle one a single
-    thread is ~1.6x slower than two, so auto measures rather than guesses (:func:`free_cores`).
-    """
-    import torch
-
-    if threads <= 0:
-        cores = os.cpu_count() or 1
-        threads = max(1, min(cores, int(free_cores() + 0.5)))
-    torch.set_num_threads(threads)
-    return threads
 
 
 def resolve_model_cache(cache_dir: str | os.PathLike | None = None) -> Path:

@@ -50,21 +50,15 @@ def test_smollm2_loads_from_cache_and_as_a_folder():
     assert "4" in tok.decode(out[0, ids["input_ids"].shape[1]:])
 
 
-def test_free_cores_sees_a_busy_core_that_the_load_average_would_not_tell_apart():
-    import subprocess
-    import sys
+def test_free_cores_counts_idle_time_not_the_load_average():
+    """Two /proc/stat readings 100 jiffies apart: 25 idle of 100 on 2 cores is half a core free."""
+    from flywheel_lib.threads import cpu_times, free_cores, set_threads
 
-    from flywheel_lib.models import free_cores, set_threads
-
-    quiet = free_cores(0.5)
-    spinner = subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<3: pass"])
-    try:
-        time.sleep(0.3)
-        busy = free_cores(0.5)
-    finally:
-        spinner.kill()
-        spinner.wait()
-    assert 0 <= busy <= quiet - 0.5, (quiet, busy)
+    stats = iter(["cpu  300 0 100 1000 0 0 0 0 0 0\n", "cpu  360 0 115 1020 5 0 0 0 0 0\n"])
+    assert free_cores(0.0, reader=lambda: cpu_times(next(stats)), cores=2) == 0.5
+    quiet = iter(["cpu  300 0 100 1000 0 0 0 0 0 0\n", "cpu  300 0 100 1100 0 0 0 0 0 0\n"])
+    assert free_cores(0.0, reader=lambda: cpu_times(next(quiet)), cores=2) == 2.0
+    assert cpu_times("garbage") is None and cpu_times("cpu 1 2\n") is None
     import torch
 
     before = torch.get_num_threads()

@@ -31,7 +31,8 @@ class VariantGenerator:
                  device: str | None = None, bf16: str = "auto", threads: int = 0, grammar: str | None = None):
         import torch
 
-        from ..models import bf16_supported, load_base_model, set_threads
+        from ..models import bf16_supported, load_base_model
+        from ..threads import set_threads
 
         self.threads_ = set_threads(threads)
         self.model, self.tok = load_base_model(base_model, cache_dir=cache_dir, device=device)

@@ -109,7 +109,8 @@ def train_dpo(pairs: pd.DataFrame, cfg: DPOConfig, out_dir: str | Path, *, adapt
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
 
-    from ..models import bf16_supported, load_base_model, set_threads
+    from ..models import bf16_supported, load_base_model
+    from ..threads import set_threads
     from ..progress import progress_bar
     from ..training.lora import tokenize_chats
 

@@ -205,7 +205,8 @@ def train_lora(train_chats, val_chats, cfg: LoRAConfig, out_dir: str | Path, *, 
     from peft import LoraConfig, get_peft_model
     from tqdm.auto import tqdm
 
-    from ..models import bf16_supported, load_base_model, set_threads
+    from ..models import bf16_supported, load_base_model
+    from ..threads import set_threads
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
