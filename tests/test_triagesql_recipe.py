@@ -27,6 +27,10 @@ def test_triagesql_flows_through_every_curation_stage(runs):
     assert m["metrics"]["00_data"]["n_seed"] + m["metrics"]["00_data"]["n_eval"] + m["metrics"]["00_data"]["n_production"] == 955
     cal = pd.read_parquet(art / "calibration.parquet")
     assert set(cal["judge"]) == {"knn", "linear", "rules"} and cal["kappa"].notna().all()
+    assert cal.set_index("judge").loc["linear", "kappa"] >= 0.45  # out of fold, 5 folds over the seed
+    gate = read_json(art / "panel.json")["gate"]
+    assert gate["reasoning"]["reasoning"] == "evidence"  # the seed has no reason keys: evidence is compared
+    assert m["metrics"]["03_resolve"]["consensus_accepted"] > 0 and m["metrics"]["03_resolve"]["train_curated"] > 0
     verdicts = pd.read_parquet(art / "verdicts.parquet")
     assert set(verdicts["item_id"]) == set(items.loc[items["source"] == "production", "item_id"])
     res_tab = pd.read_parquet(art / "resolutions.parquet")
