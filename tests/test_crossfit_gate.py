@@ -152,14 +152,12 @@ def test_resolve_uses_the_calibrated_choice_unless_the_recipe_names_a_strategy(t
     ladder = gate.ladder_table(v, g, judges=["j0", "j1", "j2"], labels=["a", "b", "c"], reasoning="evidence")
     choice = gate.choose_strategy(ladder, target_precision=0.85, min_coverage=0.5)
     record = {"gate": {"reasoning": {"reasoning": "evidence"}, "choice": choice}}
-    (tmp_path / "manifest.json").write_text(json.dumps({"params_passed": {"03_resolve": {}}}))
-    s, note = gate.gate_for_resolve(record, strategy="unanimous", judges=["j0", "j1", "j2"], labels=["a", "b", "c"],
-                                    run_dir=tmp_path)
+    s, note = gate.gate_for_resolve(record, strategy="auto", judges=["j0", "j1", "j2"], labels=["a", "b", "c"])
     assert note["source"] == "01_calibrate" and s.name == "k_of_n" and s.k == 2
-    (tmp_path / "manifest.json").write_text(json.dumps({"params_passed": {"03_resolve": {"strategy": "unanimous"}}}))
-    s, note = gate.gate_for_resolve(record, strategy="unanimous", judges=["j0", "j1", "j2"], labels=["a", "b", "c"],
-                                    run_dir=tmp_path)
+    s, note = gate.gate_for_resolve(record, strategy="unanimous", judges=["j0", "j1", "j2"], labels=["a", "b", "c"])
     assert note["source"] == "recipe" and s.name == "unanimous" and s.reasoning == "evidence"
+    s, note = gate.gate_for_resolve({}, strategy="auto", judges=["j0", "j1", "j2"], labels=["a", "b", "c"])
+    assert note["source"].startswith("default") and s.name == "unanimous"
 
 
 @pytest.mark.slow

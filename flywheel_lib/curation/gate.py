@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 
 import pandas as pd
 
@@ -156,20 +155,17 @@ def gate_record(reasoning: dict, choice: dict, ladder: pd.DataFrame, checks: pd.
     return {"reasoning": reasoning, "choice": choice, "ladder": rows(ladder), "reasoning_checks": rows(checks)}
 
 
-def gate_for_resolve(record: dict, *, strategy: str, judges: list[str], labels: list[str], run_dir=None,
+def gate_for_resolve(record: dict, *, strategy: str, judges: list[str], labels: list[str],
                      k_of_n: int = 0, min_posterior: float = 0.0, rationale_similarity: float = 0.0):
     """The consensus strategy 03_resolve uses, unfitted, and a note of what it is and why.
 
-    The recipe's ``strategy`` wins when the recipe names one (read from the run manifest's ``params_passed``; with
-    no manifest, a value other than ``unanimous`` counts as named). Otherwise 01_calibrate's choice in
-    ``panel.json`` (``gate.choice``). A unanimous gate takes 01_calibrate's reasoning check either way."""
+    ``strategy="auto"`` (03's default) takes 01_calibrate's choice in ``panel.json`` (``gate.choice``), or the seed's
+    rule (``unanimous``) when 01 recorded none; any other name is the recipe's own choice and wins. A unanimous
+    gate takes 01_calibrate's reasoning check either way."""
     gate = record.get("gate") or {}
-    named = strategy != "unanimous"
-    if run_dir is not None:
-        mf = Path(run_dir) / "manifest.json"
-        if mf.exists():
-            passed = json.loads(mf.read_text()).get("params_passed", {}).get("03_resolve", {})
-            named = "strategy" in passed
+    named = strategy != "auto"
+    if not named:
+        strategy = "unanimous"
     reasoning = (gate.get("reasoning") or {}).get("reasoning", "reason_key")
     choice = gate.get("choice")
     opts: dict = {"labels": labels, "judges": judges}

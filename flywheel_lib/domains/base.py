@@ -50,3 +50,14 @@ def output_grammar(domain: Any) -> str | None:
     """
     fn = getattr(domain, "output_grammar", None)
     return fn() if callable(fn) else None
+
+
+def traffic_simulator(domain: Any):
+    """The domain's traffic simulator, or None (user data: the next cycle's log is a file instead).
+
+    An optional hook: a domain that can simulate its users defines ``traffic_requests(seed=, cycle=, n=,
+    new_scenario_share=) -> items`` (new requests for a cycle, truth columns included) and
+    ``plant_requests(rows, seed=, rates=, key=, eligible=) -> rows`` (off-topic, foreign-language and injection
+    requests planted at small rates, for the input validators). Stages branch on this hook, never on a domain name.
+    """
+    return domain if callable(getattr(domain, "traffic_requests", None)) else None

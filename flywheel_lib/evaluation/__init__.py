@@ -9,7 +9,7 @@ torch/transformers load only when :class:`VariantGenerator` is built.
 """
 
 from .compare import SEED_TABLES, compare_variants, mcnemar_pair, seed_tables
-from .generate import BASE_VARIANT, VariantGenerator, adapter_path, openai_generate, score_predictions, select_eval_items
+from .generate import BASE_VARIANT, VariantGenerator, openai_generate, score_predictions, select_eval_items
 from .metrics import (METRICS, category_recall, compute_metrics, confusion, item_outcomes, manifest_metrics,
                       predicted_label, wilson)
 from .plots import plot_category_recall, plot_confusion, plot_metric_bars, plot_training_loss
@@ -17,7 +17,7 @@ from .promote import decide_promotion
 
 __all__ = [
     "SEED_TABLES", "compare_variants", "mcnemar_pair", "seed_tables",
-    "BASE_VARIANT", "VariantGenerator", "adapter_path", "openai_generate", "score_predictions", "select_eval_items",
+    "BASE_VARIANT", "VariantGenerator", "openai_generate", "score_predictions", "select_eval_items",
     "METRICS", "category_recall", "compute_metrics", "manifest_metrics", "confusion", "item_outcomes",
     "predicted_label", "wilson",
     "plot_category_recall", "plot_confusion", "plot_metric_bars", "plot_training_loss",

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..training.targets import SYSTEM_PROMPT, parse_answer
 
-__all__ = ["BASE_VARIANT", "VariantGenerator", "adapter_path", "score_predictions", "select_eval_items", "openai_generate"]
+__all__ = ["BASE_VARIANT", "VariantGenerator", "score_predictions", "select_eval_items", "openai_generate"]
 
 BASE_VARIANT = "base"
 """The name of the untuned base model in predictions and metrics."""
@@ -200,11 +200,3 @@ def score_predictions(items: pd.DataFrame, texts: list[str], *, variant: str, do
                      "n_selected": n_sel})
     return pd.DataFrame(rows)
 
-
-def adapter_path(run_dir, finetune: dict, variant: str) -> str:
-    """Where ``variant``'s adapter is for this run: its own ``artifacts/models/<variant>`` folder when present (a run
-    started ``--from`` another has the adapters linked in, so it stands alone), else the recorded ``model_ref``."""
-    from pathlib import Path
-
-    local = Path(run_dir) / "artifacts" / "models" / variant
-    return str(local) if (local / "adapter_config.json").exists() else finetune["variants"][variant]["model_ref"]

@@ -2,9 +2,9 @@
 
     from flywheel_lib.training import build_dataset, save_dataset, get_backend
     ds = build_dataset(train_sets, variant="curated", taxonomy=tax, seed=7)
-    save_dataset(ds, run / "datasets" / "curated")
+    save_dataset(ds, st.path("datasets/curated", ext=""))          # st: the stage (flywheel_lib.stage)
     backend = get_backend("local-lora", base_model="smollm2-135m", max_steps=100)
-    result = backend.train(ds, out_dir=run / "artifacts" / "models" / "curated")
+    result = backend.train(ds, out_dir=st.path("models/curated", ext=""))
 
 Backends: ``local-lora`` (transformers + peft, CPU or GPU) and ``openai`` (the fine-tuning API, or any server that
 speaks its endpoints). torch/transformers/openai are imported inside the backends, so this package imports light.

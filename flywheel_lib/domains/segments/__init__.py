@@ -81,6 +81,18 @@ class SegmentsDomain:
 
         return query_grammar(self.schema)
 
+    def traffic_requests(self, *, seed: int, cycle: int, n: int, new_scenario_share: float = 0.5) -> pd.DataFrame:
+        """New simulated requests for a cycle (new phrasings and refusal scenarios); see ``traffic.py``."""
+        from .traffic import traffic_requests
+
+        return traffic_requests(self.catalog, seed=seed, cycle=cycle, n=n, new_scenario_share=new_scenario_share)
+
+    def plant_requests(self, rows: pd.DataFrame, **kw) -> pd.DataFrame:
+        """Plant off-topic, foreign-language and injection requests among ``rows``; see ``traffic.py``."""
+        from .traffic import plant_requests
+
+        return plant_requests(rows, **kw)
+
     def same_result(self, a: str, b: str) -> bool:
         """Whether two queries select the same customers (False when either is invalid)."""
         try:
