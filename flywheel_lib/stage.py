@@ -247,6 +247,9 @@ def open_stage(run_dir: str | os.PathLike | None, name: str, parent_run: str | o
         p = cand if cand.exists() else resolve_path(p)
     if not p.exists():
         raise FileNotFoundError(f"run folder {run_dir} does not exist")
+    from .quiet import quiet_known_noise
+
+    quiet_known_noise()  # the executed notebook is a report: no known-harmless library chatter in it
     st = Stage(p, name)
     st.open_parent(parent_run)
     return st

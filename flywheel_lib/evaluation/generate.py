@@ -89,7 +89,8 @@ class VariantGenerator:
         if use_grammar and self.decoder_ is None:
             raise ValueError("constrained decoding asked for, but this VariantGenerator was built without a grammar")
         import torch
-        from tqdm.auto import tqdm
+
+        from ..progress import progress_bar
 
         prompts = [self.tok.apply_chat_template([{"role": "system", "content": system_prompt},
                                                  {"role": "user", "content": str(t)}],
@@ -100,8 +101,8 @@ class VariantGenerator:
         pad = self.tok.pad_token_id
         procs = (lambda: [self.decoder_.processor(max_new_tokens)]) if use_grammar else (lambda: None)
         with self._adapter(variant), torch.no_grad():
-            for s in tqdm(range(0, len(order), batch_size), desc=f"generate {variant}", disable=not progress,
-                          mininterval=10):
+            bar = progress_bar(total=len(order), desc=f"generate {variant}", disable=not progress, mininterval=10)
+            for s in range(0, len(order), batch_size):
                 idx = order[s:s + batch_size]
                 L = max(len(enc[i]) for i in idx)
                 ids = torch.full((len(idx), L), pad, dtype=torch.long)
@@ -116,6 +117,8 @@ class VariantGenerator:
                                               logits_processor=procs())
                 for r, i in enumerate(idx):
                     out[i] = self.tok.decode(gen[r, L:], skip_special_tokens=True).strip()
+                bar.update(len(idx))
+            bar.close()
         return out
 
 
@@ -138,14 +141,15 @@ def openai_generate(model_id: str, texts: list[str], *, base_url: str | None = N
     import os
 
     from openai import OpenAI
-    from tqdm.auto import tqdm
+
+    from ..progress import progress_bar
 
     key = os.environ.get(api_key_env)
     if not key and not base_url:
         raise RuntimeError(f"set {api_key_env} to evaluate an OpenAI fine-tuned model")
     client = OpenAI(api_key=key or "local", base_url=base_url or None)
     out = []
-    for t in tqdm(texts, desc=f"generate {model_id}", disable=not progress):
+    for t in progress_bar(texts, desc=f"generate {model_id}", disable=not progress):
         r = client.chat.completions.create(model=model_id, temperature=0, max_tokens=max_tokens, messages=[
             {"role": "system", "content": system_prompt}, {"role": "user", "content": str(t)}])
         out.append((r.choices[0].message.content or "").strip())

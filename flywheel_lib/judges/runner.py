@@ -85,9 +85,10 @@ class RateLimiter:
 
 
 def _bar(name: str, total: int, progress: bool, position: int):
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
-    return tqdm(total=total, desc=name, disable=not progress, position=position, leave=True, dynamic_ncols=True)
+    return progress_bar(total=total, desc=f"judge {name}", disable=not progress, position=position, leave=True,
+                        dynamic_ncols=True)
 
 
 def run_offline(judge: OfflineJudge, items, cache: VerdictCache | None, *, progress: bool = True,

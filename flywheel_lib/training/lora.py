@@ -203,7 +203,7 @@ def train_lora(train_chats, val_chats, cfg: LoRAConfig, out_dir: str | Path, *, 
 
     import torch
     from peft import LoraConfig, get_peft_model
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     from ..models import bf16_supported, load_base_model
     from ..threads import set_threads
@@ -238,7 +238,7 @@ def train_lora(train_chats, val_chats, cfg: LoRAConfig, out_dir: str | Path, *, 
     batches = _batches(np.array([len(p) + len(a) for p, a in train]), cfg.batch_size, rng)
     rows, tokens, t0 = [], 0, time.perf_counter()
     model.train()
-    bar = tqdm(range(cfg.max_steps), desc=f"lora {variant}", disable=not cfg.progress, mininterval=10)
+    bar = progress_bar(range(cfg.max_steps), desc=f"train {variant}", disable=not cfg.progress, mininterval=10)
     for step in bar:
         b = collate_left([train[i] for i in next(batches)], pad_id)
         with amp():
