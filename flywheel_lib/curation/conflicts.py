@@ -98,8 +98,10 @@ def find_conflicts(
     t_embed = 0.0
     rest = q[~q["item_id"].isin(ex["item_id"])]
     if paraphrases and len(rest) and len(r):
-        if embedder is None:
-            from ..embeddings import embed as embedder
+        if embedder is None:  # the current executor's: flywheel_lib.embeddings.embed locally, Ray actors under ray
+            from ..executors import embedder as _current_embedder
+
+            embedder = _current_embedder()
         for lab, grp in rest.groupby("label", dropna=False, sort=True):
             ref = r[r["label"] != lab].drop_duplicates("_norm").reset_index(drop=True)
             if not len(ref):

@@ -122,7 +122,7 @@ class OfflineJudge(_JudgeBase):
     """Hash of the fitted state (set by :meth:`fit`); part of every cache key."""
 
     def _set_state(self, *parts: Any) -> None:
-        self.state_hash_ = text_hash(self.config.model_dump(exclude={"limits", "prices"}), *parts)
+        self.state_hash_ = text_hash(self.config.model_dump(exclude={"limits", "prices", "mode", "batch"}), *parts)
 
     def keys(self, items: pd.DataFrame) -> list[str]:
         """Cache keys: judge config + fitted-state hash + item text and context."""

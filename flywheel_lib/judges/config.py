@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["JudgeConfig", "PanelConfig", "Options", "FewShot", "Limits", "Prices", "PanelError", "read_panel_config"]
+__all__ = ["JudgeConfig", "PanelConfig", "Options", "FewShot", "Limits", "Prices", "BatchPrices", "BatchSettings", "PanelError", "read_panel_config"]
 
 
 class PanelError(ValueError):
@@ -79,14 +79,46 @@ class Limits(_Strict):
     """A server's Retry-After is honoured up to this many seconds."""
 
 
+class BatchPrices(_Strict):
+    input_per_mtok: float = 0.0
+    """USD per million prompt tokens in a provider batch."""
+    output_per_mtok: float = 0.0
+    """USD per million completion tokens in a provider batch."""
+
+    def cost(self, tokens_in: int, tokens_out: int) -> float:
+        return (tokens_in * self.input_per_mtok + tokens_out * self.output_per_mtok) / 1e6
+
+
 class Prices(_Strict):
     input_per_mtok: float = 0.0
     """USD per million prompt tokens."""
     output_per_mtok: float = 0.0
     """USD per million completion tokens."""
+    batch: BatchPrices | None = None
+    """Prices in batch mode (``mode: batch``); None means half the online prices (OpenAI's and Anthropic's rate)."""
 
     def cost(self, tokens_in: int, tokens_out: int) -> float:
         return (tokens_in * self.input_per_mtok + tokens_out * self.output_per_mtok) / 1e6
+
+    def batch_prices(self) -> BatchPrices:
+        return self.batch or BatchPrices(input_per_mtok=self.input_per_mtok / 2, output_per_mtok=self.output_per_mtok / 2)
+
+
+class BatchSettings(_Strict):
+    poll_s: float = 10.0
+    """First wait between two status polls; it grows by ``poll_growth`` up to ``poll_max_s``."""
+    poll_growth: float = 1.5
+    poll_max_s: float = 300.0
+    max_wait_s: float | None = None
+    """Stop polling after this long (None: until every batch ends); what is still in flight is collected next run."""
+    completion_window: str = "24h"
+    """OpenAI's completion window."""
+    max_requests: int | None = None
+    """Requests per batch (None: the provider's limit, 50,000 OpenAI / 100,000 Anthropic)."""
+    max_bytes: int | None = None
+    """Bytes per batch file (None: the provider's limit, 200 MB OpenAI / 256 MB Anthropic)."""
+    max_resubmits: int = 2
+    """Resubmissions of a request that expired, was cancelled or failed, before it is an abstention."""
 
 
 class JudgeConfig(_Strict):
@@ -106,12 +138,18 @@ class JudgeConfig(_Strict):
     prices: Prices = Field(default_factory=Prices)
     params: dict[str, Any] = Field(default_factory=dict)
     """Backend-specific settings, checked by the backend's own typed class."""
+    mode: Literal["online", "batch"] = "online"
+    """``batch``: the provider's Batch API (openai, openai-compatible, anthropic), half price, journaled and resumable."""
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+    """Polling and splitting in batch mode."""
 
     @model_validator(mode="after")
     def _no_inline_keys(self) -> "JudgeConfig":
         for k in self.params:
             if "key" in k.lower() and k.lower() not in {"reason_key"}:
                 raise ValueError(f"params.{k}: put secrets in an environment variable and name it in api_key_env")
+        if self.mode == "batch" and self.backend not in ("openai", "openai-compatible", "anthropic"):
+            raise ValueError(f"mode: batch needs backend openai, openai-compatible or anthropic, not {self.backend!r}")
         return self
 
 

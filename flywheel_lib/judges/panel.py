@@ -20,7 +20,7 @@ from ..records import VERDICTS, check_table, empty_table
 from .base import LLMJudge, OfflineJudge, make_judge
 from .cache import VerdictCache
 from .config import PanelConfig, PanelError, read_panel_config
-from .runner import run_llm, run_offline
+from ..executors import run_llm_with, run_offline_with  # local, or Ray Data (executor: ray)
 
 __all__ = ["Panel", "load_panel"]
 
@@ -94,10 +94,10 @@ class Panel:
         try:
             for pos, j in enumerate(self.judges):
                 if isinstance(j, OfflineJudge):
-                    per_judge[j.name], stats[j.name] = run_offline(j, items, cache, progress=progress, position=pos)
+                    per_judge[j.name], stats[j.name] = run_offline_with(j, items, cache, progress=progress, position=pos)
             llm = [j for j in self.judges if not isinstance(j, OfflineJudge)]
             if llm:
-                vs, st = run_llm(llm, items, cache, progress=progress, position=len(self.judges) - len(llm))
+                vs, st = run_llm_with(llm, items, cache, progress=progress, position=len(self.judges) - len(llm))
                 per_judge.update(vs)
                 stats.update(st)
         finally:

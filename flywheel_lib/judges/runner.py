@@ -261,7 +261,12 @@ def run_llm(judges: list[LLMJudge], items, cache: VerdictCache | None, *, progre
                 bar = _bar(j.name, len(records), progress, position + n)
                 bar.update(st.cached)
                 bars.append(bar)
-                tasks.append(_timed(_judge_llm(j, todo, out, cache, st, bar), st))
+                if j.config.mode == "batch":  # the provider's Batch API (flywheel_lib/judges/batch.py)
+                    from .batch import run_batch
+
+                    tasks.append(asyncio.to_thread(run_batch, j, todo, out, cache, st, bar))
+                else:
+                    tasks.append(_timed(_judge_llm(j, todo, out, cache, st, bar), st))
             await asyncio.gather(*tasks)
         finally:
             for b, (_, _, _, st) in zip(bars, plans):
