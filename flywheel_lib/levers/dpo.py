@@ -191,5 +191,4 @@ def train_dpo(pairs: pd.DataFrame, cfg: DPOConfig, out_dir: str | Path, *, adapt
                "seconds_per_step": round(train_s / max(cfg.max_steps, 1), 3), "threads": threads, "bf16": use_bf16,
                "loss_before": float(loss0.mean()), "loss_after": float(loss1.mean()),
                "reward_accuracy_after": float((margin1 > 0).float().mean()), "start_adapter": adapter}
-    del model, opt
     return TrainResult(variant, "local-dpo", str(out_dir), cfg.base_model, log, metrics)
