@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..paths import artifact_path
 from ..io import atomic_path
 
 __all__ = ["render_notebook_html", "write_index", "fmt_value", "CSS"]
@@ -115,6 +116,7 @@ def write_index(run_dir: Path, m: dict[str, Any]) -> Path:
                  f"{_dirty_mark(git)} · {_e(m.get('created_at', ''))}</p>")
     if m.get("description"):
         parts.append(f"<p class='muted'>{_e(m['description'])}</p>")
+    parts.append(_findings(run_dir, m))
     by_stage = m.get("headline_by_stage") or {}
     if by_stage:
         cards = "".join(
@@ -157,6 +159,38 @@ def write_index(run_dir: Path, m: dict[str, Any]) -> Path:
     with atomic_path(out) as tmp:
         tmp.write_text("\n".join(parts), encoding="utf-8")
     return out
+
+
+_TABLE_TITLES = {"production_vs_curated": "Production model vs curated (the seed's Figure 6)",
+                 "naive_vs_curated": "Naive merge vs curated (the seed's Figure 7)"}
+
+
+def _findings(run_dir: Path, m: dict[str, Any]) -> str:
+    """What the cycle found, first: the promotion decision and its reason, the seed's two comparison tables (rates,
+    difference, McNemar p), and the cycle verdict, before any per-stage metric."""
+    notes = m.get("notes") or {}
+    out: list[str] = []
+    decision = notes.get("05_evaluate", {}).get("promotion")
+    if decision:
+        verb = "promoted" if decision.get("promoted") else "kept the baseline"
+        out.append(f"<p><b>{_e(verb)}</b>: {_e(decision.get('candidate'))} vs {_e(decision.get('baseline'))} "
+                   f"&rarr; deployed <b>{_e(decision.get('winner'))}</b>. {_e(decision.get('reason', ''))}</p>")
+    comp = artifact_path(run_dir, "comparisons")
+    if comp.exists():
+        import pandas as pd
+
+        t = pd.read_parquet(comp)
+        for name, g in t.groupby("table", sort=False):
+            rows = [[_e(r.metric), _e(fmt_value(r.rate_a)), _e(fmt_value(r.rate_b)), _e(f"{r.diff:+.3f}"),
+                     _e(f"{r.p_value:.3g}" if r.p_value == r.p_value else "-"), _e(int(r.n))]
+                    for r in g.itertuples()]
+            a, b = g["a"].iloc[0], g["b"].iloc[0]
+            out.append(f"<h3>{_e(_TABLE_TITLES.get(name, name))}</h3>"
+                       + _table(rows, ["metric", str(a), str(b), "difference", "McNemar p", "items"]))
+    verdict = notes.get("06_flywheel", {}).get("cycle_verdict")
+    if verdict:
+        out.append(f"<p><b>Across cycles</b>: {_e(verdict)}</p>")
+    return ("<h2>What this cycle found</h2>" + "".join(out)) if out else ""
 
 
 def _records_table(t: Any) -> str:

@@ -1,0 +1,38 @@
+"""The run's index.html leads with what the cycle found: the promotion decision and the seed's two tables."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from flywheel_lib.paths import artifact_path
+from flywheel_lib.runner.report import write_index
+
+
+def test_index_leads_with_the_findings(tmp_path):
+    run = tmp_path / "20261201-000000_demo_abc123"
+    artifact_path(run, "comparisons").parent.mkdir(parents=True)
+    rows = []
+    for table, a in (("production_vs_curated", "production_only"), ("naive_vs_curated", "naive_merge")):
+        rows.append({"table": table, "metric": "pass_rate", "a": a, "b": "curated", "n": 400, "rate_a": 0.40,
+                     "rate_b": 0.55, "diff": 0.15, "a_only": 10, "b_only": 70, "p_value": 1.2e-6})
+    pd.DataFrame(rows).to_parquet(artifact_path(run, "comparisons"))
+    m = {"run_id": run.name, "recipe": "demo", "status": "succeeded",
+         "headline_by_stage": {"05_evaluate": {"pass_rate_curated": 0.55}},
+         "notes": {"05_evaluate": {"promotion": {"promoted": True, "candidate": "curated",
+                                                 "baseline": "production_only", "winner": "curated",
+                                                 "reason": "pass rate +0.150 (p = 1.2e-06)"}},
+                   "06_flywheel": {"cycle_verdict": "first cycle of its lineage: nothing to compare with yet"}}}
+    html = write_index(run, m).read_text()
+    found, headline = html.index("What this cycle found"), html.index("<h2>Headline")
+    assert found < headline
+    assert "deployed <b>curated</b>" in html and "pass rate +0.150" in html
+    assert "Production model vs curated" in html and "Naive merge vs curated" in html
+    assert html.count("1.2e-06") >= 2 and "+0.150" in html
+    assert "first cycle of its lineage" in html
+
+
+def test_index_without_an_evaluation_has_no_findings_section(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    html = write_index(run, {"run_id": "r", "status": "succeeded"}).read_text()
+    assert "What this cycle found" not in html
