@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import pandas as pd
 
 __all__ = ["atomic_path", "write_json", "read_json", "write_table", "read_table", "file_sha256", "text_hash",
-           "load_yaml_model", "resolve_target"]
+           "load_yaml_model"]
 
 
 @contextlib.contextmanager
@@ -118,13 +118,3 @@ def load_yaml_model(path, model_cls, error_cls=ValueError, what: str = "file", *
     except ValidationError as e:
         errs = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
         raise error_cls(f"{p}: {errs}") from None
-
-
-def resolve_target(target):
-    """A registry entry: a ``"module:attr"`` path is imported on first use; a callable is returned as is."""
-    if isinstance(target, str):
-        import importlib
-
-        mod, _, attr = target.partition(":")
-        return getattr(importlib.import_module(mod), attr)
-    return target

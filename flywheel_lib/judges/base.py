@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..io import text_hash
 from ..records import Verdict
+from ..registry import Registry
 from .config import JudgeConfig, PanelError
 
 __all__ = [
@@ -241,7 +242,7 @@ def _fresh(parts: dict, system: str):
 
 # --- registry --------------------------------------------------------------------------------------
 
-BACKENDS: dict[str, str | Callable[..., Judge]] = {
+BACKENDS = Registry("judge backend", {
     "openai": "flywheel_lib.judges.openai_backend:OpenAIJudge",
     "openai-compatible": "flywheel_lib.judges.openai_backend:OpenAICompatibleJudge",
     "anthropic": "flywheel_lib.judges.anthropic_backend:AnthropicJudge",
@@ -251,12 +252,12 @@ BACKENDS: dict[str, str | Callable[..., Judge]] = {
     "rules": "flywheel_lib.judges.rules:RulesJudge",
     "encoder": "flywheel_lib.judges.encoder:EncoderJudge",
     "fake": "flywheel_lib.judges.fake:FakeJudge",
-}
+})
 
 
 def register_backend(name: str, target: str | Callable[..., Judge]) -> None:
     """Register a backend by ``"module:Class"`` path or a factory ``f(config, taxonomy=, domain=) -> Judge``."""
-    BACKENDS[name] = target
+    BACKENDS.register(name, target)
 
 
 def make_judge(config: JudgeConfig, *, taxonomy, domain=None) -> Judge:
@@ -264,11 +265,7 @@ def make_judge(config: JudgeConfig, *, taxonomy, domain=None) -> Judge:
         raise PanelError(
             f"judge {config.name!r}: unknown backend {config.backend!r}; registered: {', '.join(sorted(BACKENDS))}"
         )
-    target = BACKENDS[config.backend]
-    if isinstance(target, str):
-        mod, _, attr = target.partition(":")
-        target = getattr(importlib.import_module(mod), attr)
-    judge = target(config, taxonomy=taxonomy, domain=domain)
+    judge = BACKENDS.create(config.backend, config, taxonomy=taxonomy, domain=domain)
     if isinstance(judge, LLMJudge):
         judge.check_sdk()
     return judge

@@ -16,6 +16,8 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import pandas as pd
 
+from ..registry import Registry
+
 __all__ = ["BACKENDS", "FineTuneBackend", "TrainResult", "get_backend", "register_backend"]
 
 
@@ -49,21 +51,17 @@ class FineTuneBackend(Protocol):
         """Fine-tune on ``dataset`` (a BuiltDataset) and write what it can into ``out_dir``."""
 
 
-BACKENDS: dict[str, str | Callable[..., FineTuneBackend]] = {
+BACKENDS = Registry("fine-tune backend", {
     "local-lora": "flywheel_lib.training.lora:LocalLoRABackend",
     "openai": "flywheel_lib.training.openai_ft:OpenAIBackend",
-}
+})
 
 
 def register_backend(name: str, target: str | Callable[..., FineTuneBackend]) -> None:
     """Register a backend by ``"module:Class"`` path or factory."""
-    BACKENDS[name] = target
+    BACKENDS.register(name, target)
 
 
 def get_backend(name: str, **options) -> FineTuneBackend:
     """Instantiate a registered backend with its options (unknown options are an error)."""
-    if name not in BACKENDS:
-        raise KeyError(f"unknown fine-tune backend {name!r}; registered: {', '.join(sorted(BACKENDS))}")
-    from ..io import resolve_target
-
-    return resolve_target(BACKENDS[name])(**options)
+    return BACKENDS.create(name, **options)
