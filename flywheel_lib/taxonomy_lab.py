@@ -28,11 +28,11 @@ def fit_pool(fewshot: pd.DataFrame, tax: Taxonomy, exclude=()) -> pd.DataFrame:
     ``exclude``: texts that must never be fitted on (the calibration hold-out); an example equal to one of them
     after normalisation is left out, so no hold-out item reaches a judge through the taxonomy either.
     """
-    from .data.stats import normalize_text
+    from .data.stats import match_key
 
     ex = tax.example_items()
-    banned = {normalize_text(t) for t in exclude}
-    ex = ex[~ex["text"].map(normalize_text).isin(banned)]
+    banned = {match_key(t) for t in exclude}
+    ex = ex[~ex["text"].map(match_key).isin(banned)]
     return pd.concat([fewshot, ex[[c for c in ex.columns if c in fewshot.columns or c == "reason_key"]]],
                      ignore_index=True)
 

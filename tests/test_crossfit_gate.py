@@ -15,7 +15,7 @@ from flywheel_lib import load_taxonomy
 from flywheel_lib.curation import calibration as cal
 from flywheel_lib.curation import gate
 from flywheel_lib.curation.split import calibration_split, stratified_folds
-from flywheel_lib.data.stats import normalize_text
+from flywheel_lib.data.stats import match_key
 from flywheel_lib.judges import BACKENDS, PanelError, load_panel
 from flywheel_lib.judges.base import OfflineJudge
 from flywheel_lib.judges.crossfit import cross_fit
@@ -30,13 +30,13 @@ class MemoJudge(OfflineJudge):
     """Answers only the texts it was fitted on (their gold label); abstains on anything else."""
 
     def fit(self, fewshot):
-        self.seen_ = {normalize_text(t): lab for t, lab in zip(fewshot["text"], fewshot["label"])}
+        self.seen_ = {match_key(t): lab for t, lab in zip(fewshot["text"], fewshot["label"])}
         self._set_state(sorted(self.seen_.items()))
         return self
 
     def predict(self, items):
-        return [Verdict(item_id=str(i), judge=self.name, category=self.seen_[normalize_text(t)], reason_key="seen")
-                if normalize_text(t) in self.seen_ else Verdict.abstain(str(i), self.name, "never seen")
+        return [Verdict(item_id=str(i), judge=self.name, category=self.seen_[match_key(t)], reason_key="seen")
+                if match_key(t) in self.seen_ else Verdict.abstain(str(i), self.name, "never seen")
                 for i, t in zip(items["item_id"], items["text"])]
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from flywheel_lib import load_taxonomy
-from flywheel_lib.data import normalize_text
+from flywheel_lib.data import match_key
 from flywheel_lib.domains import get_domain
 from flywheel_lib.domains.segments.generator import CATEGORIES, SIGNALS, generate
 from flywheel_lib.records import check_table
@@ -100,9 +100,9 @@ def test_eval_families_and_texts_never_seen_in_training(full):
     train_fam = set(full["production"]["family"]) | set(full["seed"]["family"])
     eval_fam = set(full["eval"]["family"])
     assert eval_fam and not (eval_fam & train_fam)
-    train_text = set(full["production"]["text"].map(normalize_text)) | set(full["seed"]["text"].map(normalize_text))
-    assert not (set(full["eval"]["text"].map(normalize_text)) & train_text)
-    assert full["eval"]["text"].map(normalize_text).is_unique and full["seed"]["text"].map(normalize_text).is_unique
+    train_text = set(full["production"]["text"].map(match_key)) | set(full["seed"]["text"].map(match_key))
+    assert not (set(full["eval"]["text"].map(match_key)) & train_text)
+    assert full["eval"]["text"].map(match_key).is_unique and full["seed"]["text"].map(match_key).is_unique
 
 
 def test_planted_conflicts_point_at_seed_refusals(full):
@@ -177,7 +177,7 @@ def test_planted_pii_spans_match_text(full):
 
 def test_phrasing_is_varied(full):
     prod = full["production"]
-    assert prod["text"].map(normalize_text).nunique() / len(prod) > 0.8
+    assert prod["text"].map(match_key).nunique() / len(prod) > 0.8
     assert (prod["text"] == prod["text"].str.lower()).mean() < 0.8  # casing varies
     assert prod["family"].nunique() >= 10
 

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from flywheel_lib import load_taxonomy
-from flywheel_lib.training import build_dataset, dedup, format_target, normalize_text, parse_answer, save_dataset
-from flywheel_lib.training.datasets import cap_per_class, stratified_split
+from flywheel_lib.taxonomy import TaxonomyError
+from flywheel_lib.training import build_dataset, dedup, format_target, near_duplicate_key, parse_answer, save_dataset
+from flywheel_lib.training.datasets import cap_per_class, split_validation
 
 TAX = load_taxonomy("params/taxonomy/segments.yaml")
 
@@ -33,20 +34,20 @@ def test_dedup_exact_near_and_conflicts():
     assert (rep.n_in, rep.exact, rep.near, rep.conflicts) == (6, 1, 1, 1)
 
 
-def test_normalize_text_keeps_numbers_and_decimals():
-    assert normalize_text("Show me ALL customers who spent > $49.50!") == "customers who spent $49.50"
-    assert normalize_text("spent over 500") != normalize_text("spent over 200")
+def test_near_duplicate_key_keeps_numbers_and_decimals():
+    assert near_duplicate_key("Show me ALL customers who spent > $49.50!") == "customers who spent $49.50"
+    assert near_duplicate_key("spent over 500") != near_duplicate_key("spent over 200")
 
 
 def test_stratified_split_proportions_per_class_and_rare_class_kept():
     labels = ["solvable"] * 50 + ["wrong_skill"] * 20 + ["ambiguous"] * 3 + ["needs_context"]
     df = pd.DataFrame({"label": labels})
-    split = stratified_split(df, val_frac=0.2, seed=3)
+    split = split_validation(df, val_frac=0.2, seed=3)
     val = df[split == "validation"]["label"].value_counts().to_dict()
     assert val == {"solvable": 10, "wrong_skill": 4, "ambiguous": 1}   # round(0.2 * n); needs_context stays in train
     assert (df[split == "train"]["label"] == "needs_context").sum() == 1
-    assert split.equals(stratified_split(df, val_frac=0.2, seed=3))   # seeded
-    assert not split.equals(stratified_split(df, val_frac=0.2, seed=4))
+    assert split.equals(split_validation(df, val_frac=0.2, seed=3))   # seeded
+    assert not split.equals(split_validation(df, val_frac=0.2, seed=4))
 
 
 def test_cap_per_class():
@@ -94,7 +95,7 @@ def test_build_and_save(tmp_path):
 
 def test_build_rejects_unknown_labels_and_missing_variant():
     df = rows(("x", "doctor", None, None)).assign(variant="curated")
-    with pytest.raises(Exception, match="doctor"):
+    with pytest.raises(TaxonomyError, match="doctor"):
         build_dataset(df, variant="curated", taxonomy=TAX)
     with pytest.raises(ValueError, match="no training rows"):
         build_dataset(df, variant="naive_merge")

@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 from flywheel_lib.testing.openai_ft_server import FineTuneServer
 from flywheel_lib.training import build_dataset, get_backend, save_dataset
@@ -64,7 +65,7 @@ def test_missing_api_key_names_the_variable(tmp_path, monkeypatch):
 
 
 def test_unknown_option_is_rejected():
-    with pytest.raises(Exception, match="n_epoch"):
+    with pytest.raises(ValidationError, match="n_epoch"):
         get_backend("openai", n_epoch=3)
     with pytest.raises(KeyError, match="unknown fine-tune backend"):
         get_backend("sagemaker")

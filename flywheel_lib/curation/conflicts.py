@@ -4,7 +4,7 @@ A production success whose request also sits in the seed as a refusal is the nai
 seed document. Two kinds of match:
 
 ``exact``
-    the same text after :func:`flywheel_lib.data.stats.normalize_text` (lowercase, punctuation dropped,
+    the same text after :func:`flywheel_lib.data.stats.match_key` (lowercase, punctuation dropped,
     whitespace collapsed) — a hash join, no model;
 ``paraphrase``
     sentence-embedding cosine (``flywheel_lib.embeddings.embed``, unit vectors) of at least
@@ -28,17 +28,12 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["find_conflicts", "normalize_text", "CONFLICT_COLUMNS"]
+from ..data.stats import match_key
+
+__all__ = ["find_conflicts", "CONFLICT_COLUMNS"]
 
 CONFLICT_COLUMNS = ["item_id", "other_id", "match", "similarity", "label", "other_label", "text", "other_text",
                     "source", "other_source"]
-
-
-def normalize_text(text) -> str:
-    """The exact-match key (the same one 00_data uses for duplicates)."""
-    from ..data.stats import normalize_text as _norm
-
-    return _norm(text)
 
 
 def _lexical_best(queries: list[str], refs: list[str], block: int) -> np.ndarray:
@@ -86,8 +81,8 @@ def find_conflicts(
             raise KeyError(f"find_conflicts: items lack column {col!r}")
     q = items.loc[items["source"].isin(query_sources), ["item_id", "text", "label", "source"]].copy()
     r = items.loc[items["source"].isin(reference_sources), ["item_id", "text", "label", "source"]].copy()
-    q["_norm"] = [normalize_text(t) for t in q["text"]]
-    r["_norm"] = [normalize_text(t) for t in r["text"]]
+    q["_norm"] = [match_key(t) for t in q["text"]]
+    r["_norm"] = [match_key(t) for t in r["text"]]
     # --- exact: hash join on the normalised text, different labels ---------------------------------
     ex = q.merge(r, on="_norm", suffixes=("", "_o"))
     ex = ex[ex["label"] != ex["label_o"]].drop_duplicates("item_id")

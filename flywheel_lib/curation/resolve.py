@@ -101,7 +101,7 @@ def resolve(
     ``"unanimous"`` every cast vote is another category (the issue's definition), ``"majority"`` more votes for
     other categories than for the logged one, ``"any"`` a single vote for another category.
     """
-    from .conflicts import normalize_text
+    from ..data.stats import match_key
 
     if gate_scope not in GATE_SCOPES:
         raise ValueError(f"resolve: gate_scope {gate_scope!r} is not one of {', '.join(GATE_SCOPES)}")
@@ -118,7 +118,7 @@ def resolve(
     gold_by_text = {}
     for t, o in zip(ref["text"], ref["output"]):
         if not is_missing(o):
-            gold_by_text.setdefault(normalize_text(t), o)
+            gold_by_text.setdefault(match_key(t), o)
     kinds = {c.id: c.kind for c in taxonomy.categories}
     suggestions = {c.id: c.suggestion for c in taxonomy.categories}
     valid = output_valid.to_dict() if output_valid is not None else {}
@@ -166,9 +166,9 @@ def resolve(
                                                                           else "refusal"), before
             elif bool(valid.get(iid, True)):
                 rule, action, after, out_after = "uncontradicted_keeps_production", "keep", before, out_before
-            elif normalize_text(it.text) in gold_by_text:
+            elif match_key(it.text) in gold_by_text:
                 rule, action, after = "uncontradicted_output_replaced", "replace", before
-                out_after = gold_by_text[normalize_text(it.text)]
+                out_after = gold_by_text[match_key(it.text)]
             else:
                 rule, action = "solvable_output_invalid", "opt_out"
             ev["contested"] = action != "opt_out" and len(cast) > support
@@ -190,9 +190,9 @@ def resolve(
                 ok = bool(valid.get(iid, True))
                 if ok:
                     rule, action, after, out_after = "solvable_keeps_production", "keep", cat, out_before
-                elif normalize_text(it.text) in gold_by_text:
+                elif match_key(it.text) in gold_by_text:
                     rule, action, after = "solvable_output_replaced", "replace", cat
-                    out_after = gold_by_text[normalize_text(it.text)]
+                    out_after = gold_by_text[match_key(it.text)]
                 else:
                     rule, action = "solvable_output_invalid", "opt_out"
             if cf is not None and action != "opt_out":

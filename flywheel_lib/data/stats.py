@@ -12,14 +12,14 @@ import pandas as pd
 
 from ..taxonomy import Taxonomy
 
-__all__ = ["normalize_text", "class_balance", "length_stats", "find_conflicts", "signal_rates", "zero_result_rate",
+__all__ = ["match_key", "class_balance", "length_stats", "exact_refusal_conflicts", "signal_rates", "zero_result_rate",
            "dedup_report"]
 
 
-def normalize_text(text: str) -> str:
+def match_key(text: str) -> str:
     """Lowercase, drop punctuation, collapse whitespace: the key for exact-duplicate and conflict matching.
 
-    >>> normalize_text("  Customers who are DOCTORS?! ")
+    >>> match_key("  Customers who are DOCTORS?! ")
     'customers who are doctors'
     """
     return " ".join(re.sub(r"[^\w$%@.+-]+", " ", str(text).lower()).replace(" . ", " ").split()).strip(" .")
@@ -39,21 +39,21 @@ def length_stats(items: pd.DataFrame) -> pd.DataFrame:
     return agg[keep].round(1)
 
 
-def find_conflicts(items: pd.DataFrame, taxonomy: Taxonomy) -> pd.DataFrame:
+def exact_refusal_conflicts(items: pd.DataFrame, taxonomy: Taxonomy) -> pd.DataFrame:
     """Production requests whose normalized text equals a seed request annotated as a refusal or a clarification.
 
     Columns: ``item_id`` (production), ``seed_item_id``, ``seed_label``, ``text``. Exact after
-    :func:`normalize_text`; paraphrases are left to the later, semantic stages.
+    :func:`match_key`; paraphrases are left to the later, semantic stages.
     """
     refuse = set(taxonomy.refusal_ids) | set(taxonomy.clarify_ids)
     seed = items[(items["source"] == "seed") & items["label"].isin(refuse)]
     by_key: dict[str, tuple[str, str]] = {}
     for iid, text, lab in zip(seed["item_id"], seed["text"], seed["label"]):
-        by_key.setdefault(normalize_text(text), (iid, lab))
+        by_key.setdefault(match_key(text), (iid, lab))
     prod = items[items["source"] == "production"]
     rows = []
     for iid, text in zip(prod["item_id"], prod["text"]):
-        hit = by_key.get(normalize_text(text))
+        hit = by_key.get(match_key(text))
         if hit:
             rows.append({"item_id": iid, "seed_item_id": hit[0], "seed_label": hit[1], "text": text})
     return pd.DataFrame(rows, columns=["item_id", "seed_item_id", "seed_label", "text"])
@@ -61,7 +61,7 @@ def find_conflicts(items: pd.DataFrame, taxonomy: Taxonomy) -> pd.DataFrame:
 
 def dedup_report(items: pd.DataFrame) -> pd.DataFrame:
     """Per source: rows, distinct normalized texts, and the share of repeats."""
-    key = items["text"].map(normalize_text)
+    key = items["text"].map(match_key)
     g = items.assign(_k=key).groupby("source")["_k"]
     out = pd.DataFrame({"rows": g.size(), "distinct": g.nunique()})
     out["repeat_share"] = (1 - out["distinct"] / out["rows"]).round(4)

@@ -47,7 +47,7 @@ def cross_fit(make_panel: Callable, seed_items: pd.DataFrame, folds: pd.DataFram
     ``pool(train, judged)`` turns the training rows into what the panel fits on (default: the rows themselves; it
     must not add a judged text back, which is checked).
     """
-    from ..data.stats import normalize_text
+    from ..data.stats import match_key
 
     missing = set(seed_items["item_id"]) - set(folds["item_id"])
     if missing:
@@ -58,13 +58,13 @@ def cross_fit(make_panel: Callable, seed_items: pd.DataFrame, folds: pd.DataFram
     parts, rows, fit_ids, judged_ids, stats = [], [], {}, {}, []
     for f in sorted(wanted["_fold"].unique()):
         judged = wanted[wanted["_fold"] == f].drop(columns="_fold")
-        banned = set(judged["text"].map(normalize_text))
+        banned = set(judged["text"].map(match_key))
         train = seed[seed["_fold"] != f].drop(columns="_fold")
-        dup = train["text"].map(normalize_text).isin(banned)
+        dup = train["text"].map(match_key).isin(banned)
         train = train[~dup]
         check_disjoint(train["item_id"], judged["item_id"], where=f"cross-fit fold {f}")
         fit_on = pool(train, judged) if pool is not None else train
-        leaked = fit_on["text"].map(normalize_text).isin(banned)
+        leaked = fit_on["text"].map(match_key).isin(banned)
         if leaked.any():
             raise ValueError(f"cross-fit fold {f}: the fit pool holds {int(leaked.sum())} texts of the judged fold "
                              f"(first: {fit_on.loc[leaked, 'text'].iloc[0]!r})")

@@ -70,10 +70,10 @@ def arena_requests(items: pd.DataFrame, consensus: pd.DataFrame, store: pd.DataF
         frac = n / len(req)
         req = pd.concat([g.sample(max(1, int(round(frac * len(g)))), random_state=seed)
                          for _, g in req.groupby("label")]).sort_index()
-    from ..training.datasets import normalize_text
+    from ..training.datasets import near_duplicate_key
 
     q = known_queries(store) if store is not None and len(store) else {}
-    return req.assign(output=[q.get(normalize_text(str(t))) for t in req["text"]]).reset_index(drop=True)
+    return req.assign(output=[q.get(near_duplicate_key(str(t))) for t in req["text"]]).reset_index(drop=True)
 
 
 def identity_of(model: str, *, cycle: int, parent_identity: str | None) -> str:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..training.datasets import normalize_text
+from ..training.datasets import near_duplicate_key
 from ..training.targets import SYSTEM_PROMPT, format_target, parse_answer
 
 __all__ = ["PAIR_COLUMNS", "build_preference_pairs", "known_queries", "to_openai_jsonl", "to_hf_folder"]
@@ -41,7 +41,7 @@ PAIR_COLUMNS = ["item_id", "prompt", "chosen", "rejected", "kind", "accepted_lab
 def known_queries(rows: pd.DataFrame, *, solvable_id: str = "solvable") -> dict[str, str]:
     """Normalized request text -> a correct query, from labelled rows (``text, label, output``: a store, a corpus)."""
     ok = rows[(rows["label"] == solvable_id) & rows["output"].notna()]
-    return {normalize_text(str(t)): str(o) for t, o in zip(ok["text"], ok["output"]) if str(o).strip()}
+    return {near_duplicate_key(str(t)): str(o) for t, o in zip(ok["text"], ok["output"]) if str(o).strip()}
 
 
 def _model_answer(row, solvable_id: str = "solvable") -> str:
@@ -101,7 +101,7 @@ def build_preference_pairs(items: pd.DataFrame, consensus: pd.DataFrame, *, taxo
             chosen = format_target(acc_label, None, getattr(r, "accepted_reason", None), solvable_id=solv,
                                    suggestion=cat.suggestion or "", title=cat.title)
         else:
-            gold = queries.get(normalize_text(str(r.text)))
+            gold = queries.get(near_duplicate_key(str(r.text)))
             if not gold:
                 continue
             if ans.refused:

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 
-from ..training.datasets import normalize_text
+from ..training.datasets import near_duplicate_key
 from ..training.targets import format_target
 
 __all__ = ["STORE_COLUMNS", "append_examples", "ExampleRetriever", "fewshot_prompts", "store_growth"]
@@ -93,7 +93,7 @@ class ExampleRetriever:
         self.vectors_ = self._embed(self.store["text"].astype(str).tolist()) if len(self.store) else \
             np.zeros((0, 1), dtype=np.float32)
         """Unit vectors of the stored texts, one row per store row."""
-        self._norm = np.array([normalize_text(t) for t in self.store["text"].astype(str)], dtype=object)
+        self._norm = np.array([near_duplicate_key(t) for t in self.store["text"].astype(str)], dtype=object)
 
     def neighbours(self, items: pd.DataFrame) -> list[pd.DataFrame]:
         """For each row of ``items`` (``item_id, text``): its nearest stored examples, best first, with ``score``."""
@@ -105,7 +105,7 @@ class ExampleRetriever:
         out = []
         for i, it in enumerate(items.itertuples(index=False)):
             s = sims[i].copy()
-            s[(sid == str(it.item_id)) | (self._norm == normalize_text(str(it.text)))] = -np.inf
+            s[(sid == str(it.item_id)) | (self._norm == near_duplicate_key(str(it.text)))] = -np.inf
             top = np.argsort(-s, kind="stable")[: self.k]
             top = top[np.isfinite(s[top])]
             out.append(self.store.iloc[top].assign(score=s[top]))

@@ -7,7 +7,7 @@ The steps, each a plain function:
   accents, punctuation, spacing and filler words such as "please" or "show me") *with the same label and output*.
   Rows that share a text but disagree on the label are kept: that contradiction is what a naive merge is, and the
   experiment must see it. The count of such conflicting groups is returned for the report.
-- :func:`stratified_split` puts ``val_frac`` of every class into validation (seeded), rounding per class, and never
+- :func:`split_validation` puts ``val_frac`` of every class into validation (seeded), rounding per class, and never
   takes the last row of a class: a class with a single row stays in training.
 - :func:`format_chat` turns rows into chat messages (system, user request, assistant target).
 - :func:`save_dataset` writes a Hugging Face ``datasets`` folder (train/validation) and chat JSONL files in the
@@ -27,8 +27,8 @@ import pandas as pd
 
 from .targets import SYSTEM_PROMPT, format_target
 
-__all__ = ["TRAIN_COLUMNS", "BuiltDataset", "normalize_text", "dedup", "cap_per_class", "cap_refusal_share",
-           "balanced_rows", "stratified_split",
+__all__ = ["TRAIN_COLUMNS", "BuiltDataset", "near_duplicate_key", "dedup", "cap_per_class", "cap_refusal_share",
+           "balanced_rows", "split_validation",
            "format_chat", "build_dataset", "save_dataset"]
 
 TRAIN_COLUMNS = ("item_id", "text", "label", "output", "reason_key")
@@ -39,10 +39,10 @@ _FILLER = re.compile(
 )
 
 
-def normalize_text(text: str) -> str:
+def near_duplicate_key(text: str) -> str:
     """The near-duplicate key of a request: case, accents, punctuation (not ``$ . % -``), spacing and fillers folded.
 
-    >>> normalize_text("Please show me ALL customers who spent > $500!!")
+    >>> near_duplicate_key("Please show me ALL customers who spent > $500!!")
     'customers who spent $500'
     """
     t = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode().lower()
@@ -79,7 +79,7 @@ def dedup(rows: pd.DataFrame) -> tuple[pd.DataFrame, DedupReport]:
     out = df["output"].map(_out_key)
     exact_key = df["text"].astype(str).str.strip() + "\x1f" + df["label"].astype(str) + "\x1f" + out
     keep1 = ~exact_key.duplicated()
-    norm = df["text"].map(normalize_text)
+    norm = df["text"].map(near_duplicate_key)
     near_key = norm + "\x1f" + df["label"].astype(str) + "\x1f" + out
     sub = near_key[keep1]
     keep2 = keep1.copy()
@@ -89,7 +89,7 @@ def dedup(rows: pd.DataFrame) -> tuple[pd.DataFrame, DedupReport]:
     return kept, DedupReport(len(df), int((~keep1).sum()), int((keep1 & ~keep2).sum()), conflicts)
 
 
-def stratified_split(rows: pd.DataFrame, *, val_frac: float = 0.1, seed: int = 7,
+def split_validation(rows: pd.DataFrame, *, val_frac: float = 0.1, seed: int = 7,
                      label_col: str = "label") -> pd.Series:
     """A ``split`` Series (``train`` | ``validation``) with ``round(val_frac * n)`` of each class in validation.
 
@@ -253,7 +253,7 @@ def build_dataset(rows: pd.DataFrame, *, variant: str = "", taxonomy=None, val_f
         kept = cap_refusal_share(kept, max_refusal_share, solvable_id=solvable_id, seed=seed)
     kept["messages"] = format_chat(kept, taxonomy=taxonomy, system_prompt=system_prompt,
                                    refusal_target=refusal_target)
-    split = stratified_split(kept, val_frac=val_frac, seed=seed)
+    split = split_validation(kept, val_frac=val_frac, seed=seed)
     train = kept[split == "train"].reset_index(drop=True)
     if n_train > 0:
         share = max_refusal_share if 0 < max_refusal_share < 1 else 0.35

@@ -29,11 +29,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ...data.stats import normalize_text
+from ...data.stats import match_key
 from . import phrasing as P
 from .noise import noise as _noise, paraphrase as _paraphrase, plant_pii as _plant_pii
 
-__all__ = ["generate", "CATEGORIES", "REFUSAL_SHARE", "normalize_text", "SIGNALS"]
+__all__ = ["generate", "CATEGORIES", "REFUSAL_SHARE", "match_key", "SIGNALS"]
 
 CATEGORIES = ("solvable", "needs_context", "missing_capability", "wrong_skill", "ambiguous")
 REFUSALS = CATEGORIES[1:]
@@ -288,7 +288,7 @@ def _unique_drafts(r: random.Random, plan: list[str], pool: str, V: _Vocab, take
         for _ in range(200):
             d = _draft(r, category, pool, V)
             text = _noise(r, d.text)
-            key = normalize_text(text)
+            key = match_key(text)
             if key not in taken:
                 taken.add(key)
                 out.append((d, text))
@@ -367,7 +367,7 @@ def generate(catalog: dict, *, seed: int = 7, n_production: int = 20000, n_seed_
             while True:
                 d = _draft(r, category, "train", V)
                 text = _noise(r, d.text)
-                if normalize_text(text) not in eval_keys:
+                if match_key(text) not in eval_keys:
                     break
         emitted = d.emitted
         if d.category == "solvable" and r.random() < _WRONG_QUERY_RATE:
