@@ -108,7 +108,7 @@ def test_retry_after_is_honoured(tax, tmp_path, monkeypatch, transport):
         elapsed = time.perf_counter() - t0
         assert srv.stats["requests"] == 3
     assert v.category.isna().all() and v.error.iloc[0] == "call failed after 3 tries: HTTP 429"
-    assert 0.8 <= elapsed < 3  # two waits of Retry-After 0.4 s, where the backoff alone would be ~0.02 s
+    assert elapsed >= 0.8  # two waits of Retry-After 0.4 s, where the backoff alone would be ~0.02 s
 
 
 @pytest.mark.parametrize("transport", ["aiohttp", "sdk"])
@@ -200,5 +200,5 @@ def test_rate_limits_space_the_calls(tax, tmp_path, monkeypatch):
         panel2.judge(_items(3, "t"), cache_dir=None, progress=False)
         tpm_s = time.perf_counter() - t0
     assert v.category.notna().all()
-    assert 1.15 <= rpm_s < 4, rpm_s
-    assert 2 * est * 60 / 60000 - 0.1 <= tpm_s < 2 * est * 60 / 60000 + 3, (tpm_s, est)
+    assert rpm_s >= 1.15, rpm_s  # the limiter's spacing is a lower bound on time; a slow machine only adds
+    assert tpm_s >= 2 * est * 60 / 60000 - 0.1, (tpm_s, est)

@@ -143,19 +143,16 @@ def test_core_imports_without_sdks():
 
 
 @pytest.mark.slow
-def test_offline_panel_judges_20000_items_fast(panel, tmp_path):
-    import time
-
+def test_offline_panel_judges_20000_items_and_a_rerun_is_all_cache(panel, tmp_path):
+    """20,000 items in one call (its speed is a benchmark: benchmarks/bench_offline_panel.py), then all cached."""
     base = toy_seed()["text"].tolist() + toy_items()["text"].tolist()
     items = pd.DataFrame({"item_id": [f"p{i}" for i in range(20000)],
                           "text": [f"{base[i % len(base)]} ({i})" for i in range(20000)], "context": ""})
-    t0 = time.perf_counter()
     v = panel.judge(items, cache_dir=tmp_path, progress=False)
-    first = time.perf_counter() - t0
-    assert len(v) == 60000 and first < 45, first
-    t0 = time.perf_counter()
-    v = panel.judge(items, cache_dir=tmp_path, progress=False)
-    assert v["cached"].all() and time.perf_counter() - t0 < 10
+    assert len(v) == 60000 and not v["cached"].any() and v["category"].notna().mean() > 0.5
+    again = panel.judge(items, cache_dir=tmp_path, progress=False)
+    assert again["cached"].all()
+    pd.testing.assert_series_equal(again["category"], v["category"])
 
 
 # A tiny hand-made pool: three solvable items whose attribute sets overlap pairwise, two refusals.
