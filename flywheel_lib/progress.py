@@ -109,6 +109,7 @@ class ProgressTail:
         self._thread = threading.Thread(target=self._run, name="progress-tail", daemon=True)
         self._shown: dict[str, float] = {}
         self._pending: dict[str, str] = {}
+        self._printed: dict[str, str] = {}
 
     def __enter__(self) -> "ProgressTail":
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,13 +145,17 @@ class ProgressTail:
             key = rec.get("desc") or ""
             done = rec.get("total") and rec.get("n") == rec.get("total")
             now = time.time()
+            if self._printed.get(key) == text:  # a bar's close repeats its last refresh
+                continue
             if done or now - self._shown.get(key, 0) >= self.every:
                 self.echo("  … " + text)
                 self._shown[key] = now
+                self._printed[key] = text
                 self._pending.pop(key, None)
             else:
                 self._pending[key] = text
         if final:
-            for text in self._pending.values():
-                self.echo("  … " + text)
+            for key, text in self._pending.items():
+                if self._printed.get(key) != text:
+                    self.echo("  … " + text)
             self._pending.clear()
