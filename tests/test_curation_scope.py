@@ -202,3 +202,14 @@ def test_selection_bias_plot_draws_both_panels():
     assert [t.get_text() for t in left.get_xticklabels()] == ["plain", "compound"] or \
         [t.get_text() for t in left.get_xticklabels()] == ["compound", "plain"]
     assert "clauses" in [t.get_text() for t in right.get_xticklabels()]
+
+
+@pytest.mark.parametrize("gate_scope", ["all", "changes"])
+def test_a_solvable_row_without_a_logged_query_is_never_kept(gate_scope):
+    """A logged success with no query (e.g. a traffic answer that was not a query) cannot teach a query: opted out."""
+    items = pd.DataFrame([("t1", "customers in Lyon", "traffic", "solvable", None)],
+                         columns=["item_id", "text", "source", "label", "output"]).assign(reason_key=None)
+    for cons in (_cons("t1", "solvable", "accepted", {"j1": "solvable", "j2": "solvable", "j3": "solvable"}),
+                 _cons("t1", None, "disagreement", {"j1": "solvable", "j2": "solvable", "j3": "solvable"})):
+        r = resolve(items, pd.DataFrame([cons]), TAX, gate_scope=gate_scope).set_index("item_id")
+        assert r.loc["t1", "action"] == "opt_out" and r.loc["t1", "output_after"] is None, (gate_scope, cons["status"])

@@ -164,7 +164,7 @@ def resolve(
             elif kinds.get(before) != "solvable":
                 rule, action, after = "uncontradicted_keeps_production", ("clarify" if kinds.get(before) == "clarify"
                                                                           else "refusal"), before
-            elif bool(valid.get(iid, True)):
+            elif out_before is not None and bool(valid.get(iid, True)):
                 rule, action, after, out_after = "uncontradicted_keeps_production", "keep", before, out_before
             elif match_key(it.text) in gold_by_text:
                 rule, action, after = "uncontradicted_output_replaced", "replace", before
@@ -187,7 +187,7 @@ def resolve(
             elif kind == "refusal":
                 rule, action, after = "unsolvable_to_refusal", "refusal", cat
             else:
-                ok = bool(valid.get(iid, True))
+                ok = out_before is not None and bool(valid.get(iid, True))  # a kept solvable row needs its query
                 if ok:
                     rule, action, after, out_after = "solvable_keeps_production", "keep", cat, out_before
                 elif match_key(it.text) in gold_by_text:
