@@ -211,5 +211,11 @@ def test_a_solvable_row_without_a_logged_query_is_never_kept(gate_scope):
                          columns=["item_id", "text", "source", "label", "output"]).assign(reason_key=None)
     for cons in (_cons("t1", "solvable", "accepted", {"j1": "solvable", "j2": "solvable", "j3": "solvable"}),
                  _cons("t1", None, "disagreement", {"j1": "solvable", "j2": "solvable", "j3": "solvable"})):
-        r = resolve(items, pd.DataFrame([cons]), TAX, gate_scope=gate_scope).set_index("item_id")
+        checked = pd.Series([], dtype=bool, name="valid")  # the domain checked the logged queries: t1 had none
+        r = resolve(items, pd.DataFrame([cons]), TAX, gate_scope=gate_scope, output_valid=checked).set_index("item_id")
         assert r.loc["t1", "action"] == "opt_out" and r.loc["t1", "output_after"] is None, (gate_scope, cons["status"])
+    # user data whose domain cannot check queries (no executor): an accepted label stands without one
+    r = resolve(items, pd.DataFrame([_cons("t1", "solvable", "accepted", {"j1": "solvable", "j2": "solvable",
+                                                                       "j3": "solvable"})]), TAX,
+                gate_scope=gate_scope, output_valid=None).set_index("item_id")
+    assert r.loc["t1", "action"] == "keep"

@@ -122,6 +122,14 @@ def resolve(
     kinds = {c.id: c.kind for c in taxonomy.categories}
     suggestions = {c.id: c.suggestion for c in taxonomy.categories}
     valid = output_valid.to_dict() if output_valid is not None else {}
+
+    def output_ok(iid, out) -> bool:
+        """A kept solvable row's logged query passes the domain's check. With no checker (user data without an
+        executor, e.g. TriageSQL) the label stands on its own; with one, a row without a query has nothing to keep."""
+        if output_valid is None:
+            return True
+        return out is not None and bool(valid.get(iid, True))
+
     rows = []
     for it in q[["item_id", "text", "label", "output"]].itertuples(index=False):
         iid, before, out_before = it.item_id, _clean(it.label), _clean(it.output)
@@ -164,7 +172,7 @@ def resolve(
             elif kinds.get(before) != "solvable":
                 rule, action, after = "uncontradicted_keeps_production", ("clarify" if kinds.get(before) == "clarify"
                                                                           else "refusal"), before
-            elif out_before is not None and bool(valid.get(iid, True)):
+            elif output_ok(iid, out_before):
                 rule, action, after, out_after = "uncontradicted_keeps_production", "keep", before, out_before
             elif match_key(it.text) in gold_by_text:
                 rule, action, after = "uncontradicted_output_replaced", "replace", before
@@ -187,8 +195,7 @@ def resolve(
             elif kind == "refusal":
                 rule, action, after = "unsolvable_to_refusal", "refusal", cat
             else:
-                ok = out_before is not None and bool(valid.get(iid, True))  # a kept solvable row needs its query
-                if ok:
+                if output_ok(iid, out_before):
                     rule, action, after, out_after = "solvable_keeps_production", "keep", cat, out_before
                 elif match_key(it.text) in gold_by_text:
                     rule, action, after = "solvable_output_replaced", "replace", cat
