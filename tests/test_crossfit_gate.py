@@ -4,7 +4,6 @@ panels whose SDK is missing."""
 import json
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,7 +21,6 @@ from flywheel_lib.judges.crossfit import cross_fit
 from flywheel_lib.records import Verdict
 from flywheel_lib.testing import toy_seed
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "triagesql" / "triagesql_visible.jsonl"
 TAX = "params/taxonomy/segments.yaml"
 
 
@@ -161,12 +159,11 @@ def test_resolve_uses_the_calibrated_choice_unless_the_recipe_names_a_strategy(t
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not DATA.exists(), reason="TriageSQL data not found")
-def test_triagesql_panel_out_of_fold_kappa_and_gate_accepts_labels():
+def test_triagesql_panel_out_of_fold_kappa_and_gate_accepts_labels(triagesql_path):
     from flywheel_lib.domains import get_domain
     from flywheel_lib.taxonomy_lab import fit_pool
 
-    rows = [json.loads(x) for x in DATA.read_text().splitlines()][::3]  # 319 rows, every class
+    rows = [json.loads(x) for x in triagesql_path.read_text().splitlines()][::3]  # 319 rows, every class
     seed = pd.DataFrame({"item_id": [r["id"] for r in rows], "text": [r["question"] for r in rows],
                          "context": [json.dumps(r["schema"]) for r in rows], "label": [r["label"] for r in rows],
                          "reason_key": None})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -10,10 +9,10 @@ import pytest
 from flywheel_lib.io import read_json
 from flywheel_lib.runner import run_recipe
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("triagesql_path")]  # in CI a missing data file fails
+pytestmark = pytest.mark.slow  # the triagesql_path fixture fails in CI when the data is missing
 
 
-def test_triagesql_flows_through_every_curation_stage(runs):
+def test_triagesql_flows_through_every_curation_stage(runs, triagesql_path):
     res = run_recipe("params/triagesql.yaml", progress=False)
     assert res.ok, res.failure
     m = read_json(res.run_dir / "manifest.json")
