@@ -50,14 +50,30 @@ class Slot:
     """Why it ended as it did (provider status, rejection message)."""
 
 
+_INIT_LOCK = threading.Lock()
+"""Serialises journal creation within a process: two batch judges starting at once both switch a fresh file to WAL,
+and SQLite answers the second "database is locked" at once rather than waiting for the busy timeout."""
+
+
 class BatchJournal:
     def __init__(self, folder: str | Path):
         self.path = Path(folder) / JOURNAL_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        with _INIT_LOCK:
+            for attempt in range(50):  # another process creating the same journal: wait for it, not for ever
+                try:
+                    self._init()
+                    break
+                except sqlite3.OperationalError as e:
+                    if "locked" not in str(e) or attempt == 49:
+                        raise
+                    time.sleep(0.1)
+
+    def _init(self) -> None:
         self._con = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
-        self._con.execute("PRAGMA journal_mode=WAL")
         self._con.execute("PRAGMA busy_timeout=60000")
+        self._con.execute("PRAGMA journal_mode=WAL")
         self._con.execute("CREATE TABLE IF NOT EXISTS batches (local_id TEXT PRIMARY KEY, judge TEXT, provider TEXT,"
                           " url TEXT, state TEXT, batch_id TEXT, file_id TEXT, n INTEGER, created REAL, info TEXT)")
         self._con.execute("CREATE TABLE IF NOT EXISTS requests (key TEXT, local_id TEXT, judge TEXT, item_ids TEXT,"
