@@ -24,8 +24,11 @@ def lineage(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("FLYWHEEL_RUNS_DIR", str(runs))
     try:
-        name, results, report = run_cycles("params/smoke.yaml", 2, progress=False)
-        yield name, results, report
+        # cycle 1, then cycle 2 continuing its lineage (`flywheel cycles --after RUN`): the same as two at once
+        name, first, _ = run_cycles("params/smoke.yaml", 1, progress=False)
+        again, second, report = run_cycles("params/smoke.yaml", 1, progress=False,
+                                           after=first[0].run_dir if first and first[0].ok else None)
+        yield (name if again == name else f"{name} != {again}"), first + second, report
     finally:
         mp.undo()
 
@@ -136,3 +139,22 @@ def test_levers_in_two_cycles(lineage):
         assert second[f"elo_lo_{mod}"] <= second[f"elo_{mod}"] <= second[f"elo_hi_{mod}"]
     notes = read_json(lineage[1][1].run_dir / "manifest.json")["notes"]["06_flywheel"]
     assert notes["arena_verdict"].startswith("best model per cycle: cycle 2:")
+
+
+def test_decision_heads_decide_in_every_stage_that_generates(lineage):
+    """smoke.yaml sets decision_head: minilm: 04 saves a head beside every adapter, 05 measures the candidate with
+    and without it, and the deployed model's head goes with it into 06 and the next cycle."""
+    from flywheel_lib.training.head import DecisionHead
+
+    for r in lineage[1]:
+        art = r.run_dir / "artifacts"
+        m = read_json(r.run_dir / "manifest.json")
+        for v in ("production_only", "naive_merge", "curated"):
+            head = DecisionHead.load(art / "models" / v)
+            assert head.n_fit_ > 0 and 0 <= m["metrics"]["04_finetune"][f"head_val_accuracy_{v}"] <= 1
+        assert DecisionHead.load(art / "models" / "production_only").classes_ == ["solvable"]
+        ev = m["metrics"]["05_evaluate"]
+        assert 0 <= ev["pass_rate_curated_nohead"] <= 1 and "false_refusal_rate_curated_nohead" in ev
+        assert set(m["notes"]["05_evaluate"]["decision_heads"]) >= {"production_only", "naive_merge", "curated"}
+        preds = pd.read_parquet(art / "predictions.parquet")
+        assert not preds.loc[preds["variant"] == "production_only", "refused"].any()  # its head never refuses

@@ -78,3 +78,22 @@ def test_seed_tables_from_predictions():
     t = tables["production_vs_curated"].set_index("metric")
     assert t.loc["zero_result_rate", "rate_a"] == 1.0 and t.loc["zero_result_rate", "rate_b"] == 0.0
     assert len(compare_variants(item_outcomes(pred), "naive_merge", "curated", ("pass_rate",))) == 1
+
+
+def test_false_refusal_tolerance_admits_a_small_rise_and_still_blocks_a_large_one():
+    n = 100
+    base, cand = [0] * n, [1] * 40 + [0] * 60            # the candidate passes far more
+    small = [1] * 8 + [0] * 92                            # 8% false refusals where the baseline had none (p = 0.008)
+    large = [1] * 20 + [0] * 80
+    d = decide_promotion(outcomes(base, cand, [0] * n, small), candidate="cand", baseline="base")
+    assert d["promoted"] is False                        # the strict rule: any significant rise blocks
+    d = decide_promotion(outcomes(base, cand, [0] * n, small), candidate="cand", baseline="base",
+                         false_refusal_tolerance=0.10)
+    assert d["promoted"] is True and "within the tolerance of 0.10" in d["reason"]
+    assert d["false_refusal_tolerance"] == 0.10
+    d = decide_promotion(outcomes(base, cand, [0] * n, large), candidate="cand", baseline="base",
+                         false_refusal_tolerance=0.10)
+    assert d["promoted"] is False and "above the tolerance of 0.10" in d["reason"]
+    with pytest.raises(ValueError, match="false_refusal_tolerance"):
+        decide_promotion(outcomes(base, cand, [0] * n, small), candidate="cand", baseline="base",
+                         false_refusal_tolerance=1.5)

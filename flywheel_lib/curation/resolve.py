@@ -130,6 +130,15 @@ def resolve(
             return True
         return out is not None and bool(valid.get(iid, True))
 
+    def check_solvable(iid, text, out, keep_rule: str, replace_rule: str) -> tuple[str, str, object]:
+        """Step 5 for a solvable label: ``(rule, action, output_after)``: keep a logged query that passes, else
+        replace it with the seed's gold query for the same request, else opt out."""
+        if output_ok(iid, out):
+            return keep_rule, "keep", out
+        if match_key(text) in gold_by_text:
+            return replace_rule, "replace", gold_by_text[match_key(text)]
+        return "solvable_output_invalid", "opt_out", None
+
     rows = []
     for it in q[["item_id", "text", "label", "output"]].itertuples(index=False):
         iid, before, out_before = it.item_id, _clean(it.label), _clean(it.output)
@@ -172,13 +181,10 @@ def resolve(
             elif kinds.get(before) != "solvable":
                 rule, action, after = "uncontradicted_keeps_production", ("clarify" if kinds.get(before) == "clarify"
                                                                           else "refusal"), before
-            elif output_ok(iid, out_before):
-                rule, action, after, out_after = "uncontradicted_keeps_production", "keep", before, out_before
-            elif match_key(it.text) in gold_by_text:
-                rule, action, after = "uncontradicted_output_replaced", "replace", before
-                out_after = gold_by_text[match_key(it.text)]
             else:
-                rule, action = "solvable_output_invalid", "opt_out"
+                rule, action, out_after = check_solvable(iid, it.text, out_before, "uncontradicted_keeps_production",
+                                                         "uncontradicted_output_replaced")
+                after = before if action != "opt_out" else None
             ev["contested"] = action != "opt_out" and len(cast) > support
         elif c is None or c["status"] != "accepted":
             rule, action = ("not_judged" if c is None else "no_consensus"), "opt_out"
@@ -195,13 +201,9 @@ def resolve(
             elif kind == "refusal":
                 rule, action, after = "unsolvable_to_refusal", "refusal", cat
             else:
-                if output_ok(iid, out_before):
-                    rule, action, after, out_after = "solvable_keeps_production", "keep", cat, out_before
-                elif match_key(it.text) in gold_by_text:
-                    rule, action, after = "solvable_output_replaced", "replace", cat
-                    out_after = gold_by_text[match_key(it.text)]
-                else:
-                    rule, action = "solvable_output_invalid", "opt_out"
+                rule, action, out_after = check_solvable(iid, it.text, out_before, "solvable_keeps_production",
+                                                         "solvable_output_replaced")
+                after = cat if action != "opt_out" else None
             if cf is not None and action != "opt_out":
                 rule += "+conflict_to_" + ("reference" if after == cf["other_label"] else "production")
         ev["rule"] = rule

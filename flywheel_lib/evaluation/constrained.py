@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["answer_grammar", "ConstrainedDecoder", "GrammarLogitsProcessor"]
+__all__ = ["query_grammar", "answer_grammar", "ConstrainedDecoder", "GrammarLogitsProcessor"]
 
 _BETWEEN_HIGH = re.compile(r"BETWEEN (\d+(?:\.\d+)?) AND (\d*\.?\d*)$")
 
@@ -54,6 +54,16 @@ def answer_grammar(domain: Any, refusal_ids: list[str] | tuple[str, ...], *, ref
     head = ("root ::= query | refusal\n"
             f'refusal ::= "{REFUSE} " ({cats}) ": " [^\\n]{{0,{int(refusal_chars)}}}\n')
     return head + query
+
+
+def query_grammar(answer: str) -> str:
+    """The query branch alone of a grammar written by :func:`answer_grammar` (start rule ``root``): what a decoder
+    may write once a decision head has said "write a query"."""
+    head = "root ::= query | refusal\n"
+    first, _, body = answer[len(head):].partition("\n") if answer.startswith(head) else ("", "", "")
+    if not first.startswith("refusal ::="):
+        raise ValueError("query_grammar: not a grammar written by answer_grammar (root ::= query | refusal)")
+    return "root ::= query\n" + body
 
 
 def _xgrammar():

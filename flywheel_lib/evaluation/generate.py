@@ -7,6 +7,12 @@ left-padded in batches; bf16 autocast where the hardware has it::
     gen = VariantGenerator("smollm2-135m", {"curated": "runs/r1/models/curated"})
     texts = gen.generate(eval_items["text"].tolist(), variant="curated")
     preds = score_predictions(eval_items, texts, variant="curated", domain=dom, refusal_ids=tax.refusal_ids)
+
+An adapter folder that holds a decision head (:class:`~flywheel_lib.training.head.DecisionHead`, written by
+``04_finetune`` with ``decision_head: minilm``) makes that variant a two-part skill model: the head decides
+(refuse with a category, or write a query), the adapted decoder writes the query (under the query-only grammar
+when decoding is constrained) or the refusal's sentence after a forced ``REFUSE <category>:``.
+``generate(..., decide=False)`` lets the decoder decide alone, to measure what the head adds.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..training.targets import SYSTEM_PROMPT, parse_answer
+from ..training.targets import REFUSE, SYSTEM_PROMPT, parse_answer
 
 __all__ = ["BASE_VARIANT", "VariantGenerator", "score_predictions", "select_eval_items", "openai_generate"]
 
@@ -28,8 +34,11 @@ class VariantGenerator:
     """A base model with several LoRA adapters, generating answers for any of them (or for the bare base)."""
 
     def __init__(self, base_model: str, adapters: dict[str, str], *, cache_dir: str | None = None,
-                 device: str | None = None, bf16: str = "auto", threads: int = 0, grammar: str | None = None):
+                 device: str | None = None, bf16: str = "auto", threads: int = 0, grammar: str | None = None,
+                 heads: bool = True):
         import torch
+
+        from ..training.head import DecisionHead
 
         from ..models import bf16_supported, load_base_model
         from ..threads import set_threads
@@ -38,6 +47,12 @@ class VariantGenerator:
         self.model, self.tok = load_base_model(base_model, cache_dir=cache_dir, device=device)
         self.device = str(next(self.model.parameters()).device)
         self.variants = list(adapters)
+        self.heads_ = {v: DecisionHead.load(path) for v, path in adapters.items()
+                       if heads and DecisionHead.exists(path)}
+        """Variants whose adapter folder holds a decision head, with the head."""
+        self.decisions_: dict[str, list[str]] = {}
+        """The head's label per text of the last ``generate`` call of each variant that used its head."""
+        self._query_decoder = None
         if adapters:
             from peft import PeftModel
 
@@ -79,29 +94,70 @@ class VariantGenerator:
 
     def generate(self, texts: list[str], *, variant: str, batch_size: int = 32, max_new_tokens: int = 48,
                  system_prompt: str = SYSTEM_PROMPT, progress: bool = True,
-                 constrained: bool | None = None) -> list[str]:
+                 constrained: bool | None = None, decide: bool | None = None,
+                 refusal_tokens: int = 32, head_texts: list[str] | None = None) -> list[str]:
         """Greedy answers for ``texts`` (in order) from ``variant``'s adapter, or the bare base for ``"base"``.
 
         ``constrained`` (default: whenever the generator was built with a ``grammar``) masks every decoding step to
-        the answer grammar, so each answer is a valid query or a refusal line.
+        the answer grammar, so each answer is a valid query or a refusal line. ``decide`` (default: whenever the
+        variant has a decision head) lets the head decide and the decoder write; ``False``: the decoder alone.
+        A refusal's sentence is at most ``refusal_tokens`` tokens after the forced ``REFUSE <category>:``.
+        ``head_texts``: what the head reads, when the decoder's texts are more than the request (retrieved examples
+        prepended: the head decides on the request alone).
         """
         use_grammar = self.decoder_ is not None if constrained is None else bool(constrained)
         if use_grammar and self.decoder_ is None:
             raise ValueError("constrained decoding asked for, but this VariantGenerator was built without a grammar")
+        head = self.heads_.get(variant) if decide is not False else None
+        if decide and head is None:
+            raise ValueError(f"decide=True, but variant {variant!r} has no decision head "
+                             f"(heads: {', '.join(self.heads_) or 'none'})")
+        prompts = [self.tok.apply_chat_template([{"role": "system", "content": system_prompt},
+                                                 {"role": "user", "content": str(t)}],
+                                                tokenize=False, add_generation_prompt=True) for t in texts]
+        if head is None:
+            return self._decode(prompts, variant, batch_size, max_new_tokens,
+                                self.decoder_ if use_grammar else None, progress)
+        if head_texts is not None and len(head_texts) != len(texts):
+            raise ValueError(f"head_texts: {len(head_texts)} texts for {len(texts)} prompts")
+        labels = head.predict(texts if head_texts is None else head_texts)
+        self.decisions_[variant] = labels
+        out: list[str] = [""] * len(texts)
+        solv = [i for i, y in enumerate(labels) if y == head.solvable_id_]
+        if use_grammar and self._query_decoder is None:
+            from .constrained import ConstrainedDecoder, query_grammar
+
+            self._query_decoder = ConstrainedDecoder(self.tok, query_grammar(self.decoder_.grammar),
+                                                     vocab_size=self.model.config.vocab_size)
+        for i, a in zip(solv, self._decode([prompts[i] for i in solv], variant, batch_size, max_new_tokens,
+                                           self._query_decoder if use_grammar else None, progress)):
+            out[i] = a
+        ref = [i for i, y in enumerate(labels) if y != head.solvable_id_]
+        lead = [f"{REFUSE} {labels[i]}:" for i in ref]
+        said = self._decode([prompts[i] + p for i, p in zip(ref, lead)], variant, batch_size,
+                            min(refusal_tokens, max_new_tokens), None, progress, desc=f"generate {variant} refusals")
+        for i, p, a in zip(ref, lead, said):
+            line = a.strip().splitlines()[0].strip() if a.strip() else ""
+            out[i] = f"{p} {line}".strip()
+        return out
+
+    def _decode(self, prompts: list[str], variant: str, batch_size: int, max_new_tokens: int, decoder,
+                progress: bool, desc: str | None = None) -> list[str]:
+        """Greedy continuations of ready-made prompts, in order, under ``decoder``'s grammar if one is given."""
         import torch
 
         from ..progress import progress_bar
 
-        prompts = [self.tok.apply_chat_template([{"role": "system", "content": system_prompt},
-                                                 {"role": "user", "content": str(t)}],
-                                                tokenize=False, add_generation_prompt=True) for t in texts]
+        if not prompts:
+            return []
         enc = self.tok(prompts, add_special_tokens=False)["input_ids"]
         order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
         out: list[str] = [""] * len(enc)
         pad = self.tok.pad_token_id
-        procs = (lambda: [self.decoder_.processor(max_new_tokens)]) if use_grammar else (lambda: None)
+        procs = (lambda: [decoder.processor(max_new_tokens)]) if decoder is not None else (lambda: None)
         with self._adapter(variant), torch.no_grad():
-            bar = progress_bar(total=len(order), desc=f"generate {variant}", disable=not progress, mininterval=10)
+            bar = progress_bar(total=len(order), desc=desc or f"generate {variant}", disable=not progress,
+                               mininterval=10)
             for s in range(0, len(order), batch_size):
                 idx = order[s:s + batch_size]
                 L = max(len(enc[i]) for i in idx)

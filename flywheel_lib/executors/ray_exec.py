@@ -123,21 +123,13 @@ def _bar(name: str, total: int, progress: bool, position: int, cached: int):
 def run_offline_ray(judge, items: pd.DataFrame, cache, *, executor: Executor, progress: bool = True,
                     position: int = 0, chunk: int | None = None):
     """``run_offline`` with the uncached items judged in Ray actors; the same verdicts, cache rows and stats."""
-    from ..judges.cache import VerdictCache
-    from ..judges.runner import JudgeStats
+    from ..judges.runner import JudgeStats, split_cached
 
     t0 = time.monotonic()
     st = JudgeStats(judge.name, judge.config.backend, judge.model, items=len(items))
     keys = judge.keys(items)
-    hit = cache.get_many(keys) if cache is not None else {}
     ids = items["item_id"].astype(str).tolist()
-    out: list[Verdict | None] = [None] * len(items)
-    todo = []
-    for i, (iid, k) in enumerate(zip(ids, keys)):
-        if k in hit:
-            out[i] = VerdictCache.verdict(hit[k], iid, judge.name, k)
-        else:
-            todo.append(i)
+    out, todo = split_cached(judge.name, ids, keys, cache)
     st.cached = len(items) - len(todo)
     bar = _bar(judge.name, len(items), progress, position, st.cached)
     if todo:
@@ -168,22 +160,14 @@ def run_offline_ray(judge, items: pd.DataFrame, cache, *, executor: Executor, pr
 
 def run_llm_ray(judge, items: pd.DataFrame, cache, *, executor: Executor, progress: bool = True, position: int = 0):
     """An online OpenAI-compatible judge over Ray: cache at the driver, calls in actors (the runner's loop)."""
-    from ..judges.cache import VerdictCache
-    from ..judges.runner import JudgeStats
+    from ..judges.runner import JudgeStats, split_cached
 
     t0 = time.monotonic()
     cols = [c for c in ("item_id", "text", "context") if c in items.columns]
     records = items[cols].to_dict("records")
     st = JudgeStats(judge.name, judge.config.backend, judge.model, items=len(records))
     reqs = judge.requests(records)
-    hit = cache.get_many(r.key for r in reqs) if cache is not None else {}
-    out: list[Verdict | None] = [None] * len(reqs)
-    todo = []
-    for i, r in enumerate(reqs):
-        if r.key in hit:
-            out[i] = VerdictCache.verdict(hit[r.key], r.item_id, judge.name, r.key)
-        else:
-            todo.append(i)
+    out, todo = split_cached(judge.name, [r.item_id for r in reqs], [r.key for r in reqs], cache)
     st.cached = len(reqs) - len(todo)
     bar = _bar(judge.name, len(reqs), progress, position, st.cached)
     if todo:

@@ -13,6 +13,7 @@ def add_commands(sub) -> None:
     c.add_argument("recipe")
     c.add_argument("--cycles", type=int, default=2, help="how many cycles (default 2)")
     c.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    c.add_argument("--after", metavar="RUN", help="continue a lineage: the first new cycle's parent is RUN")
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=_cycles)
 
@@ -28,7 +29,7 @@ def _cycles(args) -> int:
 
     echo = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     lineage, results, report = run_cycles(args.recipe, args.cycles, sets=args.sets, progress=not args.no_progress,
-                                          echo=echo)
+                                          echo=echo, after=args.after)
     for i, r in enumerate(results, 1):
         print(f"cycle {i}: {r.run_id} {r.status}")
     print(f"lineage {lineage}: {report}")

@@ -25,7 +25,7 @@ FLUSH_EVERY = 64
 FLUSH_AFTER_S = 0.25
 """Pending verdicts are written to the cache when this many have piled up, or when the oldest is this old."""
 
-__all__ = ["JudgeStats", "RateLimiter", "run_offline", "run_llm", "run_coroutine"]
+__all__ = ["JudgeStats", "RateLimiter", "split_cached", "run_offline", "run_llm", "run_coroutine"]
 
 
 @dataclass
@@ -91,22 +91,29 @@ def _bar(name: str, total: int, progress: bool, position: int):
                         dynamic_ncols=True)
 
 
+def split_cached(judge_name: str, ids: list[str], keys: list[str], cache: VerdictCache | None
+                 ) -> tuple[list[Verdict | None], list[int]]:
+    """What the cache already answers: verdicts in item order (``None`` where missing) and the positions to judge.
+    Every executor (local, Ray) starts from this, so a cached verdict is read back the same way everywhere."""
+    hit = cache.get_many(keys) if cache is not None else {}
+    out: list[Verdict | None] = [None] * len(keys)
+    todo = []
+    for i, (iid, k) in enumerate(zip(ids, keys)):
+        if k in hit:
+            out[i] = VerdictCache.verdict(hit[k], iid, judge_name, k)
+        else:
+            todo.append(i)
+    return out, todo
+
+
 def run_offline(judge: OfflineJudge, items, cache: VerdictCache | None, *, progress: bool = True,
                 position: int = 0, chunk: int = 2048) -> tuple[list[Verdict], JudgeStats]:
     """Judge every item with an offline judge; cached verdicts are read back, the rest predicted in chunks."""
     t0 = time.monotonic()
     st = JudgeStats(judge.name, judge.config.backend, judge.model, items=len(items))
     keys = judge.keys(items)
-    hit = cache.get_many(keys) if cache is not None else {}
-    ids = items["item_id"].astype(str).tolist()
-    out: list[Verdict | None] = [None] * len(items)
-    todo = []
-    for i, (iid, k) in enumerate(zip(ids, keys)):
-        if k in hit:
-            out[i] = VerdictCache.verdict(hit[k], iid, judge.name, k)
-            st.cached += 1
-        else:
-            todo.append(i)
+    out, todo = split_cached(judge.name, items["item_id"].astype(str).tolist(), keys, cache)
+    st.cached = len(items) - len(todo)
     bar = _bar(judge.name, len(items), progress, position)
     bar.update(st.cached)
     for s in range(0, len(todo), chunk):
@@ -241,16 +248,11 @@ def run_llm(judges: list[LLMJudge], items, cache: VerdictCache | None, *, progre
     for j in judges:
         st = JudgeStats(j.name, j.config.backend, j.model, items=len(records))
         reqs = j.requests(records)
-        hit = cache.get_many(r.key for r in reqs) if cache is not None else {}
-        out: dict[str, Verdict] = {}
-        todo = []
-        for r in reqs:
-            if r.key in hit:
-                out[r.item_id] = VerdictCache.verdict(hit[r.key], r.item_id, j.name, r.key)
-                st.cached += 1
-                st.abstained += out[r.item_id].category is None
-            else:
-                todo.append(r)
+        got, todo_i = split_cached(j.name, [r.item_id for r in reqs], [r.key for r in reqs], cache)
+        out: dict[str, Verdict] = {r.item_id: v for r, v in zip(reqs, got) if v is not None}
+        todo = [reqs[i] for i in todo_i]
+        st.cached = len(reqs) - len(todo)
+        st.abstained += sum(v.category is None for v in out.values())
         plans.append((j, todo, out, st))
 
     async def main():

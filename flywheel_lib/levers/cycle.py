@@ -51,6 +51,8 @@ def retrieval_generate(gen, variant: str, items: pd.DataFrame, retriever: Exampl
     t0 = time.perf_counter()
     shots = retriever.neighbours(items)
     prompts = fewshot_prompts(items, shots)
+    if variant in getattr(gen, "heads_", {}):  # a decision head reads the request, not the examples around it
+        gen_kw.setdefault("head_texts", items["text"].astype(str).tolist())
     answers = gen.generate(prompts, variant=variant, **gen_kw)
     secs = time.perf_counter() - t0
     bare = items["text"].astype(str).str.len().sum()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Literal
@@ -184,6 +185,10 @@ def train_dpo(pairs: pd.DataFrame, cfg: DPOConfig, out_dir: str | Path, *, adapt
     pc, pr = all_logps()
     loss1, margin1 = dpo_loss(pc, pr, ref_c, ref_r, cfg.beta)
     model.save_pretrained(out_dir)
+    from ..training.head import HEAD_FILE, DecisionHead
+
+    if adapter and DecisionHead.exists(adapter):  # DPO trains the decoder; the decision stays the SFT model's head
+        shutil.copyfile(Path(adapter) / HEAD_FILE, out_dir / HEAD_FILE)
     log = pd.DataFrame(rows)
     log.to_csv(out_dir / "train_log.csv", index=False)
     (out_dir / "train_config.json").write_text(json.dumps({**cfg.model_dump(), "adapter": adapter}, indent=2))

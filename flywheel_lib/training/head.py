@@ -1,0 +1,191 @@
+"""The skill model's decision head: refuse (and with which category) or write a query, read from sentence embeddings.
+
+A 135M decoder fine-tuned for a few CPU-minutes learns *what* to write much sooner than *when* not to: on the
+bundled domain's eval set (phrasing families the training data never saw) the curated LoRA adapter refused with the
+right category 31% of the impossible requests and refused 15% of the solvable ones, while a logistic regression on
+all-MiniLM-L6-v2 sentence embeddings fitted on the 1,200 seed rows alone reached 70% at 11% (TF-IDF n-grams: 54% at
+13%): the decision generalises across phrasings from a sentence encoder far better than from the small decoder.
+
+So a skill model may carry a head beside its adapter (``04_finetune: decision_head: minilm``), fitted on the very
+rows the adapter trains on (text -> label), so each variant's head learns from that variant's data and nothing
+else: production-only's head has one class and never refuses; the naive merge's head sees the merge's
+contradictory labels; the curated head sees the curated ones. At generation time
+(:class:`~flywheel_lib.evaluation.generate.VariantGenerator`) the head decides; the fine-tuned decoder writes the
+query (under the query-only grammar when decoding is constrained) or the refusal's sentence after a forced
+``REFUSE <category>:``. ``05_evaluate`` also decodes the candidate once with the decoder deciding alone, so the
+head's effect is measured, not assumed.
+
+The head is a multinomial logistic regression (scikit-learn) saved as plain arrays (``decision_head.npz`` in the
+adapter folder: no pickle), so a later cycle's run and a reader of the run folder load it without the training code::
+
+    head = DecisionHead(C=4.0).fit(ds.train["text"], ds.train["label"], solvable_id="solvable")
+    head.save("runs/r1/artifacts/models/curated")
+    DecisionHead.load("runs/r1/artifacts/models/curated").predict(["customers who are doctors"])
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["DecisionHead", "HEAD_FILE", "HEADS", "fit_heads"]
+
+HEAD_FILE = "decision_head.npz"
+"""The head's file in an adapter folder."""
+
+HEADS = ("none", "minilm")
+"""``decision_head`` choices of ``04_finetune``: no head (the decoder decides) or the MiniLM head."""
+
+
+def _embed(texts) -> np.ndarray:
+    from ..embeddings import embed
+
+    return np.asarray(embed([str(t) for t in texts]), dtype=np.float32)
+
+
+class DecisionHead:
+    """Logistic regression on sentence embeddings: ``fit(texts, labels) -> self``; fitted attributes end in ``_``.
+
+    ``C``: inverse regularisation strength. ``refusal_threshold``: refuse only when the probability of the request
+    being anything but solvable is at least this (0.5: the most likely class wins, refusals included).
+    """
+
+    def __init__(self, C: float = 4.0, refusal_threshold: float = 0.5, encoder: str = "minilm"):
+        if encoder != "minilm":
+            raise ValueError(f"DecisionHead: encoder must be 'minilm', got {encoder!r}")
+        if not 0.0 < refusal_threshold < 1.0:
+            raise ValueError(f"DecisionHead: refusal_threshold must be in (0, 1), got {refusal_threshold}")
+        self.C, self.refusal_threshold, self.encoder = float(C), float(refusal_threshold), encoder
+        self.classes_: list[str] = []
+        """The labels the head can answer, in the order of its weight rows."""
+        self.solvable_id_: str = "solvable"
+        """The label that means: write a query."""
+        self.coef_: np.ndarray | None = None
+        """Weights, one row per class (``len(classes_) x 384``)."""
+        self.intercept_: np.ndarray | None = None
+        """Intercepts, one per class."""
+        self.n_fit_: int = 0
+        """Rows it was fitted on."""
+
+    def fit(self, texts, labels, *, solvable_id: str = "solvable") -> "DecisionHead":
+        from sklearn.linear_model import LogisticRegression
+
+        texts, labels = [str(t) for t in texts], [str(y) for y in labels]
+        if len(texts) != len(labels) or not texts:
+            raise ValueError(f"DecisionHead.fit: {len(texts)} texts and {len(labels)} labels (need the same, > 0)")
+        self.solvable_id_, self.n_fit_ = solvable_id, len(texts)
+        classes = sorted(set(labels))
+        X = _embed(texts)
+        if len(classes) == 1:  # e.g. production-only: every row a logged success; the head never refuses
+            self.classes_ = classes
+            self.coef_ = np.zeros((1, X.shape[1]), dtype=np.float32)
+            self.intercept_ = np.zeros(1, dtype=np.float32)
+            return self
+        lr = LogisticRegression(C=self.C, max_iter=3000).fit(X, labels)
+        self.classes_ = [str(c) for c in lr.classes_]
+        coef, icpt = lr.coef_.astype(np.float32), lr.intercept_.astype(np.float32)
+        if len(self.classes_) == 2:  # binary: P(class 1) = sigmoid(w.x + b) == softmax over rows [0, w]
+            coef, icpt = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], icpt]).astype(np.float32)
+        self.coef_, self.intercept_ = coef, icpt
+        return self
+
+    def _check(self) -> None:
+        if self.coef_ is None:
+            raise RuntimeError("DecisionHead: not fitted (call fit or load)")
+
+    def predict_proba(self, texts) -> np.ndarray:
+        """Class probabilities per text (columns in ``classes_`` order)."""
+        self._check()
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, len(self.classes_)), dtype=np.float32)
+        z = _embed(texts) @ self.coef_.T + self.intercept_
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict(self, texts) -> list[str]:
+        """One label per text: the solvable id (write a query) or the refusal category to answer with."""
+        p = self.predict_proba(texts)
+        if not len(p):
+            return []
+        if self.solvable_id_ not in self.classes_:
+            return [self.classes_[i] for i in p.argmax(1)]
+        s = self.classes_.index(self.solvable_id_)
+        other = p.copy()
+        other[:, s] = -1.0
+        best = other.argmax(1)
+        refuse = (1.0 - p[:, s]) >= self.refusal_threshold
+        if len(self.classes_) == 1:
+            refuse[:] = False
+        return [self.classes_[b] if r else self.solvable_id_ for b, r in zip(best, refuse)]
+
+    def save(self, folder) -> Path:
+        """Write ``decision_head.npz`` into ``folder`` (atomically: a temporary file, then a rename)."""
+        self._check()
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {"C": self.C, "refusal_threshold": self.refusal_threshold, "encoder": self.encoder,
+                "solvable_id": self.solvable_id_, "n_fit": self.n_fit_}
+        tmp = folder / (HEAD_FILE + ".tmp.npz")
+        np.savez(tmp, coef=self.coef_, intercept=self.intercept_, classes=np.array(self.classes_, dtype=str),
+                 meta=np.array(json.dumps(meta)))
+        tmp.replace(folder / HEAD_FILE)
+        return folder / HEAD_FILE
+
+    @staticmethod
+    def exists(folder) -> bool:
+        return folder is not None and (Path(folder) / HEAD_FILE).is_file()
+
+    @classmethod
+    def load(cls, folder) -> "DecisionHead":
+        path = Path(folder) / HEAD_FILE
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                head = cls(C=meta["C"], refusal_threshold=meta["refusal_threshold"], encoder=meta["encoder"])
+                head.coef_, head.intercept_ = z["coef"], z["intercept"]
+                head.classes_ = [str(c) for c in z["classes"]]
+        except (OSError, KeyError, ValueError) as e:
+            raise ValueError(f"{path}: not a readable decision head ({e})") from e
+        head.solvable_id_, head.n_fit_ = meta["solvable_id"], int(meta.get("n_fit", 0))
+        if head.coef_.shape[0] != len(head.classes_):
+            raise ValueError(f"{path}: {head.coef_.shape[0]} weight rows for {len(head.classes_)} classes")
+        return head
+
+    def summary(self) -> dict:
+        return {"classes": list(self.classes_), "C": self.C, "refusal_threshold": self.refusal_threshold,
+                "encoder": self.encoder, "n_fit": self.n_fit_}
+
+
+def fit_heads(datasets: dict, kind: str, folders: dict, *, backend: str = "local-lora", C: float = 4.0,
+              refusal_threshold: float = 0.5, solvable_id: str = "solvable") -> dict[str, dict]:
+    """``04_finetune``'s step: one head per variant (``datasets``: variant -> BuiltDataset), fitted on the variant's
+    training rows and saved in its adapter folder (``folders``: variant -> folder). Returns, per variant, the head's
+    classes, rows and its accuracy and false-refusal rate on the variant's own validation rows. ``kind="none"``
+    fits nothing and returns ``{}``."""
+    if kind not in HEADS:
+        raise ValueError(f"decision_head must be one of {', '.join(HEADS)}, got {kind!r}")
+    if kind == "none":
+        return {}
+    if backend != "local-lora":
+        raise ValueError(f"decision_head {kind!r} needs backend 'local-lora' (the head runs beside a local adapter); "
+                         f"got backend {backend!r}: set decision_head: none")
+    out = {}
+    for v, ds in datasets.items():
+        head = DecisionHead(C=C, refusal_threshold=refusal_threshold).fit(ds.train["text"], ds.train["label"],
+                                                                          solvable_id=solvable_id)
+        head.save(folders[v])
+        val = ds.validation
+        row = {"classes": len(head.classes_), "n_fit": head.n_fit_, "n_validation": len(val),
+               "val_accuracy": None, "val_false_refusal_rate": None}
+        if len(val):
+            pred = np.asarray(head.predict(val["text"]), dtype=object)
+            gold = val["label"].astype(str).to_numpy()
+            solv = gold == solvable_id
+            row["val_accuracy"] = round(float((pred == gold).mean()), 4)
+            row["val_false_refusal_rate"] = round(float((pred[solv] != solvable_id).mean()), 4) if solv.any() else None
+        out[v] = row
+    return out

@@ -1,0 +1,129 @@
+"""The decision head: it learns the refusal decision from sentence embeddings well enough to generalise to phrasing
+families it never saw, saves and loads as plain arrays, and in the generator it decides while the decoder writes."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from flywheel_lib import load_taxonomy
+from flywheel_lib.domains.segments import SegmentsDomain
+from flywheel_lib.training.head import HEAD_FILE, DecisionHead, fit_heads
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+pytest.importorskip("sentence_transformers")
+
+TAX = load_taxonomy("params/taxonomy/segments.yaml")
+REFUSAL_IDS = [c for c in TAX.ids if c != TAX.solvable_id]
+
+
+@pytest.fixture(scope="module")
+def dom():
+    return SegmentsDomain(n_customers=300)
+
+
+@pytest.fixture(scope="module")
+def data(dom):
+    return dom.generate(seed=5, n_production=300, n_seed_solvable=200, n_seed_refusal=200, n_eval=100, n_conflicts=10)
+
+
+@pytest.fixture(scope="module")
+def head(data):
+    seed = data["seed"]
+    return DecisionHead(C=4.0).fit(seed["text"], seed["label"], solvable_id="solvable")
+
+
+def test_head_generalises_to_unseen_phrasing_families(data, head):
+    ev = data["eval"]
+    pred = np.asarray(head.predict(ev["text"]), dtype=object)
+    gold = ev["label"].to_numpy()
+    imp = gold != "solvable"
+    recall = float((pred[imp] == gold[imp]).mean())
+    false_refusal = float((pred[~imp] != "solvable").mean())
+    # A guesser that refuses at the seed's rate with a random category: recall ~0.5 * 0.25, false refusals ~0.5.
+    assert recall >= 0.45, recall
+    assert false_refusal <= 0.25, false_refusal
+    assert set(head.classes_) == set(TAX.ids)
+
+
+def test_threshold_trades_refusals_for_false_refusals(data, head):
+    ev = data["eval"]["text"]
+    strict = DecisionHead(C=4.0, refusal_threshold=0.95)
+    strict.classes_, strict.coef_, strict.intercept_ = head.classes_, head.coef_, head.intercept_
+    n_default = sum(y != "solvable" for y in head.predict(ev))
+    n_strict = sum(y != "solvable" for y in strict.predict(ev))
+    assert n_strict < n_default
+
+
+def test_one_class_never_refuses_and_save_load_roundtrip(tmp_path, data, head):
+    prod = data["production"]
+    only = DecisionHead().fit(prod["text"].head(40), ["solvable"] * 40)
+    assert set(only.predict(data["eval"]["text"])) == {"solvable"}
+    head.save(tmp_path)
+    back = DecisionHead.load(tmp_path)
+    texts = data["eval"]["text"].tolist()
+    assert back.predict(texts) == head.predict(texts)
+    np.testing.assert_allclose(back.predict_proba(texts), head.predict_proba(texts), rtol=1e-5)
+    (tmp_path / HEAD_FILE).write_bytes(b"not an npz")
+    with pytest.raises(ValueError, match=HEAD_FILE):
+        DecisionHead.load(tmp_path)
+
+
+def test_binary_head_matches_sklearn(data):
+    from sklearn.linear_model import LogisticRegression
+
+    from flywheel_lib.embeddings import embed
+
+    seed = data["seed"]
+    y = np.where(seed["label"] == "solvable", "solvable", "wrong_skill")
+    h = DecisionHead(C=2.0).fit(seed["text"], y)
+    lr = LogisticRegression(C=2.0, max_iter=3000).fit(embed(seed["text"].tolist()), y)
+    ev = data["eval"]["text"].tolist()
+    ref = lr.predict_proba(embed(ev))
+    np.testing.assert_allclose(h.predict_proba(ev), ref, atol=1e-4)
+
+
+def test_fit_heads_checks_its_options(tmp_path):
+    with pytest.raises(ValueError, match="decision_head must be one of"):
+        fit_heads({}, "bert", {})
+    with pytest.raises(ValueError, match="local-lora"):
+        fit_heads({}, "minilm", {}, backend="openai")
+    assert fit_heads({}, "none", {}) == {}
+    with pytest.raises(ValueError, match="refusal_threshold"):
+        DecisionHead(refusal_threshold=1.0)
+
+
+@pytest.mark.slow
+def test_generator_lets_the_head_decide_and_the_decoder_write(tmp_path, dom, data, head):
+    """A LoRA adapter with a head: refused items carry the head's category, the rest are valid queries (the
+    query-only grammar has no refusal branch); decide=False gives the decoder's own answers back."""
+    from peft import LoraConfig, get_peft_model
+
+    from flywheel_lib.evaluation import VariantGenerator
+    from flywheel_lib.evaluation.constrained import answer_grammar
+    from flywheel_lib.models import load_base_model
+    from flywheel_lib.training.targets import parse_answer
+
+    model, _ = load_base_model("smollm2-135m")
+    get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj"])).save_pretrained(tmp_path / "a")
+    head.save(tmp_path / "a")
+    gen = VariantGenerator("smollm2-135m", {"a": str(tmp_path / "a")}, grammar=answer_grammar(dom, REFUSAL_IDS))
+    assert list(gen.heads_) == ["a"]
+    texts = data["eval"]["text"].tolist()[:24]
+    out = gen.generate(texts, variant="a", batch_size=12, max_new_tokens=40, progress=False)
+    decided = gen.decisions_["a"]
+    assert decided == head.predict(texts)
+    assert any(d != "solvable" for d in decided) and any(d == "solvable" for d in decided)
+    for d, text in zip(decided, out):
+        ans = parse_answer(text, REFUSAL_IDS)
+        if d == "solvable":
+            assert not ans.refused and dom.check_output(ans.output).valid, text
+        else:
+            assert ans.refused and ans.refusal_category == d, text
+    alone = gen.generate(texts, variant="a", batch_size=12, max_new_tokens=40, progress=False, decide=False)
+    bare = VariantGenerator("smollm2-135m", {"a": str(tmp_path / "a")}, heads=False,
+                            grammar=answer_grammar(dom, REFUSAL_IDS))
+    assert not bare.heads_
+    assert alone == bare.generate(texts, variant="a", batch_size=12, max_new_tokens=40, progress=False)
