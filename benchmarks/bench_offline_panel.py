@@ -40,10 +40,10 @@ def load_items(domain: str, n: int, seed: int) -> pd.DataFrame:
                            "context": [json.dumps(r["schema"]) for r in rows], "label": [r["label"] for r in rows]})
         df["reason_key"] = None
         return df.head(n) if n else df
-    data = get_domain(domain).generate(seed=seed, n_seed=n or 1500, n_production=10, n_eval=10)
-    seed_items = data["items"] if "items" in data else next(iter(data.values()))
-    seed_items = seed_items[seed_items["source"] == "seed"].reset_index(drop=True)
-    return seed_items
+    n = n or 1200
+    data = get_domain(domain).generate(seed=seed, n_seed_solvable=n // 2, n_seed_refusal=n - n // 2,
+                                       n_production=200, n_eval=10, n_conflicts=0)
+    return data["seed"].reset_index(drop=True)
 
 
 def main() -> None:

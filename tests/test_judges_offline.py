@@ -197,3 +197,54 @@ def test_rules_judge_reads_a_word_one_edit_away(panel):
                           "context": ""})
     got = [(v.category, v.reason_key) for v in panel["rules"].predict(items)]
     assert got == [("solvable", "store_credit_balance"), ("wrong_skill", "inventory")]
+
+
+def _oof_kappas(panel_path, tax, items, k=3):
+    from sklearn.metrics import cohen_kappa_score
+
+    from flywheel_lib.curation.split import stratified_folds
+    from flywheel_lib.judges.crossfit import cross_fit
+
+    folds = stratified_folds(items, k=k, seed=3)
+    v = cross_fit(lambda: load_panel(panel_path, taxonomy=tax), items, folds).verdicts
+    v = v.merge(items[["item_id", "label"]], on="item_id")
+    return {j: cohen_kappa_score(g["label"], g["category"].fillna("(abstain)")) for j, g in v.groupby("judge")}, v
+
+
+def test_offline_panel_out_of_fold_kappa_on_a_generated_seed(tax):
+    """knn (IDF-weighted static embeddings + TF-IDF n-grams) and rules (learned category phrases, vetoed catalog
+    matches) clear a kappa floor out of fold on a small generated seed; the reason keys stay comparable."""
+    from flywheel_lib.domains import get_domain
+
+    seed = get_domain("segments").generate(seed=5, n_seed_solvable=250, n_seed_refusal=250, n_production=200,
+                                           n_eval=10, n_conflicts=0)["seed"]
+    kappa, v = _oof_kappas("params/judges/offline.yaml", tax, seed)
+    assert kappa["knn"] >= 0.6 and kappa["rules"] >= 0.68 and kappa["linear"] >= 0.6, kappa  # small seed, 3 folds
+    # the unanimous gate on equal reason keys accepts a real share of the seed
+    ok = v.dropna(subset=["category"]).groupby("item_id").agg(n=("judge", "size"), c=("category", "nunique"),
+                                                              r=("reason_key", "nunique"))
+    assert ((ok.n == 3) & (ok.c == 1) & (ok.r == 1)).mean() >= 0.35
+
+
+def test_rules_judge_learns_category_phrases_and_vetoes_misleading_matches(tax):
+    from flywheel_lib.judges.rules import RulesJudge
+    from flywheel_lib.judges.config import JudgeConfig
+
+    rows = [("customers on the list i uploaded", "needs_context", "customer_list"),
+            ("buyers who are on the list i uploaded", "needs_context", "customer_list"),
+            ("people on the list i uploaded and spent over 100", "needs_context", "customer_list"),
+            ("customers tagged vip", "solvable", "customer_tags"),
+            ("buyers labelled vip", "solvable", "customer_tags"),
+            ("shoppers with the vip tag", "solvable", "customer_tags"),
+            ("customers who spent over $50", "solvable", "amount_spent"),
+            ("my best customers", "ambiguous", "best"),
+            ("what is my conversion rate", "wrong_skill", "analytics")]
+    pool = pd.DataFrame({"item_id": [f"s{i}" for i in range(len(rows))], "text": [r[0] for r in rows],
+                         "label": [r[1] for r in rows], "reason_key": [r[2] for r in rows], "context": ""})
+    j = RulesJudge(JudgeConfig(name="rules", backend="rules"), taxonomy=tax).fit(pool)
+    assert j.cat_rules_["list i uploaded"][:2] == ("needs_context", "customer_list")
+    assert ("vague", "vip") in j.rule_vetoes_  # "vip" names a tag here, not a vague wish
+    items = pd.DataFrame({"item_id": ["a", "b"], "text": ["everyone on the list i uploaded", "customers tagged vip"],
+                          "context": ""})
+    assert [(v.category, v.reason_key) for v in j.predict(items)] == [("needs_context", "customer_list"),
+                                                                      ("solvable", "customer_tags")]

@@ -43,11 +43,16 @@ class KNNParams(BaseModel):
     """Abstain when the nearest neighbour's cosine similarity is below this."""
     batch_size: int = 256
     """Embedding batch size."""
-    encoder: Literal["minilm", "static"] = "minilm"
-    """The transformer's sentence embeddings, or its mean-pooled static token embeddings (fast)."""
+    encoder: Literal["minilm", "static", "hybrid"] = "minilm"
+    """The transformer's sentence embeddings, its mean-pooled static token embeddings (fast), or ``hybrid``:
+    IDF-weighted static token embeddings beside TF-IDF word and character n-grams (fast; see the module doc)."""
+    tfidf_weight: float = 0.6
+    """``hybrid``: the TF-IDF n-grams' share of the similarity (the static embedding has the rest)."""
+    vote_power: float = 1.0
+    """A neighbour's vote weighs ``similarity ** vote_power`` (higher: the nearest count more)."""
 
 
-def _static_embed(texts: list[str]) -> np.ndarray:
+def _static_tokens(texts: list[str]):
     from ..embeddings import load_encoder
 
     model = load_encoder()
@@ -55,27 +60,76 @@ def _static_embed(texts: list[str]) -> np.ndarray:
     table = model[0].auto_model.embeddings.word_embeddings.weight.detach().float().numpy()
     special = set(tok.all_special_ids)
     enc = tok(texts, add_special_tokens=False, truncation=True, max_length=64)["input_ids"]
+    return table, [[t for t in ids if t not in special] for ids in enc]
+
+
+def _static_embed(texts: list[str], idf: dict | None = None, default_idf: float = 1.0) -> np.ndarray:
+    """Mean (or, with ``idf``, IDF-weighted mean) of the static token embeddings, L2-normalised."""
+    table, enc = _static_tokens(texts)
     out = np.zeros((len(texts), table.shape[1]), dtype=np.float32)
     for i, ids in enumerate(enc):
-        ids = [t for t in ids if t not in special]
         if ids:
-            out[i] = table[ids].mean(0)
+            if idf is None:
+                out[i] = table[ids].mean(0)
+            else:
+                w = np.array([idf.get(t, default_idf) for t in ids], dtype=np.float32)
+                out[i] = w @ table[ids]
     out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
     return out
+
+
+def _token_idf(texts: list[str]) -> tuple[dict, float]:
+    """Smoothed IDF of the tokenizer's tokens over ``texts`` (an unseen token gets the largest IDF)."""
+    _, enc = _static_tokens(texts)
+    df: dict[int, int] = defaultdict(int)
+    for ids in enc:
+        for t in set(ids):
+            df[t] += 1
+    n = len(texts)
+    idf = {t: float(np.log((1 + n) / (1 + c)) + 1) for t, c in df.items()}
+    return idf, float(np.log(1 + n) + 1)
 
 
 class KNNJudge(OfflineJudge):
     Params = KNNParams
 
-    def _embed(self, texts: list[str]) -> np.ndarray:
+    def _embed(self, texts: list[str], *, fit: bool = False):
+        """Vectors of ``texts``: a dense array, or for ``hybrid`` a pair (dense static part, sparse TF-IDF part)
+        each L2-normalised, so that :meth:`_sims` weighs their cosines."""
         from ..embeddings import embed
 
         uniq, inverse = np.unique(np.asarray(texts, dtype=object).astype(str), return_inverse=True)
         if self.params.encoder == "static":
-            vecs = _static_embed(uniq.tolist())
-        else:
-            vecs = embed(uniq.tolist(), batch_size=self.params.batch_size)
-        return vecs[inverse]
+            return _static_embed(uniq.tolist())[inverse]
+        if self.params.encoder == "hybrid":
+            from sklearn.feature_extraction.text import TfidfVectorizer
+            from sklearn.pipeline import FeatureUnion
+            from sklearn.preprocessing import normalize
+
+            low = [t.lower() for t in uniq.tolist()]
+            if fit:
+                self.idf_ = _token_idf(low)
+                self.tfidf_ = FeatureUnion([
+                    ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
+                    ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True))]).fit(low)
+            dense = _static_embed(low, *self.idf_)[inverse]
+            sparse = normalize(self.tfidf_.transform(low))[inverse]
+            return dense, sparse
+        return embed(uniq.tolist(), batch_size=self.params.batch_size)[inverse]
+
+    def _sims(self, a, b) -> np.ndarray:
+        """Cosine similarities between the rows of two :meth:`_embed` results."""
+        if isinstance(a, tuple):
+            w = self.params.tfidf_weight
+            return (1 - w) * (a[0] @ b[0].T) + w * (a[1] @ b[1].T).toarray()
+        return a @ b.T
+
+    def _w(self, s) -> float:
+        return max(float(s), 1e-6) ** self.params.vote_power
+
+    @staticmethod
+    def _rows(v, sl):
+        return (v[0][sl], v[1][sl]) if isinstance(v, tuple) else v[sl]
 
     def fit(self, fewshot: pd.DataFrame) -> "KNNJudge":
         pool = fewshot.loc[fewshot["label"].notna()].reset_index(drop=True)
@@ -83,7 +137,7 @@ class KNNJudge(OfflineJudge):
         self.labels_ = pool["label"].astype(str).to_numpy()
         self.reasons_ = pool["reason_key"].fillna("").astype(str).to_numpy()
         self.texts_ = pool["text"].astype(str).to_numpy()
-        self.vectors_ = self._embed(self.texts_.tolist())
+        self.vectors_ = self._embed(self.texts_.tolist(), fit=True)
         self.k_ = self.params.k if self.params.k != "auto" else self._choose_k()
         sol = np.flatnonzero(self.labels_ == self.taxonomy.solvable_id)
         self.solvable_rows_ = sol
@@ -98,7 +152,7 @@ class KNNJudge(OfflineJudge):
         votes: dict[str, float] = defaultdict(float)
         total = 0.0
         for j in order[:k]:
-            w = max(float(sims[j]), 1e-6)
+            w = self._w(sims[j])
             total += w
             for a in self.attr_sets_[j]:
                 votes[a] += w
@@ -112,8 +166,8 @@ class KNNJudge(OfflineJudge):
         n = len(self.solvable_rows_)
         if n < 2:
             return 1
-        vec = self.vectors_[self.solvable_rows_]
-        sims = vec @ vec.T
+        vec = self._rows(self.vectors_, self.solvable_rows_)
+        sims = self._sims(vec, vec)
         np.fill_diagonal(sims, -np.inf)
         order = np.argsort(-sims, axis=1)
         gold = [",".join(sorted(s)) for s in self.attr_sets_]
@@ -130,7 +184,7 @@ class KNNJudge(OfflineJudge):
     def _choose_k(self) -> int:
         """Leave-one-out accuracy of the weighted vote on the pool, for each k of the grid (ties: smaller k)."""
         n = len(self.labels_)
-        sims = self.vectors_ @ self.vectors_.T
+        sims = self._sims(self.vectors_, self.vectors_)
         np.fill_diagonal(sims, -np.inf)
         order = np.argsort(-sims, axis=1)
         best, best_k = -1.0, 1
@@ -141,7 +195,7 @@ class KNNJudge(OfflineJudge):
             for i in range(n):
                 votes: dict[str, float] = defaultdict(float)
                 for j in order[i, :k]:
-                    votes[self.labels_[j]] += max(float(sims[i, j]), 1e-6)
+                    votes[self.labels_[j]] += self._w(sims[i, j])
                 hits += max(votes, key=votes.get) == self.labels_[i]
             if hits / n > best:
                 best, best_k = hits / n, k
@@ -155,8 +209,9 @@ class KNNJudge(OfflineJudge):
         vecs = self._embed(items["text"].astype(str).tolist())
         out: list[Verdict] = []
         ids = items["item_id"].astype(str).tolist()
-        for start in range(0, len(vecs), 4096):
-            sims = vecs[start:start + 4096] @ self.vectors_.T
+        n = len(ids)
+        for start in range(0, n, 4096):
+            sims = self._sims(self._rows(vecs, slice(start, start + 4096)), self.vectors_)
             sol_sims = sims[:, self.solvable_rows_]
             top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
             for r, nb in enumerate(top):
@@ -170,7 +225,7 @@ class KNNJudge(OfflineJudge):
                     continue
                 votes: dict[str, float] = defaultdict(float)
                 for j, w in zip(nb, s):
-                    votes[self.labels_[j]] += max(float(w), 1e-6)
+                    votes[self.labels_[j]] += self._w(w)
                 cat = max(votes, key=votes.get)
                 if cat == self.taxonomy.solvable_id and len(self.solvable_rows_):
                     ssims = sol_sims[r]
@@ -181,7 +236,7 @@ class KNNJudge(OfflineJudge):
                     reasons: dict[str, float] = defaultdict(float)
                     for j, w in zip(nb, s):
                         if self.labels_[j] == cat:
-                            reasons[self.reasons_[j]] += max(float(w), 1e-6)
+                            reasons[self.reasons_[j]] += self._w(w)
                     rk = max(reasons, key=reasons.get)
                 share = ", ".join(f"{c} {v / sum(votes.values()):.0%}" for c, v in sorted(votes.items(), key=lambda x: -x[1]))
                 rationale = f"{k} neighbours: {share}; nearest ({s[0]:.2f}): {self.texts_[nb[0]][:80]!r}"

@@ -78,6 +78,16 @@ class RulesParams(BaseModel):
     """Learn the ``schema`` rule from pool items that carry a per-item schema in ``context``."""
     min_bucket_precision: float = 0.4
     """The ``schema`` rule: share of a bucket's pool items that must carry its category."""
+    category_phrases: bool = True
+    """Learn ``phrase -> category`` rules for the refusal and clarify categories from the pool (rule ``phrase``)."""
+    min_category_precision: float = 0.85
+    """A learned ``phrase -> category`` rule: share of the pool items with the phrase that carry the category."""
+    min_rule_precision: float = 0.5
+    """Veto a catalog rule's match (rule and reason, e.g. vague "vip") that at least ``min_support`` pool items
+    show to be right less often than this."""
+    attr_precision_on_solvable: bool = True
+    """Learned attribute rules: measure a phrase's precision on the pool's solvable items only (the rule is read
+    only once no refusal rule matched) and require that most pool items with the phrase are solvable."""
 
 
 _WORD = re.compile(r"[a-z0-9']+")
@@ -147,6 +157,8 @@ class RulesJudge(OfflineJudge):
                     self._attr[p.lower()] = a
         self.phrase_rules_: dict[str, frozenset] = {}
         self.vetoes_: dict[str, frozenset] = {}
+        self.cat_rules_: dict[str, tuple] = {}
+        self.rule_vetoes_: set = set()
         self.buckets_: dict = {}
         self._speller(())
         self._compile({}, {})
@@ -194,6 +206,7 @@ class RulesJudge(OfflineJudge):
     def _matches(self, text: str, context: str) -> dict[str, str]:
         t = self._normal(text)
         m: dict[str, str] = {}
+        veto = self.rule_vetoes_
         if x := self.re_skill.search(t):
             m["skill"] = self._skill[x.group(1)]
         if x := self.re_unknown.search(t):
@@ -206,15 +219,31 @@ class RulesJudge(OfflineJudge):
         elif self.re_pronoun.search(t):
             m["context"] = self.default_referent_
         for x in self.re_vague.finditer(t):  # a vague word not pinned by a number right after it
-            if not re.match(r"\W*(?:\S+\W+){0,2}?\$?\d", t[x.end():]):
+            if not re.match(r"\W*(?:\S+\W+){0,2}?\$?\d", t[x.end():]) and \
+                    ("vague", self.vague_map_[x.group(1)]) not in veto:
                 m["vague"] = self.vague_map_[x.group(1)]
                 break
+        for r in ("skill", "unknown", "context"):
+            if r in m and (r, m[r]) in veto:
+                del m[r]
         attrs = self._schema_attrs(t, context) if context else self._solvable_attrs(t)
         if attrs:
             m["solvable"] = ",".join(sorted(attrs))
         if sr := self._schema_rule(text, context):
             m["schema"] = sr
+        if self.cat_rules_ and (pr := self._phrase_rule(t)):
+            m["phrase"] = pr
         return m
+
+    def _phrase_rule(self, t: str):
+        """The learned ``phrase -> category`` rule that matches ``t`` with the best pool precision (then support,
+        then length): ``(category, reason)``, or None."""
+        best = None
+        for g in _ngrams(_WORD.findall(t), self.params.max_ngram):
+            r = self.cat_rules_.get(g)
+            if r is not None and (best is None or r[2:] > best[2:]):
+                best = r
+        return best[:2] if best else None
 
     @staticmethod
     def _schema_attrs(t: str, context: str) -> set[str]:
@@ -287,8 +316,8 @@ class RulesJudge(OfflineJudge):
 
     def _decide(self, m: dict[str, str], order) -> tuple[str | None, str, str]:
         for rule in order:
-            if rule == "schema" and "schema" in m:
-                return m["schema"][0], m["schema"][1], "schema"
+            if rule in ("schema", "phrase") and rule in m:
+                return m[rule][0], m[rule][1], rule
             if rule in m and rule in self.rule_cats:
                 return self.rule_cats[rule], m[rule], rule
         if "solvable" in m:
@@ -307,15 +336,22 @@ class RulesJudge(OfflineJudge):
         self.default_referent_ = ctx_keys.mode().iloc[0] if len(ctx_keys) else "referent"
         self._speller(pool["text"].astype(str))
         self._compile(vague, referents)
+        self.cat_rules_, self.rule_vetoes_ = {}, set()
         if self.params.induce_phrases:
             self._induce(pool)
         self._fit_buckets(pool)
+        ctx = pool["context"].fillna("").astype(str) if "context" in pool else [""] * len(pool)
+        if self.params.min_rule_precision > 0 and len(pool):
+            self._fit_rule_vetoes(pool, ctx)
+        if self.params.category_phrases:
+            self._induce_categories(pool)
         rules = [r for r in ("skill", "unknown", "context", "vague") if r in self.rule_cats]
         if self.buckets_:
             rules.append("schema")
+        if self.cat_rules_:
+            rules.append("phrase")
         self.order_ = tuple(rules)
         if self.params.calibrate_order and len(pool):
-            ctx = pool["context"].fillna("").astype(str) if "context" in pool else [""] * len(pool)
             ms = [self._matches(t, c) for t, c in zip(pool["text"].astype(str), ctx)]
             gold = pool["label"].tolist()
             best = -1
@@ -327,14 +363,51 @@ class RulesJudge(OfflineJudge):
         self._set_state(self.order_, sorted(vague.items()), sorted(referents.items()), self.default_referent_,
                         sorted((g, sorted(a)) for g, a in self.phrase_rules_.items()),
                         sorted((g, sorted(a)) for g, a in self.vetoes_.items()), sorted(self.spell_.vocab)
-                        if self.spell_ else None, sorted((repr(k), v) for k, v in self.buckets_.items()))
+                        if self.spell_ else None, sorted((repr(k), v) for k, v in self.buckets_.items()),
+                        sorted(self.cat_rules_.items()), sorted(self.rule_vetoes_))
         return self
+
+    def _fit_rule_vetoes(self, pool: pd.DataFrame, ctx) -> None:
+        """Veto (rule, reason) matches of the catalog rules that the pool shows to be mostly wrong."""
+        counts: dict[tuple, list[int]] = {}
+        for t, c, g in zip(pool["text"].astype(str), ctx, pool["label"]):
+            m = self._matches(t, c)
+            for r in ("skill", "unknown", "context", "vague"):
+                if r in m and r in self.rule_cats:
+                    k = counts.setdefault((r, m[r]), [0, 0])
+                    k[0] += 1
+                    k[1] += g == self.rule_cats[r]
+        self.rule_vetoes_ = {key for key, (n, hit) in counts.items()
+                             if n >= self.params.min_support and hit / n < self.params.min_rule_precision}
+
+    def _induce_categories(self, pool: pd.DataFrame) -> None:
+        """Learn ``phrase -> (category, reason)`` rules for the categories other than solvable (see module doc)."""
+        sid = self.taxonomy.solvable_id
+        n_all: dict[str, int] = {}
+        n_cat: dict[tuple[str, str], dict[str, int]] = {}
+        for text, label, rk in zip(pool["text"].astype(str), pool["label"], pool["reason_key"].fillna("")):
+            for g in _ngrams(_WORD.findall(self._normal(text)), self.params.max_ngram):
+                n_all[g] = n_all.get(g, 0) + 1
+                if label != sid:
+                    by = n_cat.setdefault((g, label), {})
+                    by[str(rk)] = by.get(str(rk), 0) + 1
+        rules = {}
+        for (g, c), by in n_cat.items():
+            k = sum(by.values())
+            prec = k / n_all[g]
+            if k >= self.params.min_support and prec >= self.params.min_category_precision:
+                reason = max(sorted(by), key=by.get)
+                cand = (c, reason, prec, k, len(g.split()))
+                if g not in rules or cand[2:] > rules[g][2:]:
+                    rules[g] = cand
+        self.cat_rules_ = rules
 
     def _induce(self, pool: pd.DataFrame) -> None:
         """Learn ``phrase -> attribute`` rules and vetoes of catalog matches from the pool (see module doc)."""
         sid = self.taxonomy.solvable_id
         has_ctx = pool["context"].fillna("").astype(str).str.len().gt(0) if "context" in pool else pd.Series(False, index=pool.index)
         n_all: dict[str, int] = {}
+        n_sol: dict[str, int] = {}
         n_pos: dict[tuple[str, str], int] = {}
         n_cat: dict[tuple[str, str], list[int]] = {}
         self.phrase_rules_, self.vetoes_ = {}, {}
@@ -347,6 +420,8 @@ class RulesJudge(OfflineJudge):
                 n_all[g] = n_all.get(g, 0) + 1
             if label != sid:
                 continue
+            for g in grams:
+                n_sol[g] = n_sol.get(g, 0) + 1
             gold = {a for a in str(rk).split(",") if a}
             cat_attrs = {self._attr[p] for p in self.re_attr.findall(t)}
             for g in grams:
@@ -358,7 +433,11 @@ class RulesJudge(OfflineJudge):
                     c[1] += a in gold
         ms, rules, vetoes = self.params.min_support, {}, {}
         for (g, a), k in n_pos.items():
-            if k >= ms and k / n_all[g] >= self.params.min_precision:
+            if self.params.attr_precision_on_solvable:
+                ok = k / n_sol[g] >= self.params.min_precision and n_sol[g] / n_all[g] >= 0.5
+            else:
+                ok = k / n_all[g] >= self.params.min_precision
+            if k >= ms and ok:
                 rules.setdefault(g, set()).add(a)
         for (g, a), (k, hit) in n_cat.items():
             if k >= ms and hit / k <= self.params.max_veto_precision and a not in rules.get(g, ()):
