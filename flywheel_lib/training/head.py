@@ -18,7 +18,7 @@ head's effect is measured, not assumed.
 The head is a multinomial logistic regression (scikit-learn) saved as plain arrays (``decision_head.npz`` in the
 adapter folder: no pickle), so a later cycle's run and a reader of the run folder load it without the training code::
 
-    head = DecisionHead(C=4.0).fit(ds.train["text"], ds.train["label"], solvable_id="solvable")
+    head = DecisionHead(C=8.0).fit(ds.train["text"], ds.train["label"], solvable_id="solvable")
     head.save("runs/r1/artifacts/models/curated")
     DecisionHead.load("runs/r1/artifacts/models/curated").predict(["customers who are doctors"])
 """
@@ -52,7 +52,7 @@ class DecisionHead:
     being anything but solvable is at least this (0.5: the most likely class wins, refusals included).
     """
 
-    def __init__(self, C: float = 4.0, refusal_threshold: float = 0.5, encoder: str = "minilm"):
+    def __init__(self, C: float = 8.0, refusal_threshold: float = 0.5, encoder: str = "minilm"):
         if encoder != "minilm":
             raise ValueError(f"DecisionHead: encoder must be 'minilm', got {encoder!r}")
         if not 0.0 < refusal_threshold < 1.0:
@@ -160,7 +160,7 @@ class DecisionHead:
                 "encoder": self.encoder, "n_fit": self.n_fit_}
 
 
-def fit_heads(datasets: dict, kind: str, folders: dict, *, backend: str = "local-lora", C: float = 4.0,
+def fit_heads(datasets: dict, kind: str, folders: dict, *, backend: str = "local-lora", C: float = 8.0,
               refusal_threshold: float = 0.5, solvable_id: str = "solvable") -> dict[str, dict]:
     """``04_finetune``'s step: one head per variant (``datasets``: variant -> BuiltDataset), fitted on the variant's
     training rows and saved in its adapter folder (``folders``: variant -> folder). Returns, per variant, the head's
