@@ -248,3 +248,15 @@ def test_rules_judge_learns_category_phrases_and_vetoes_misleading_matches(tax):
                           "context": ""})
     assert [(v.category, v.reason_key) for v in j.predict(items)] == [("needs_context", "customer_list"),
                                                                       ("solvable", "customer_tags")]
+
+
+def test_schema_features_see_shape_fuzzy_matches_and_shared_column_words():
+    from flywheel_lib.judges.schema import N_DENSE, overlap_features
+
+    ctx = '{"cpu": ["model number", "sspec number", "socket"], "gpu": ["gpu model"]}'
+    f = overlap_features(["what is the socket of the model with 4 cores?", "how do magnets work"], [ctx, ctx])
+    assert f.shape == (2, N_DENSE)
+    a, b = f
+    assert a[7] > 0 and a[8] > 0  # two tables, four columns (log1p)
+    assert a[16] > 0 and a[18] >= np.log1p(2)  # "model" is shared by two columns: an ambiguous reference
+    assert b[16] == 0 and b[9] == 0  # nothing matched, no column named

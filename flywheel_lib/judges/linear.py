@@ -43,6 +43,10 @@ class LinearParams(BaseModel):
     """scikit-learn solver: ``lbfgs`` (multinomial) or ``liblinear`` (one-vs-rest, faster on many n-grams)."""
     class_weight: str | None = None
     """Category weights of the logistic regression (``balanced`` or none)."""
+    embed: float = 0.0
+    """Above 0: also read the question's static MiniLM sentence embedding (mean-pooled token embeddings, scaled by
+    this) and, with a per-item schema, its cosine to the schema's embedding (general word knowledge that n-grams
+    over a small seed lack: small talk vs a data question, a request near or far from what the schema holds)."""
 
 
 class _Constant:
@@ -126,7 +130,23 @@ class LinearJudge(OfflineJudge):
 
         masked = [masked_question(t, c) for t, c in zip(texts, ctx)]
         M = self.masked_.fit_transform(masked) if fit else self.masked_.transform(masked)
-        return sparse.hstack([X, M, sparse.csr_matrix(overlap_features(texts, ctx))]).tocsr()
+        parts = [X, M, sparse.csr_matrix(overlap_features(texts, ctx))]
+        if self.params.embed > 0:
+            parts.append(sparse.csr_matrix(self._embedding_features(texts, ctx)))
+        return sparse.hstack(parts).tocsr()
+
+    def _embedding_features(self, texts: list[str], ctx: list[str]) -> np.ndarray:
+        from .knn import _static_embed
+        from .schema import schema_shape
+
+        def uniq_embed(xs):
+            u, inv = np.unique(np.asarray(xs, dtype=object).astype(str), return_inverse=True)
+            return _static_embed(u.tolist())[inv]
+
+        q = uniq_embed([t.lower() for t in texts])
+        sch = uniq_embed([" ".join(schema_shape(c)[2]) or "-" for c in ctx])
+        cos = (q * sch).sum(1, keepdims=True)
+        return np.hstack([self.params.embed * q, cos])
 
     def _evidence(self, cat: str, text: str, context: str) -> str:
         from .schema import overlap

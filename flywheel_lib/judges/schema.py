@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["schema_terms", "overlap", "masked_question", "overlap_features", "Overlap", "STOP"]
+__all__ = ["schema_terms", "schema_shape", "overlap", "masked_question", "overlap_features", "Overlap", "STOP"]
 
 _WORD = re.compile(r"[a-z0-9]+")
 STOP = frozenset("""a about above after again all also am an and any are as at be been before being below between both
@@ -84,7 +84,86 @@ def masked_question(text: str, context: str) -> str:
     return " ".join("_col_" if _stem(w) in terms and w not in STOP else w for w in _WORD.findall(str(text).lower()))
 
 
+@lru_cache(maxsize=65536)
+def schema_shape(context: str) -> tuple:
+    """``(n_tables, n_columns, column phrases)`` of a ``{table: [columns]}`` schema; the phrases are the lowercased
+    column names with ``_`` as a space (zeros and nothing for any other context)."""
+    if not context or context[:1] != "{":
+        return 0, 0, ()
+    try:
+        obj = json.loads(context)
+    except (json.JSONDecodeError, TypeError):
+        return 0, 0, ()
+    if not isinstance(obj, dict):
+        return 0, 0, ()
+    cols = [str(c) for v in obj.values() if isinstance(v, list) for c in v if isinstance(c, (str, int, float))]
+    phrases = tuple(sorted({" ".join(_WORD.findall(c.lower().replace("_", " "))) for c in cols} - {""}))
+    return len(obj), len(cols), phrases
+
+
+def _trigrams(w: str) -> frozenset:
+    w = f"#{w}#"
+    return frozenset(w[i:i + 3] for i in range(len(w) - 2))
+
+
+@lru_cache(maxsize=262144)
+def _fuzzy(word: str, terms: frozenset) -> float:
+    """Best character-trigram Jaccard similarity of ``word`` to a schema word (1.0 for an exact match)."""
+    if word in terms:
+        return 1.0
+    g = _trigrams(word)
+    best = 0.0
+    for t in terms:
+        h = _trigrams(t)
+        best = max(best, len(g & h) / len(g | h))
+    return best
+
+
+@lru_cache(maxsize=65536)
+def _columns_per_word(context: str) -> dict:
+    """stemmed word -> how many distinct column names (across tables) hold it."""
+    out: dict[str, int] = {}
+    for p in schema_shape(context)[2]:
+        for w in {_stem(w) for w in p.split() if not w.isdigit()}:
+            out[w] = out.get(w, 0) + 1
+    return out
+
+
+N_DENSE = 19
+"""Columns of :func:`overlap_features`."""
+
+
 def overlap_features(texts, contexts) -> np.ndarray:
+    """``n x 16`` dense features: the seven of :func:`_basic_features`, then the schema's shape (log1p tables and
+    columns), the share of columns the question names as a whole phrase and their count, fuzzy overlap (mean best
+    character-trigram similarity of the unmatched content words to a schema word, the share of them above 0.5),
+    first/second person, whether the question holds a number or a quoted string, and ambiguity (matched words that
+    several columns share: their count (log1p), share of the matched words, most columns one word names (log1p))."""
+    basic = _basic_features(texts, contexts)
+    out = np.zeros((len(texts), N_DENSE - basic.shape[1]), dtype=np.float64)
+    for i, (t, c) in enumerate(zip(texts, contexts)):
+        t, c = str(t), str(c or "")
+        n_tab, n_col, phrases = schema_shape(c)
+        low = " " + " ".join(_WORD.findall(t.lower())) + " "
+        named = sum(1 for p in phrases if f" {p} " in low) if phrases else 0
+        ov = overlap(t, c)
+        terms = schema_terms(c)
+        fz = [_fuzzy(w, terms) for w in ov.missing] if terms else []
+        cpw = _columns_per_word(c)
+        multi = [cpw.get(w, 0) for w in ov.matched]
+        n_multi = sum(m >= 2 for m in multi)
+        out[i] = [np.log1p(n_tab), np.log1p(n_col), named / len(phrases) if phrases else 0.0, np.log1p(named),
+                  float(np.mean(fz)) if fz else 0.0, float(np.mean([f > 0.5 for f in fz])) if fz else 0.0,
+                  float(bool(_PERSON.search(t.lower()))), float(bool(re.search(r"\d", t))),
+                  float(bool(re.search(r"[\"\u201c\u201d]", t))),
+                  np.log1p(n_multi), n_multi / len(multi) if multi else 0.0, np.log1p(max(multi, default=0))]
+    return np.hstack([basic, out])
+
+
+_PERSON = re.compile(r"\b(i|i'm|im|my|me|we|our|you|your)\b")
+
+
+def _basic_features(texts, contexts) -> np.ndarray:
     """``n x 7`` dense features: has a schema, share of content words in the schema, matched and missing counts
     (log1p), question length (log1p words), ends with ``?``, starts with a wh-word or a command verb."""
     out = np.zeros((len(texts), 7), dtype=np.float64)
