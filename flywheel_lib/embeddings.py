@@ -46,12 +46,9 @@ class EmbeddingCache:
     """Vectors by text hash in SQLite (WAL): a re-run, or another stage embedding the same texts, pays nothing."""
 
     def __init__(self, path: str):
-        import sqlite3
+        from .sqlite_wal import connect_wal
 
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self.db = sqlite3.connect(path, timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS vec (key TEXT PRIMARY KEY, v BLOB NOT NULL)")
+        self.db = connect_wal(path, schema=("CREATE TABLE IF NOT EXISTS vec (key TEXT PRIMARY KEY, v BLOB NOT NULL)",))
 
     @staticmethod
     def key(text: str, model: str = "all-MiniLM-L6-v2") -> str:

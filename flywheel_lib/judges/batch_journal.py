@@ -16,7 +16,6 @@ batch), ``lost`` (a ``preparing`` slot no provider batch matches).
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 import uuid
@@ -50,35 +49,18 @@ class Slot:
     """Why it ended as it did (provider status, rejection message)."""
 
 
-_INIT_LOCK = threading.Lock()
-"""Serialises journal creation within a process: two batch judges starting at once both switch a fresh file to WAL,
-and SQLite answers the second "database is locked" at once rather than waiting for the busy timeout."""
-
-
 class BatchJournal:
     def __init__(self, folder: str | Path):
-        self.path = Path(folder) / JOURNAL_FILE
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        with _INIT_LOCK:
-            for attempt in range(50):  # another process creating the same journal: wait for it, not for ever
-                try:
-                    self._init()
-                    break
-                except sqlite3.OperationalError as e:
-                    if "locked" not in str(e) or attempt == 49:
-                        raise
-                    time.sleep(0.1)
+        from ..sqlite_wal import connect_wal
 
-    def _init(self) -> None:
-        self._con = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
-        self._con.execute("PRAGMA busy_timeout=60000")
-        self._con.execute("PRAGMA journal_mode=WAL")
-        self._con.execute("CREATE TABLE IF NOT EXISTS batches (local_id TEXT PRIMARY KEY, judge TEXT, provider TEXT,"
-                          " url TEXT, state TEXT, batch_id TEXT, file_id TEXT, n INTEGER, created REAL, info TEXT)")
-        self._con.execute("CREATE TABLE IF NOT EXISTS requests (key TEXT, local_id TEXT, judge TEXT, item_ids TEXT,"
-                          " PRIMARY KEY (key, local_id))")
-        self._con.execute("CREATE INDEX IF NOT EXISTS requests_slot ON requests (local_id)")
+        self.path = Path(folder) / JOURNAL_FILE
+        self._lock = threading.Lock()
+        self._con = connect_wal(self.path, check_same_thread=False, isolation_level=None, schema=(
+            "CREATE TABLE IF NOT EXISTS batches (local_id TEXT PRIMARY KEY, judge TEXT, provider TEXT,"
+            " url TEXT, state TEXT, batch_id TEXT, file_id TEXT, n INTEGER, created REAL, info TEXT)",
+            "CREATE TABLE IF NOT EXISTS requests (key TEXT, local_id TEXT, judge TEXT, item_ids TEXT,"
+            " PRIMARY KEY (key, local_id))",
+            "CREATE INDEX IF NOT EXISTS requests_slot ON requests (local_id)"))
 
     def __repr__(self) -> str:
         return f"BatchJournal({str(self.path)!r})"

@@ -12,13 +12,13 @@ stored (the same prompt gives the same answer and was paid for).
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Iterable
 
 from ..records import Verdict
+from ..sqlite_wal import connect_wal
 
 __all__ = ["VerdictCache", "CACHE_FILE"]
 
@@ -36,15 +36,10 @@ class VerdictCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / CACHE_FILE
         self._lock = threading.Lock()
-        self._con = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
-        self._con.execute("PRAGMA journal_mode=WAL")
-        self._con.execute("PRAGMA synchronous=NORMAL")
-        self._con.execute("PRAGMA busy_timeout=60000")
-        self._con.execute(
-            "CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, judge TEXT, category TEXT, reason_key TEXT,"
-            " rationale TEXT, model TEXT, tokens_in INTEGER, tokens_out INTEGER, cost_usd REAL, latency_s REAL,"
-            " error TEXT, created REAL)"
-        )
+        self._con = connect_wal(self.path, synchronous="NORMAL", check_same_thread=False, isolation_level=None,
+                                schema=("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, judge TEXT,"
+                                        " category TEXT, reason_key TEXT, rationale TEXT, model TEXT, tokens_in INTEGER,"
+                                        " tokens_out INTEGER, cost_usd REAL, latency_s REAL, error TEXT, created REAL)",))
 
     def __repr__(self) -> str:
         return f"VerdictCache({str(self.path)!r})"
