@@ -127,3 +127,18 @@ def test_generator_lets_the_head_decide_and_the_decoder_write(tmp_path, dom, dat
                             grammar=answer_grammar(dom, REFUSAL_IDS))
     assert not bare.heads_
     assert alone == bare.generate(texts, variant="a", batch_size=12, max_new_tokens=40, progress=False)
+
+
+def test_threshold_calibration_holds_out_phrasing_clusters_and_meets_its_target(data):
+    from flywheel_lib.training.head import THRESHOLD_GRID, calibrate_threshold
+
+    seed = data["seed"]
+    loose = calibrate_threshold(seed["text"], seed["label"], max_false_refusal=0.5)
+    strict = calibrate_threshold(seed["text"], seed["label"], max_false_refusal=0.02)
+    assert loose["met"] and loose["false_refusal_rate"] <= 0.5
+    assert strict["threshold"] >= loose["threshold"]
+    assert strict["false_refusal_rate"] <= 0.02 or (not strict["met"] and strict["threshold"] == THRESHOLD_GRID[-1])
+    curve = strict["curve"]
+    frr = [r["false_refusal_rate"] for r in curve]
+    assert frr == sorted(frr, reverse=True)  # a higher threshold never refuses more solvable rows
+    assert strict["refusal_recall"] <= loose["refusal_recall"]

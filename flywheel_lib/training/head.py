@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DecisionHead", "HEAD_FILE", "HEADS", "fit_heads"]
+__all__ = ["DecisionHead", "HEAD_FILE", "HEADS", "THRESHOLD_GRID", "calibrate_threshold", "fit_heads"]
 
 HEAD_FILE = "decision_head.npz"
 """The head's file in an adapter folder."""
@@ -160,12 +160,64 @@ class DecisionHead:
                 "encoder": self.encoder, "n_fit": self.n_fit_}
 
 
+THRESHOLD_GRID = tuple(round(0.2 + 0.05 * i, 2) for i in range(16))
+"""Refusal thresholds :func:`calibrate_threshold` considers (0.20 ... 0.95)."""
+
+
+def calibrate_threshold(texts, labels, *, max_false_refusal: float, C: float = 8.0, solvable_id: str = "solvable",
+                        folds: int = 5, clusters: int = 20, seed: int = 7) -> dict:
+    """The operating point of a head, chosen on its own training rows: the lowest refusal threshold whose
+    false-refusal rate, measured out of fold over *held-out phrasing clusters*, is at most ``max_false_refusal``.
+
+    An eval set of unseen phrasings punishes a threshold tuned on rows like the training rows, so the rows are
+    grouped by k-means clusters of their sentence embeddings and whole clusters are held out (GroupKFold), the way
+    the eval set holds out whole phrasing families. Returns ``threshold`` (the highest of the grid when none meets
+    the target: ``met`` False), and the out-of-fold ``false_refusal_rate`` and ``refusal_recall`` (right category)
+    at it. Never reads an eval row."""
+    from sklearn.cluster import KMeans
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold
+
+    texts, labels = [str(t) for t in texts], np.asarray([str(y) for y in labels], dtype=object)
+    X = _embed(texts)
+    solv = labels == solvable_id
+    k = max(2, min(clusters, len(texts) // 10))
+    groups = KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(X)
+    p_refuse = np.full(len(texts), np.nan)
+    best = np.empty(len(texts), dtype=object)
+    for tr, te in GroupKFold(min(folds, k)).split(X, groups=groups):
+        if len(set(labels[tr])) < 2:
+            continue
+        lr = LogisticRegression(C=C, max_iter=3000).fit(X[tr], labels[tr])
+        p = lr.predict_proba(X[te])
+        cls = [str(c) for c in lr.classes_]
+        ps = p[:, cls.index(solvable_id)] if solvable_id in cls else np.zeros(len(te))
+        other = p.copy()
+        if solvable_id in cls:
+            other[:, cls.index(solvable_id)] = -1
+        p_refuse[te] = 1 - ps
+        best[te] = [cls[i] for i in other.argmax(1)]
+    ok = ~np.isnan(p_refuse)
+    rows = []
+    for t in THRESHOLD_GRID:
+        ref = ok & (p_refuse >= t)
+        frr = float(ref[solv & ok].mean()) if (solv & ok).any() else 0.0
+        imp = ~solv & ok
+        rec = float((ref[imp] & (best[imp] == labels[imp])).mean()) if imp.any() else 0.0
+        rows.append({"threshold": t, "false_refusal_rate": round(frr, 4), "refusal_recall": round(rec, 4)})
+    meets = [r for r in rows if r["false_refusal_rate"] <= max_false_refusal]
+    pick = meets[0] if meets else rows[-1]
+    return {**pick, "met": bool(meets), "max_false_refusal": max_false_refusal, "clusters": k, "curve": rows}
+
+
 def fit_heads(datasets: dict, kind: str, folders: dict, *, backend: str = "local-lora", C: float = 8.0,
-              refusal_threshold: float = 0.5, solvable_id: str = "solvable") -> dict[str, dict]:
+              refusal_threshold: float = 0.5, solvable_id: str = "solvable",
+              max_false_refusal: float = 0.0) -> dict[str, dict]:
     """``04_finetune``'s step: one head per variant (``datasets``: variant -> BuiltDataset), fitted on the variant's
     training rows and saved in its adapter folder (``folders``: variant -> folder). Returns, per variant, the head's
-    classes, rows and its accuracy and false-refusal rate on the variant's own validation rows. ``kind="none"``
-    fits nothing and returns ``{}``."""
+    classes, rows, threshold and its accuracy and false-refusal rate on the variant's own validation rows.
+    ``max_false_refusal > 0`` picks each head's threshold with :func:`calibrate_threshold` on its training rows
+    instead of ``refusal_threshold``. ``kind="none"`` fits nothing and returns ``{}``."""
     if kind not in HEADS:
         raise ValueError(f"decision_head must be one of {', '.join(HEADS)}, got {kind!r}")
     if kind == "none":
@@ -174,12 +226,22 @@ def fit_heads(datasets: dict, kind: str, folders: dict, *, backend: str = "local
         raise ValueError(f"decision_head {kind!r} needs backend 'local-lora' (the head runs beside a local adapter); "
                          f"got backend {backend!r}: set decision_head: none")
     out = {}
+    if not 0.0 <= max_false_refusal < 1.0:
+        raise ValueError(f"head_max_false_refusal must be in [0, 1), got {max_false_refusal}")
     for v, ds in datasets.items():
-        head = DecisionHead(C=C, refusal_threshold=refusal_threshold).fit(ds.train["text"], ds.train["label"],
-                                                                          solvable_id=solvable_id)
+        threshold, cal = refusal_threshold, None
+        if max_false_refusal > 0 and ds.train["label"].nunique() > 1:
+            cal = calibrate_threshold(ds.train["text"], ds.train["label"], max_false_refusal=max_false_refusal,
+                                      C=C, solvable_id=solvable_id)
+            threshold = cal["threshold"]
+        head = DecisionHead(C=C, refusal_threshold=threshold).fit(ds.train["text"], ds.train["label"],
+                                                                  solvable_id=solvable_id)
         head.save(folders[v])
         val = ds.validation
-        row = {"classes": len(head.classes_), "n_fit": head.n_fit_, "n_validation": len(val),
+        row = {"classes": len(head.classes_), "n_fit": head.n_fit_, "threshold": threshold,
+               "cv_false_refusal_rate": cal["false_refusal_rate"] if cal else None,
+               "cv_refusal_recall": cal["refusal_recall"] if cal else None,
+               "threshold_met_target": cal["met"] if cal else None, "n_validation": len(val),
                "val_accuracy": None, "val_false_refusal_rate": None}
         if len(val):
             pred = np.asarray(head.predict(val["text"]), dtype=object)
