@@ -219,3 +219,22 @@ def test_a_solvable_row_without_a_logged_query_is_never_kept(gate_scope):
                                                                        "j3": "solvable"})]), TAX,
                 gate_scope=gate_scope, output_valid=None).set_index("item_id")
     assert r.loc["t1", "action"] == "keep"
+
+
+def test_another_policy_becomes_a_train_set_variant_of_its_own():
+    from flywheel_lib.curation.datasets import build_train_sets, parse_policy, policy_variant
+
+    assert parse_policy("all") == ("all", "unanimous", "curated_all")
+    assert parse_policy("changes/any") == ("changes", "any", "curated_changes_any")
+    for bad in ("some", "all/majority", "changes/most", "changes"):
+        with pytest.raises(ValueError, match="gate policy"):
+            parse_policy(bad)
+    changes = resolve(ITEMS, CONSENSUS, TAX, conflicts=CONFLICTS, gate_scope="changes")
+    alt = resolve(ITEMS, CONSENSUS, TAX, conflicts=CONFLICTS, gate_scope="all")
+    sets = build_train_sets(ITEMS, changes, TAX)
+    v = policy_variant(ITEMS, alt, TAX, policy="all")
+    assert set(v["variant"]) == {"curated_all"}
+    # `all` opts every production item out here, so its curated set is the seed alone; `changes` keeps p1, p2, p4
+    assert v["item_id"].tolist() == ["s1"]
+    cur = sets[sets["variant"] == "curated"]
+    assert set(cur["item_id"]) == {"p1", "p2", "p4", "s1"}

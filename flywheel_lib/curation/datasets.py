@@ -12,6 +12,10 @@
     a seed row wins over its annotation).
 
 Columns: ``item_id, text, label, output, reason_key, variant``.
+
+:func:`policy_variant` adds the curated set another gate policy would have made (``curated_all`` for
+``gate_scope: all``, ``curated_changes_any`` ...), so ``04_finetune`` and ``05_evaluate`` can train and score two
+policies on the same verdicts in one run.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import pandas as pd
 from ..taxonomy import Taxonomy
 from ._votes import is_missing
 
-__all__ = ["build_train_sets", "carry_corpus", "TRAIN_COLUMNS", "VARIANTS"]
+__all__ = ["build_train_sets", "carry_corpus", "parse_policy", "policy_variant", "TRAIN_COLUMNS", "VARIANTS"]
 
 TRAIN_COLUMNS = ["item_id", "text", "label", "output", "reason_key", "variant"]
 VARIANTS = ("production_only", "naive_merge", "curated")
@@ -97,3 +101,23 @@ def carry_corpus(train_sets: pd.DataFrame, parent: pd.DataFrame) -> pd.DataFrame
         old = parent[(parent["variant"] == variant) & ~parent["item_id"].isin(new["item_id"])]
         frames.append(pd.concat([old, new], ignore_index=True))
     return pd.concat(frames, ignore_index=True)[TRAIN_COLUMNS]
+
+
+def parse_policy(policy: str) -> tuple[str, str, str]:
+    """``"all"`` / ``"changes/majority"`` -> ``(gate_scope, contradiction, variant name)``, checked."""
+    from .resolve import CONTRADICTIONS, GATE_SCOPES
+
+    scope, _, contra = str(policy).strip().partition("/")
+    if scope not in GATE_SCOPES or (scope == "all" and contra) or (scope == "changes" and contra not in CONTRADICTIONS):
+        raise ValueError(f"gate policy {policy!r}: expected 'all' or 'changes/<{'|'.join(CONTRADICTIONS)}>'")
+    contra = contra or "unanimous"
+    return scope, contra, "curated_" + (scope if scope == "all" else f"{scope}_{contra}")
+
+
+def policy_variant(items: pd.DataFrame, resolutions: pd.DataFrame, taxonomy: Taxonomy, *, policy: str,
+                   reviewed: pd.DataFrame | None = None, **kw) -> pd.DataFrame:
+    """The curated rows built from another policy's ``resolutions``, as variant ``curated_<policy>``
+    (e.g. ``curated_all``): production rows per that policy's decisions plus every seed row, like ``curated``."""
+    name = parse_policy(policy)[2]
+    sets = build_train_sets(items, resolutions, taxonomy, reviewed=reviewed, **kw)
+    return sets[sets["variant"] == "curated"].assign(variant=name).reset_index(drop=True)
