@@ -33,3 +33,12 @@ def triagesql_path() -> Path:
             pytest.fail(msg)
         pytest.skip(msg)
     return TRIAGESQL
+
+
+@pytest.fixture(scope="session")
+def dom():
+    """The bundled segments domain over a small store (300 customers); modules that need another size define
+    their own ``dom``."""
+    from flywheel_lib.domains.segments import SegmentsDomain
+
+    return SegmentsDomain(n_customers=300)

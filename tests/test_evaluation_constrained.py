@@ -8,7 +8,6 @@ import os
 import pytest
 
 from flywheel_lib import load_taxonomy
-from flywheel_lib.domains.segments import SegmentsDomain
 from flywheel_lib.evaluation.constrained import answer_grammar
 from flywheel_lib.training.targets import format_target, parse_answer
 
@@ -17,11 +16,6 @@ pytest.importorskip("xgrammar")
 
 TAX = load_taxonomy("params/taxonomy/segments.yaml")
 REFUSAL_IDS = [c for c in TAX.ids if c != TAX.solvable_id]
-
-
-@pytest.fixture(scope="module")
-def dom():
-    return SegmentsDomain(n_customers=300)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from flywheel_lib import load_taxonomy
-from flywheel_lib.domains.segments import SegmentsDomain
 from flywheel_lib.training.head import HEAD_FILE, DecisionHead, fit_heads
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -17,11 +16,6 @@ pytest.importorskip("sentence_transformers")
 
 TAX = load_taxonomy("params/taxonomy/segments.yaml")
 REFUSAL_IDS = [c for c in TAX.ids if c != TAX.solvable_id]
-
-
-@pytest.fixture(scope="module")
-def dom():
-    return SegmentsDomain(n_customers=300)
 
 
 @pytest.fixture(scope="module")
