@@ -83,3 +83,19 @@ def test_failure_patterns_appear_and_get_fixed(tmp_path):
     p = failure_patterns([tmp_path / "run1", tmp_path / "run2"])
     assert p["status"].tolist() == ["appeared", "fixed"]
     assert p["accuracy"].tolist() == [0.25, 0.75]
+
+
+def test_cycles_after_a_run_that_did_not_succeed_says_why(runs):
+    import json
+
+    import pytest
+
+    from flywheel_lib.flywheel.cycles import run_cycles
+    from flywheel_lib.runner import RecipeError
+
+    bad = runs / "20261201-000000_smoke_aaaaaa"
+    bad.mkdir(parents=True)
+    (bad / "manifest.json").write_text(json.dumps({"status": "failed", "stages": []}))
+    with pytest.raises(RecipeError, match="did not succeed \\(status 'failed'\\); a next cycle needs"):
+        run_cycles("params/smoke.yaml", 1, progress=False, after=bad.name)
+    assert sorted(p.name for p in runs.iterdir()) == [bad.name]  # nothing ran, nothing was written
