@@ -62,10 +62,14 @@ def test_stage_contracts_and_truth_kept_apart(lineage):
     assert set(verdicts["item_id"]) == prod  # every production item judged
     assert verdicts.groupby("item_id")["judge"].nunique().eq(3).all()  # by every judge, once
     train = pd.read_parquet(first / "train_sets.parquet")
-    assert set(train["variant"]) == {"production_only", "naive_merge", "curated"}
+    # smoke.yaml's 03 also writes the `all` policy's curated set (train_policies: [all]) for 04 and 05 to score
+    assert set(train["variant"]) == {"production_only", "naive_merge", "curated", "curated_all"}
+    by = {v: set(g["item_id"]) & prod for v, g in train.groupby("variant")}
+    assert by["curated_all"] < by["curated"]  # `all` keeps only unanimous items; `changes` keeps those and more
     preds = pd.read_parquet(first / "predictions.parquet")
-    assert {"production_only", "naive_merge", "curated"} <= set(preds["variant"])
+    assert {"production_only", "naive_merge", "curated", "curated_all"} <= set(preds["variant"])
     m = read_json(lineage[1][0].run_dir / "manifest.json")
+    assert 0 <= m["metrics"]["05_evaluate"]["p_pass_rate_curated_vs_curated_all"] <= 1
     promo = m["notes"]["05_evaluate"]["promotion"]
     assert promo["winner"] in ("curated", "production_only") and promo["reason"]
 
