@@ -45,6 +45,18 @@ def _embed(texts) -> np.ndarray:
     return np.asarray(embed([str(t) for t in texts]), dtype=np.float32)
 
 
+def _refusal_scores(p: np.ndarray, classes: list[str], solvable_id: str) -> tuple[np.ndarray, list[str]]:
+    """Per row of class probabilities ``p``: P(not solvable) and the likeliest refusal category (without a
+    solvable class: 1 and the likeliest class). The one decision rule of :meth:`DecisionHead.predict` and
+    :func:`calibrate_threshold`."""
+    if solvable_id not in classes:
+        return np.ones(len(p)), [classes[i] for i in p.argmax(1)]
+    s = classes.index(solvable_id)
+    other = p.copy()
+    other[:, s] = -1.0
+    return 1.0 - p[:, s], [classes[i] for i in other.argmax(1)]
+
+
 class DecisionHead:
     """Logistic regression on sentence embeddings: ``fit(texts, labels) -> self``; fitted attributes end in ``_``.
 
@@ -111,16 +123,8 @@ class DecisionHead:
         p = self.predict_proba(texts)
         if not len(p):
             return []
-        if self.solvable_id_ not in self.classes_:
-            return [self.classes_[i] for i in p.argmax(1)]
-        s = self.classes_.index(self.solvable_id_)
-        other = p.copy()
-        other[:, s] = -1.0
-        best = other.argmax(1)
-        refuse = (1.0 - p[:, s]) >= self.refusal_threshold
-        if len(self.classes_) == 1:
-            refuse[:] = False
-        return [self.classes_[b] if r else self.solvable_id_ for b, r in zip(best, refuse)]
+        p_refuse, best = _refusal_scores(p, self.classes_, self.solvable_id_)
+        return [b if r >= self.refusal_threshold else self.solvable_id_ for b, r in zip(best, p_refuse)]
 
     def save(self, folder) -> Path:
         """Write ``decision_head.npz`` into ``folder`` (atomically: a temporary file, then a rename)."""
@@ -189,14 +193,8 @@ def calibrate_threshold(texts, labels, *, max_false_refusal: float, C: float = 8
         if len(set(labels[tr])) < 2:
             continue
         lr = LogisticRegression(C=C, max_iter=3000).fit(X[tr], labels[tr])
-        p = lr.predict_proba(X[te])
-        cls = [str(c) for c in lr.classes_]
-        ps = p[:, cls.index(solvable_id)] if solvable_id in cls else np.zeros(len(te))
-        other = p.copy()
-        if solvable_id in cls:
-            other[:, cls.index(solvable_id)] = -1
-        p_refuse[te] = 1 - ps
-        best[te] = [cls[i] for i in other.argmax(1)]
+        p_refuse[te], best[te] = _refusal_scores(lr.predict_proba(X[te]), [str(c) for c in lr.classes_],
+                                                 solvable_id)
     ok = ~np.isnan(p_refuse)
     rows = []
     for t in THRESHOLD_GRID:
