@@ -172,7 +172,8 @@ ATTR_POOL = pd.DataFrame({
 
 def test_knn_and_linear_estimate_the_attribute_set_per_attribute(tax, tmp_path):
     spec = {"name": "tiny", "judges": [
-        {"name": "knn", "backend": "knn", "params": {"k": 3, "k_attr": 3, "encoder": "static", "min_similarity": 0.0}},
+        {"name": "knn", "backend": "knn", "params": {"k": 3, "k_attr": 3, "attr_share": 0.5, "encoder": "static",
+                                                      "min_similarity": 0.0}},
         {"name": "linear", "backend": "linear"}]}
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(spec))
     panel = load_panel(tmp_path / "p.yaml", taxonomy=tax).fit(ATTR_POOL)
@@ -224,6 +225,31 @@ def test_offline_panel_out_of_fold_kappa_on_a_generated_seed(tax):
     ok = v.dropna(subset=["category"]).groupby("item_id").agg(n=("judge", "size"), c=("category", "nunique"),
                                                               r=("reason_key", "nunique"))
     assert ((ok.n == 3) & (ok.c == 1) & (ok.r == 1)).mean() >= 0.35
+
+
+def test_knn_auto_attribute_share_recovers_more_compound_attribute_sets(tax):
+    """``attr_share: auto`` (chosen with ``k_attr`` by leave-one-out on the seed's solvable rows) names the exact
+    attribute set of more unseen compound production requests than the fixed one-half share."""
+    from flywheel_lib.domains import get_domain
+    from flywheel_lib.judges.config import JudgeConfig
+    from flywheel_lib.judges.knn import KNNJudge
+
+    g = get_domain("segments").generate(seed=5, n_seed_solvable=400, n_seed_refusal=100, n_production=1500,
+                                        n_eval=10, n_conflicts=0)
+    prod = g["production"]
+    prod = prod[(prod["true_label"] == "solvable") & prod["reason_key"].str.contains(",", na=False)]
+    acc = {}
+    for share in ("auto", 0.5):
+        cfg = JudgeConfig(name="knn", backend="knn", params={"encoder": "hybrid", "tfidf_weight": 0.5,
+                                                              "min_similarity": 0.1, "attr_share": share})
+        j = KNNJudge(cfg, taxonomy=tax).fit(g["seed"])
+        got = pd.DataFrame([(v.item_id, v.category, v.reason_key) for v in j.predict(prod)],
+                           columns=["item_id", "category", "reason_key"]).set_index("item_id")
+        ok = got["category"] == "solvable"
+        acc[share] = float((got.loc[ok, "reason_key"] == prod.set_index("item_id").loc[ok[ok].index, "reason_key"]).mean())
+        if share == "auto":
+            assert j.attr_share_ < 0.5 and j.attr_share_ in j.params.attr_share_grid, j.attr_share_
+    assert acc["auto"] >= acc[0.5] + 0.05, acc
 
 
 def test_rules_judge_learns_category_phrases_and_vetoes_misleading_matches(tax):

@@ -29,26 +29,38 @@ def head(data):
     return DecisionHead(C=4.0).fit(seed["text"], seed["label"], solvable_id="solvable")
 
 
-def test_head_generalises_to_unseen_phrasing_families(data, head):
-    ev = data["eval"]
-    pred = np.asarray(head.predict(ev["text"]), dtype=object)
+@pytest.fixture(scope="module")
+def hybrid(data):
+    seed = data["seed"]
+    return DecisionHead(C=8.0, encoder="hybrid").fit(seed["text"], seed["label"], solvable_id="solvable")
+
+
+def _rates(h, ev):
+    pred = np.asarray(h.predict(ev["text"]), dtype=object)
     gold = ev["label"].to_numpy()
     imp = gold != "solvable"
-    recall = float((pred[imp] == gold[imp]).mean())
-    false_refusal = float((pred[~imp] != "solvable").mean())
+    return float((pred[imp] == gold[imp]).mean()), float((pred[~imp] != "solvable").mean())
+
+
+@pytest.mark.parametrize("which", ["head", "hybrid"])
+def test_head_generalises_to_unseen_phrasing_families(data, which, request):
+    h = request.getfixturevalue(which)
+    recall, false_refusal = _rates(h, data["eval"])
     # A guesser that refuses at the seed's rate with a random category: recall ~0.5 * 0.25, false refusals ~0.5.
     assert recall >= 0.45, recall
     assert false_refusal <= 0.25, false_refusal
-    assert set(head.classes_) == set(TAX.ids)
+    assert set(h.classes_) == set(TAX.ids)
 
 
-def test_threshold_trades_refusals_for_false_refusals(data, head):
-    ev = data["eval"]["text"]
-    strict = DecisionHead(C=4.0, refusal_threshold=0.95)
-    strict.classes_, strict.coef_, strict.intercept_ = head.classes_, head.coef_, head.intercept_
-    n_default = sum(y != "solvable" for y in head.predict(ev))
-    n_strict = sum(y != "solvable" for y in strict.predict(ev))
-    assert n_strict < n_default
+def test_hybrid_head_refuses_fewer_solvable_requests_than_the_embedding_alone(dom):
+    """The n-grams see the words that tell a field the store has from one it lacks: on 400 eval items of unseen
+    phrasing families the hybrid head refuses fewer solvable requests without losing right-category refusals."""
+    d = dom.generate(seed=5, n_production=300, n_seed_solvable=200, n_seed_refusal=200, n_eval=400, n_conflicts=0)
+    emb = DecisionHead(C=8.0).fit(d["seed"]["text"], d["seed"]["label"])
+    hyb = DecisionHead(C=8.0, encoder="hybrid").fit(d["seed"]["text"], d["seed"]["label"])
+    (r_emb, f_emb), (r_hyb, f_hyb) = _rates(emb, d["eval"]), _rates(hyb, d["eval"])
+    assert f_hyb <= f_emb - 0.03 and r_hyb >= r_emb - 0.05, (r_emb, f_emb, r_hyb, f_hyb)
+    assert hyb.ngrams_.n_features > 1000 and hyb.coef_.shape[1] == 384 + hyb.ngrams_.n_features
 
 
 def test_one_class_never_refuses_and_save_load_roundtrip(tmp_path, data, head):
@@ -62,6 +74,23 @@ def test_one_class_never_refuses_and_save_load_roundtrip(tmp_path, data, head):
     np.testing.assert_allclose(back.predict_proba(texts), head.predict_proba(texts), rtol=1e-5)
     (tmp_path / HEAD_FILE).write_bytes(b"not an npz")
     with pytest.raises(ValueError, match=HEAD_FILE):
+        DecisionHead.load(tmp_path)
+
+
+def test_hybrid_head_save_load_roundtrip_keeps_the_ngrams(tmp_path, data, hybrid):
+    hybrid.save(tmp_path)
+    with np.load(tmp_path / HEAD_FILE, allow_pickle=False) as z:  # plain arrays, no pickle
+        assert {"word_vocab", "char_vocab", "word_idf", "char_idf"} <= set(z.files)
+    back = DecisionHead.load(tmp_path)
+    texts = data["eval"]["text"].tolist()
+    assert back.encoder == "hybrid" and back.predict(texts) == hybrid.predict(texts)
+    np.testing.assert_allclose(back.predict_proba(texts), hybrid.predict_proba(texts), rtol=1e-5, atol=1e-6)
+    with np.load(tmp_path / HEAD_FILE, allow_pickle=False) as z:  # a vocabulary that does not match the weights
+        parts = {k: z[k] for k in z.files}
+    parts["word_vocab"] = parts["word_vocab"][:-5]
+    parts["word_idf"] = parts["word_idf"][:-5]
+    np.savez(tmp_path / HEAD_FILE, **parts)
+    with pytest.raises(ValueError, match="weight columns"):
         DecisionHead.load(tmp_path)
 
 

@@ -5,7 +5,9 @@ is the neighbours' gold ``reason_key`` that weighs most among those of the winni
 the seed's vocabulary. For the solvable category the reason is an attribute set estimated per attribute: among
 the ``k_attr`` most similar *solvable* pool items, an attribute (or function) is kept when its similarity-weighted
 share of votes exceeds ``attr_share`` (at least the best-voted one), so a query gets the attributes its solvable
-neighbours mostly agree on rather than one neighbour's whole set. It abstains when even the nearest neighbour is
+neighbours mostly agree on rather than one neighbour's whole set. ``k_attr`` and ``attr_share`` are chosen together
+by leave-one-out exact-set accuracy on the pool's solvable items (``auto``): requests combine attributes freely, so
+a compound request's neighbours each share only part of its set and a share below one half often recovers it. It abstains when even the nearest neighbour is
 far (cosine below ``min_similarity``).
 
 Two encoders: ``minilm`` runs the all-MiniLM-L6-v2 transformer (:mod:`flywheel_lib.embeddings`; about 100-300
@@ -34,11 +36,16 @@ class KNNParams(BaseModel):
     k: int | Literal["auto"] = "auto"
     """Neighbours that vote; ``auto`` picks it by leave-one-out accuracy on the few-shot pool."""
     k_grid: list[int] = [1, 3, 5, 7, 9, 15]
-    """Candidates for ``k: auto`` and ``k_attr: auto``."""
+    """Candidates for ``k: auto``."""
     k_attr: int | Literal["auto"] = "auto"
     """Solvable neighbours that vote on each attribute; ``auto`` picks it by leave-one-out exact-set accuracy."""
-    attr_share: float = 0.5
-    """Keep an attribute whose similarity-weighted share among the solvable neighbours exceeds this."""
+    k_attr_grid: list[int] = [1, 3, 5, 7, 9, 15, 21, 31]
+    """Candidates for ``k_attr: auto``."""
+    attr_share: float | Literal["auto"] = "auto"
+    """Keep an attribute whose similarity-weighted share among the solvable neighbours exceeds this; ``auto`` picks
+    it from ``attr_share_grid`` together with ``k_attr`` by leave-one-out exact-set accuracy."""
+    attr_share_grid: list[float] = [0.25, 0.3, 0.35, 0.4, 0.5]
+    """Candidates for ``attr_share: auto``."""
     min_similarity: float = 0.25
     """Abstain when the nearest neighbour's cosine similarity is below this."""
     batch_size: int = 256
@@ -142,13 +149,15 @@ class KNNJudge(OfflineJudge):
         sol = np.flatnonzero(self.labels_ == self.taxonomy.solvable_id)
         self.solvable_rows_ = sol
         self.attr_sets_ = [frozenset(a for a in self.reasons_[j].split(",") if a) for j in sol]
-        self.k_attr_ = self.params.k_attr if self.params.k_attr != "auto" else self._choose_k_attr()
+        self.k_attr_, self.attr_share_ = self._choose_k_attr()
         self._set_state(self.texts_.tolist(), self.labels_.tolist(), self.reasons_.tolist(), self.k_, self.k_attr_,
-                        self.params.attr_share)
+                        self.attr_share_)
         return self
 
-    def _attr_vote(self, sims: np.ndarray, order: np.ndarray, k: int) -> str:
-        """Attributes whose weighted share among the ``k`` solvable neighbours in ``order`` passes ``attr_share``."""
+    def _attr_vote(self, sims: np.ndarray, order: np.ndarray, k: int, share: float | None = None) -> str:
+        """Attributes whose weighted share among the ``k`` solvable neighbours in ``order`` passes ``share``
+        (default: the fitted ``attr_share_``)."""
+        share = self.attr_share_ if share is None else share
         votes: dict[str, float] = defaultdict(float)
         total = 0.0
         for j in order[:k]:
@@ -158,28 +167,34 @@ class KNNJudge(OfflineJudge):
                 votes[a] += w
         if not votes:
             return ""
-        chosen = [a for a, v in votes.items() if v / total > self.params.attr_share]
+        chosen = [a for a, v in votes.items() if v / total > share]
         return ",".join(sorted(chosen or [max(sorted(votes), key=votes.get)]))
 
-    def _choose_k_attr(self) -> int:
-        """Leave-one-out exact attribute-set accuracy on the pool's solvable items, per k of the grid."""
+    def _choose_k_attr(self) -> tuple[int, float]:
+        """``(k_attr, attr_share)``: the fixed values, or for ``auto`` the pair of the grids with the best
+        leave-one-out exact attribute-set accuracy on the pool's solvable items (ties: smaller k, then the share
+        listed first)."""
+        p = self.params
+        ks = [p.k_attr] if p.k_attr != "auto" else sorted(p.k_attr_grid)
+        shares = [p.attr_share] if p.attr_share != "auto" else list(p.attr_share_grid)
         n = len(self.solvable_rows_)
-        if n < 2:
-            return 1
+        if n < 2 or (len(ks) == 1 and len(shares) == 1):
+            return ks[0] if p.k_attr != "auto" else 1, shares[0]
         vec = self._rows(self.vectors_, self.solvable_rows_)
         sims = self._sims(vec, vec)
         np.fill_diagonal(sims, -np.inf)
         order = np.argsort(-sims, axis=1)
         gold = [",".join(sorted(s)) for s in self.attr_sets_]
-        best, best_k = -1.0, 1
-        for k in sorted(self.params.k_grid):
-            if k >= n:
+        best, pick = -1.0, (ks[0], shares[0])
+        for k in ks:
+            if k >= n and k != ks[0]:
                 break
-            acc = np.mean([self._attr_vote(sims[i], order[i], k) == gold[i] for i in range(n)])
-            if acc > best:
-                best, best_k = acc, k
+            for share in shares:
+                acc = np.mean([self._attr_vote(sims[i], order[i], k, share) == gold[i] for i in range(n)])
+                if acc > best:
+                    best, pick = acc, (k, share)
         self.loo_attr_accuracy_ = float(best)
-        return best_k
+        return pick
 
     def _choose_k(self) -> int:
         """Leave-one-out accuracy of the weighted vote on the pool, for each k of the grid (ties: smaller k)."""
