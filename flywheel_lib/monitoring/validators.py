@@ -86,6 +86,10 @@ class ValidatorConfig:
     """Flag a request less similar to the history than this quantile of the history's own nearest neighbours."""
     enabled: tuple[str, ...] = field(default=VALIDATORS)
     """Which validators run."""
+    encoder: str = "minilm"
+    """The sentence vectors of topic and anomaly: ``minilm`` (the transformer; ~100-300 texts/s on two cores, cached
+    by text) or ``static`` (its mean-pooled token embeddings: tens of thousands a second, coarser; for corpora of
+    millions, with ``topic_min_similarity`` and ``anomaly_quantile`` re-read for it)."""
 
 
 def encode(texts, encoder: str = "minilm") -> np.ndarray:
@@ -121,14 +125,14 @@ def _nearest(q: np.ndarray, ref: np.ndarray, exclude_self: bool = False, chunk: 
 
 
 def flag_topic(texts: pd.Series, reference: pd.Series, *, min_similarity: float = 0.35,
-               vectors: np.ndarray | None = None) -> tuple[pd.Series, np.ndarray]:
+               vectors: np.ndarray | None = None, encoder: str = "minilm") -> tuple[pd.Series, np.ndarray]:
     """Off-topic: nearest-neighbour similarity to the domain's seed requests below ``min_similarity``.
 
     Returns ``(flags, similarities)``."""
     if len(reference) == 0:
         raise ValueError("topic validator: no reference requests (the domain's seed) to compare with")
-    v = encode(texts) if vectors is None else vectors
-    sims = _nearest(v, encode(reference))
+    v = encode(texts, encoder) if vectors is None else vectors
+    sims = _nearest(v, encode(reference, encoder))
     return pd.Series(sims < min_similarity, index=texts.index), sims
 
 
@@ -206,14 +210,14 @@ def flag_injection(texts: pd.Series) -> pd.Series:
 
 
 def flag_anomaly(texts: pd.Series, history: pd.Series, *, quantile: float = 0.01,
-                 vectors: np.ndarray | None = None) -> tuple[pd.Series, np.ndarray, float]:
+                 vectors: np.ndarray | None = None, encoder: str = "minilm") -> tuple[pd.Series, np.ndarray, float]:
     """Far from every historical request: nearest-neighbour similarity to ``history`` below the ``quantile`` of
     the history's own leave-one-out nearest-neighbour similarities. Returns ``(flags, similarities, threshold)``."""
     if len(history) < 2:
         raise ValueError("anomaly validator: need at least two historical requests")
-    h = encode(history)
+    h = encode(history, encoder)
     threshold = float(np.quantile(_nearest(h, h, exclude_self=True), quantile))
-    v = encode(texts) if vectors is None else vectors
+    v = encode(texts, encoder) if vectors is None else vectors
     sims = _nearest(v, h)
     return pd.Series(sims < threshold, index=texts.index), sims, threshold
 
@@ -233,10 +237,11 @@ def run_validators(df: pd.DataFrame, *, reference: pd.Series, history: pd.Series
     sub = out.loc[mask]
     texts = sub["text"].fillna("").astype(str)
     info: dict = {}
-    vec = encode(texts) if {"topic", "anomaly"} & set(cfg.enabled) else None
+    vec = encode(texts, cfg.encoder) if {"topic", "anomaly"} & set(cfg.enabled) else None
     flags: dict[str, pd.Series] = {}
     if "topic" in cfg.enabled:
-        flags["topic"], sims = flag_topic(texts, reference, min_similarity=cfg.topic_min_similarity, vectors=vec)
+        flags["topic"], sims = flag_topic(texts, reference, min_similarity=cfg.topic_min_similarity, vectors=vec,
+                                    encoder=cfg.encoder)
         out.loc[mask, "topic_similarity"] = sims
     if "length" in cfg.enabled:
         flags["length"] = flag_length(texts, min_tokens=cfg.min_tokens, max_tokens=cfg.max_tokens)
@@ -248,7 +253,8 @@ def run_validators(df: pd.DataFrame, *, reference: pd.Series, history: pd.Series
         flags["injection"] = flag_injection(texts)
     if "anomaly" in cfg.enabled:
         hist = reference if history is None or len(history) < 2 else history
-        flags["anomaly"], sims, thr = flag_anomaly(texts, hist, quantile=cfg.anomaly_quantile, vectors=vec)
+        flags["anomaly"], sims, thr = flag_anomaly(texts, hist, quantile=cfg.anomaly_quantile, vectors=vec,
+                                             encoder=cfg.encoder)
         out.loc[mask, "history_similarity"] = sims
         info["anomaly_threshold"] = thr
     for name in VALIDATORS:
