@@ -238,3 +238,25 @@ def test_another_policy_becomes_a_train_set_variant_of_its_own():
     assert v["item_id"].tolist() == ["s1"]
     cur = sets[sets["variant"] == "curated"]
     assert set(cur["item_id"]) == {"p1", "p2", "p4", "s1"}
+
+
+def test_a_reviewed_solvable_label_without_any_query_stays_out_of_the_training_sets():
+    """A reviewer says "solvable" about a request the model refused but writes no query: the resolution keeps the
+    label, and the curated training set leaves the row out (it would teach an empty query) and names it."""
+    from flywheel_lib.curation.datasets import build_train_sets
+
+    items = pd.DataFrame([("t1", "buyers who feel like VIPs", "traffic", "ambiguous", None),
+                          ("t2", "customers in Lyon", "traffic", "solvable", "customer_cities CONTAINS 'Lyon'")],
+                         columns=["item_id", "text", "source", "label", "output"]).assign(reason_key=None)
+    cons = pd.DataFrame([_cons("t1", None, "disagreement", {"j1": "solvable", "j2": "ambiguous", "j3": "solvable"}),
+                         _cons("t2", "solvable", "accepted", {"j1": "solvable", "j2": "solvable", "j3": "solvable"})])
+    reviewed = pd.DataFrame([{"item_id": "t1", "human_label": "solvable", "human_output": "", "note": "",
+                              "reviewer": "r"}])
+    r = resolve(items, cons, TAX, gate_scope="changes", reviewed=reviewed).set_index("item_id")
+    assert r.loc["t1", "label_after"] == "solvable" and r.loc["t1", "output_after"] is None
+    sets = build_train_sets(items, r.reset_index(), TAX, reviewed=reviewed)
+    cur = sets[sets["variant"] == "curated"]
+    assert cur["item_id"].tolist() == ["t2"] and sets.attrs["solvable_without_query"] == ["t1"]
+    assert not sets.loc[sets["label"] == "solvable", "output"].isna().any()
+    # the logged variants keep the logged refusal as it was
+    assert sets.loc[(sets["variant"] == "naive_merge") & (sets["item_id"] == "t1"), "label"].tolist() == ["ambiguous"]

@@ -9,7 +9,9 @@
     production rows per their resolution: ``keep`` / ``replace`` keep a solvable example with the kept or
     replaced query; ``refusal`` / ``clarify`` become refusal or clarification examples (output None);
     ``opt_out`` and unjudged rows are left out; plus every seed row (human gold; a human review decision about
-    a seed row wins over its annotation).
+    a seed row wins over its annotation). A row whose final label is solvable but that has no query (a reviewer
+    said "solvable" without writing one about a request the model refused) cannot teach a query and is left out
+    too; ``attrs["solvable_without_query"]`` lists their ids.
 
 Columns: ``item_id, text, label, output, reason_key, variant``.
 
@@ -86,7 +88,10 @@ def build_train_sets(
                 (n if not is_missing(n) else o) if s else None for n, o, s in zip(new_out, old_out, solv)
             ]
     curated = pd.concat([_frame(cur_prod, "curated"), _frame(seed, "curated")], ignore_index=True)
-    return pd.concat([logged, naive, curated], ignore_index=True)[TRAIN_COLUMNS]
+    no_query = (curated["label"] == taxonomy.solvable_id) & curated["output"].map(is_missing)
+    out = pd.concat([logged, naive, curated[~no_query]], ignore_index=True)[TRAIN_COLUMNS]
+    out.attrs["solvable_without_query"] = curated.loc[no_query, "item_id"].astype(str).tolist()
+    return out
 
 
 def carry_corpus(train_sets: pd.DataFrame, parent: pd.DataFrame) -> pd.DataFrame:
