@@ -17,8 +17,8 @@ head's effect is measured, not assumed.
 
 Two heads (``decision_head``): ``minilm`` reads the sentence embedding alone; ``hybrid`` (the demo's) reads it beside
 TF-IDF word (1-2) and character (3-5) n-grams of the request. The embedding carries the meaning across phrasings,
-the n-grams the exact words that separate a field the store has from one it lacks ("clicked open on a newsletter"
-vs "email subscription history"). Cross-validation that holds out whole phrasing families of the seed
+the n-grams the exact words that separate a field the store has from one it lacks ("anybody that get our email
+newsletter" vs "email subscription history"). Cross-validation that holds out whole phrasing families of the seed
 (``benchmarks/bench_head.py``, generator seeds 7 / 11) puts the hybrid ahead on both axes: right-category refusal
 recall 0.812 / 0.781 at false refusals 0.121 / 0.112, against 0.755 / 0.745 at 0.189 / 0.131 for the embedding alone.
 
