@@ -133,8 +133,11 @@ def plant_requests(rows: pd.DataFrame, *, seed: int, rates: dict[str, float] | N
     for kind in PLANT_KINDS:
         cum += rates.get(kind, 0.0)
         edges.append((cum, kind))
-    cols = {c: out.columns.get_loc(c) for c in ("text", "true_label", "gold_output", "reason_key", "family")
+    # column values as Python lists, written back once: a cell-by-cell write into an Arrow-backed string column
+    # copies the column each time (quadratic at a million rows)
+    vals = {c: out[c].tolist() for c in ("text", "true_label", "gold_output", "reason_key", "family")
             if c in out.columns}
+    planted = [""] * len(out)
     for i in range(len(out)):
         u = r.random()
         if not ok[i]:
@@ -142,12 +145,15 @@ def plant_requests(rows: pd.DataFrame, *, seed: int, rates: dict[str, float] | N
         kind = next((k for e, k in edges if u < e), None)
         if kind is None:
             continue
-        text, fields = _plant_text(r, kind, str(out.iat[i, cols["text"]]))
-        out.iat[i, cols["text"]] = text
+        text, fields = _plant_text(r, kind, str(vals["text"][i]))
+        vals["text"][i] = text
         for c, v in fields.items():
-            if c in cols:
-                out.iat[i, cols[c]] = v
-        out.iat[i, out.columns.get_loc("planted")] = kind
+            if c in vals:
+                vals[c][i] = v
+        planted[i] = kind
+    for c, v in vals.items():
+        out[c] = pd.Series(v, index=out.index, dtype=out[c].dtype)
+    out["planted"] = planted
     return out
 
 
