@@ -286,3 +286,33 @@ def test_schema_features_see_shape_fuzzy_matches_and_shared_column_words():
     assert a[7] > 0 and a[8] > 0  # two tables, four columns (log1p)
     assert a[16] > 0 and a[18] >= np.log1p(2)  # "model" is shared by two columns: an ambiguous reference
     assert b[16] == 0 and b[9] == 0  # nothing matched, no column named
+
+
+def test_rules_phrase_rule_ties_do_not_depend_on_string_hashing(tmp_path):
+    """Two learned phrase rules that tie on precision, support and length: the verdict is the same in processes
+    with different string hashing (sets of n-grams iterate in another order), as it must be under Ray workers."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "tie.py"
+    script.write_text(
+        "import pandas as pd\n"
+        "from flywheel_lib.judges.config import JudgeConfig\n"
+        "from flywheel_lib.judges.rules import RulesJudge\n"
+        "from flywheel_lib.taxonomy import load_taxonomy\n"
+        "tax = load_taxonomy('params/taxonomy/segments.yaml')\n"
+        "rows = [(f'show me {w} thing {i}', c, r) for w, c, r in (('zorbly', 'wrong_skill', 'analytics'),\n"
+        "        ('quaxly', 'ambiguous', 'active')) for i in range(4)]\n"
+        "pool = pd.DataFrame({'item_id': [f's{i}' for i in range(len(rows))], 'text': [r[0] for r in rows],\n"
+        "                     'label': [r[1] for r in rows], 'reason_key': [r[2] for r in rows], 'context': ''})\n"
+        "j = RulesJudge(JudgeConfig(name='rules', backend='rules'), taxonomy=tax).fit(pool)\n"
+        "v, = j.predict(pd.DataFrame({'item_id': ['q'], 'text': ['zorbly quaxly'], 'context': ''}))\n"
+        "print(v.category, v.reason_key, j.state_hash_)\n")
+    import os
+
+    outs = set()
+    for h in ("1", "2", "3", "4", "5", "6"):
+        env = {**os.environ, "PYTHONHASHSEED": h, "PYTHONPATH": os.getcwd()}
+        outs.add(subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
+                                check=True).stdout.strip())
+    assert len(outs) == 1, outs

@@ -237,12 +237,13 @@ class RulesJudge(OfflineJudge):
 
     def _phrase_rule(self, t: str):
         """The learned ``phrase -> category`` rule that matches ``t`` with the best pool precision (then support,
-        then length): ``(category, reason)``, or None."""
-        best = None
+        then length, then the phrase itself, so a tie never depends on set order, which varies with the process's
+        string hashing): ``(category, reason)``, or None."""
+        best, best_key = None, None
         for g in _ngrams(_WORD.findall(t), self.params.max_ngram):
             r = self.cat_rules_.get(g)
-            if r is not None and (best is None or r[2:] > best[2:]):
-                best = r
+            if r is not None and (best is None or (*r[2:], g) > best_key):
+                best, best_key = r, (*r[2:], g)
         return best[:2] if best else None
 
     @staticmethod
@@ -364,7 +365,8 @@ class RulesJudge(OfflineJudge):
                         sorted((g, sorted(a)) for g, a in self.phrase_rules_.items()),
                         sorted((g, sorted(a)) for g, a in self.vetoes_.items()), sorted(self.spell_.vocab)
                         if self.spell_ else None, sorted((repr(k), v) for k, v in self.buckets_.items()),
-                        sorted(self.cat_rules_.items()), sorted(self.rule_vetoes_))
+                        sorted(self.cat_rules_.items()), sorted(self.rule_vetoes_),
+                        "phrase-tiebreak-2")  # verdicts cached before ties were broken by phrase are not reused
         return self
 
     def _fit_rule_vetoes(self, pool: pd.DataFrame, ctx) -> None:
@@ -392,7 +394,7 @@ class RulesJudge(OfflineJudge):
                     by = n_cat.setdefault((g, label), {})
                     by[str(rk)] = by.get(str(rk), 0) + 1
         rules = {}
-        for (g, c), by in n_cat.items():
+        for (g, c), by in sorted(n_cat.items()):  # sorted: a tie between two categories never depends on set order
             k = sum(by.values())
             prec = k / n_all[g]
             if k >= self.params.min_support and prec >= self.params.min_category_precision:
