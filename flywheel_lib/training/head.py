@@ -20,7 +20,7 @@ TF-IDF word (1-2) and character (3-5) n-grams of the request. The embedding carr
 the n-grams the exact words that separate a field the store has from one it lacks ("anybody that get our email
 newsletter" vs "email subscription history"). Cross-validation that holds out whole phrasing families of the seed
 (``benchmarks/bench_head.py``, generator seeds 7 / 11) puts the hybrid ahead on both axes: right-category refusal
-recall 0.812 / 0.781 at false refusals 0.121 / 0.112, against 0.755 / 0.745 at 0.189 / 0.131 for the embedding alone.
+recall 0.815 / 0.781 at false refusals 0.125 / 0.108, against 0.756 / 0.744 at 0.202 / 0.125 for the embedding alone.
 
 The head is a multinomial logistic regression (scikit-learn) saved as plain arrays (``decision_head.npz`` in the
 adapter folder: weights, n-gram vocabularies and their IDF; no pickle), so a later cycle's run and a reader of the
