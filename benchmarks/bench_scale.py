@@ -111,7 +111,8 @@ def main() -> None:
         print(f"{st['name']:14s} {st['duration_s'] / 60:7.1f} min {peak:>16s}")
     print(f"{'total':14s} {wall / 60:7.1f} min {'tree peak ' + format(sampler.tree_peak, '.2f') + ' GB':>16s}")
     met = m["metrics"]
-    for k in ("n_production", "validator_any_flagged", "n_accepted", "n_review", "n_curated"):
+    for k in ("n_production", "validator_any_flagged", "verdicts", "consensus_coverage",
+              "consensus_precision_vs_truth", "conflicts_found", "train_curated"):
         for stage, vals in met.items():
             if k in vals:
                 print(f"  {stage}.{k} = {vals[k]}")

@@ -7,8 +7,8 @@ the ``k_attr`` most similar *solvable* pool items, an attribute (or function) is
 share of votes exceeds ``attr_share`` (at least the best-voted one), so a query gets the attributes its solvable
 neighbours mostly agree on rather than one neighbour's whole set. ``k_attr`` and ``attr_share`` are chosen together
 by leave-one-out exact-set accuracy on the pool's solvable items (``auto``): requests combine attributes freely, so
-a compound request's neighbours each share only part of its set and a share below one half often recovers it. It abstains when even the nearest neighbour is
-far (cosine below ``min_similarity``).
+a compound request's neighbours each share only part of its set and a share below one half often recovers it. It
+abstains when even the nearest neighbour is far (cosine below ``min_similarity``).
 
 Two encoders: ``minilm`` runs the all-MiniLM-L6-v2 transformer (:mod:`flywheel_lib.embeddings`; about 100-300
 texts per second on two CPU cores); ``static`` mean-pools the same model's token-embedding table (no transformer,

@@ -89,7 +89,8 @@ class ValidatorConfig:
     encoder: str = "minilm"
     """The sentence vectors of topic and anomaly: ``minilm`` (the transformer; ~100-300 texts/s on two cores, cached
     by text) or ``static`` (its mean-pooled token embeddings: tens of thousands a second, coarser; for corpora of
-    millions, with ``topic_min_similarity`` and ``anomaly_quantile`` re-read for it)."""
+    millions). Its similarities run on another scale: ``topic_min_similarity`` must be set anew for it, while the
+    anomaly threshold is a quantile and adapts."""
 
 
 def encode(texts, encoder: str = "minilm") -> np.ndarray:
@@ -241,7 +242,7 @@ def run_validators(df: pd.DataFrame, *, reference: pd.Series, history: pd.Series
     flags: dict[str, pd.Series] = {}
     if "topic" in cfg.enabled:
         flags["topic"], sims = flag_topic(texts, reference, min_similarity=cfg.topic_min_similarity, vectors=vec,
-                                    encoder=cfg.encoder)
+                                          encoder=cfg.encoder)
         out.loc[mask, "topic_similarity"] = sims
     if "length" in cfg.enabled:
         flags["length"] = flag_length(texts, min_tokens=cfg.min_tokens, max_tokens=cfg.max_tokens)
@@ -254,7 +255,7 @@ def run_validators(df: pd.DataFrame, *, reference: pd.Series, history: pd.Series
     if "anomaly" in cfg.enabled:
         hist = reference if history is None or len(history) < 2 else history
         flags["anomaly"], sims, thr = flag_anomaly(texts, hist, quantile=cfg.anomaly_quantile, vectors=vec,
-                                             encoder=cfg.encoder)
+                                                   encoder=cfg.encoder)
         out.loc[mask, "history_similarity"] = sims
         info["anomaly_threshold"] = thr
     for name in VALIDATORS:

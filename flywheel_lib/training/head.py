@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..embeddings import DIM
+
 __all__ = ["DecisionHead", "HEAD_FILE", "HEADS", "THRESHOLD_GRID", "calibrate_threshold", "fit_heads"]
 
 HEAD_FILE = "decision_head.npz"
@@ -139,7 +141,7 @@ class DecisionHead:
         self.solvable_id_: str = "solvable"
         """The label that means: write a query."""
         self.coef_: np.ndarray | None = None
-        """Weights, one row per class (``len(classes_) x (384 + n-grams)``)."""
+        """Weights, one row per class (``len(classes_) x (DIM + n-grams)``: 384 embedding dimensions first)."""
         self.ngrams_: _NGrams | None = None
         """``hybrid``: the fitted n-gram vocabularies."""
         self.intercept_: np.ndarray | None = None
@@ -157,7 +159,7 @@ class DecisionHead:
         classes = sorted(set(labels))
         if len(classes) == 1:  # e.g. production-only: every row a logged success; the head never refuses
             self.classes_, self.ngrams_ = classes, None
-            self.coef_ = np.zeros((1, _embed(texts[:1]).shape[1]), dtype=np.float32)
+            self.coef_ = np.zeros((1, DIM), dtype=np.float32)
             self.intercept_ = np.zeros(1, dtype=np.float32)
             return self
         self.ngrams_ = _NGrams.fit(texts) if self.encoder == "hybrid" else None
@@ -233,7 +235,7 @@ class DecisionHead:
         head.solvable_id_, head.n_fit_ = meta["solvable_id"], int(meta.get("n_fit", 0))
         if head.coef_.shape[0] != len(head.classes_):
             raise ValueError(f"{path}: {head.coef_.shape[0]} weight rows for {len(head.classes_)} classes")
-        want = 384 + (head.ngrams_.n_features if head.ngrams_ is not None else 0)
+        want = DIM + (head.ngrams_.n_features if head.ngrams_ is not None else 0)
         if len(head.classes_) > 1 and head.coef_.shape[1] != want:
             raise ValueError(f"{path}: {head.coef_.shape[1]} weight columns, the encoder gives {want}")
         return head
@@ -311,8 +313,8 @@ def fit_heads(datasets: dict, kind: str, folders: dict, *, backend: str = "local
             cal = calibrate_threshold(ds.train["text"], ds.train["label"], max_false_refusal=max_false_refusal,
                                       C=C, solvable_id=solvable_id, encoder=kind)
             threshold = cal["threshold"]
-        head = DecisionHead(C=C, refusal_threshold=threshold, encoder=kind).fit(ds.train["text"], ds.train["label"],
-                                                                  solvable_id=solvable_id)
+        head = DecisionHead(C=C, refusal_threshold=threshold, encoder=kind)
+        head.fit(ds.train["text"], ds.train["label"], solvable_id=solvable_id)
         head.save(folders[v])
         val = ds.validation
         row = {"classes": len(head.classes_), "n_fit": head.n_fit_, "threshold": threshold,
