@@ -152,6 +152,60 @@ def test_generator_lets_the_head_decide_and_the_decoder_write(tmp_path, dom, dat
     assert alone == bare.generate(texts, variant="a", batch_size=12, max_new_tokens=40, progress=False)
 
 
+@pytest.mark.slow
+def test_zero_result_guard_turns_empty_segments_into_the_heads_refusal(tmp_path, dom, data, head):
+    """With the guard, every query the head let through that runs and selects nobody, on a request the head gives
+    a refusal at least the floor, becomes a refusal with the head's likeliest category; every other answer is the
+    unguarded generator's, and ``unguarded`` gives the unguarded answers back exactly."""
+    from peft import LoraConfig, get_peft_model
+
+    from flywheel_lib.evaluation import VariantGenerator
+    from flywheel_lib.evaluation.constrained import answer_grammar
+    from flywheel_lib.models import load_base_model
+    from flywheel_lib.training.targets import parse_answer
+
+    model, _ = load_base_model("smollm2-135m")
+    get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj"])).save_pretrained(tmp_path / "a")
+    head.save(tmp_path / "a")
+    # A real executor over a tenth of the customers: a random adapter's queries then often select nobody.
+    few = frozenset(sorted(dom.execute("number_of_orders >= 0"))[::10])
+
+    def execute(q):
+        return dom.execute(q) & few
+
+    grammar = answer_grammar(dom, REFUSAL_IDS)
+    texts = data["eval"]["text"].tolist()[:32]
+    kw = dict(variant="a", batch_size=16, max_new_tokens=40, progress=False)
+    plain = VariantGenerator("smollm2-135m", {"a": str(tmp_path / "a")}, grammar=grammar).generate(texts, **kw)
+    with pytest.raises(ValueError, match="needs execute"):
+        VariantGenerator("smollm2-135m", {}, zero_result_floor=0.2)
+    gen = VariantGenerator("smollm2-135m", {"a": str(tmp_path / "a")}, grammar=grammar, execute=execute,
+                           zero_result_floor=0.0)
+    out = gen.generate(texts, **kw)
+    p_refuse, best = head.refusal_scores(texts)
+    expect = [i for i, a in enumerate(plain) if not parse_answer(a, REFUSAL_IDS).refused
+              and best[i] != "solvable" and len(execute(a)) == 0]
+    assert expect, "the executor over few customers should leave some queries empty"
+    assert sorted(gen.guarded_["a"]) == expect
+    def same(a, b):  # a refusal's sentence may differ in its last tokens: its batch holds other rows now
+        pa, pb = parse_answer(a, REFUSAL_IDS), parse_answer(b, REFUSAL_IDS)
+        return (pa.refused and pb.refused and pa.refusal_category == pb.refusal_category) or a == b
+
+    for i, (a, b) in enumerate(zip(plain, out)):
+        if i in expect:
+            ans = parse_answer(b, REFUSAL_IDS)
+            assert ans.refused and ans.refusal_category == best[i], b
+            assert gen.guarded_["a"][i] == a
+        else:
+            assert same(a, b), (a, b)
+    back = gen.unguarded("a", out)
+    assert all(back[i] == plain[i] for i in expect) and all(same(a, b) for a, b in zip(back, plain))
+    # A floor above every refusal probability guards nothing.
+    high = VariantGenerator("smollm2-135m", {"a": str(tmp_path / "a")}, grammar=grammar, execute=execute,
+                            zero_result_floor=float(min(1.0, max(p_refuse) + 1e-6)))
+    assert high.generate(texts, **kw) == plain and high.guarded_["a"] == {}
+
+
 def test_threshold_calibration_holds_out_phrasing_clusters_and_meets_its_target(data):
     from flywheel_lib.training.head import THRESHOLD_GRID, calibrate_threshold
 

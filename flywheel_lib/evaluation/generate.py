@@ -18,7 +18,7 @@ when decoding is constrained) or the refusal's sentence after a forced ``REFUSE 
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -35,7 +35,8 @@ class VariantGenerator:
 
     def __init__(self, base_model: str, adapters: dict[str, str], *, cache_dir: str | None = None,
                  device: str | None = None, bf16: str = "auto", threads: int = 0, grammar: str | None = None,
-                 heads: bool = True):
+                 heads: bool = True, execute: Callable[[str], Any] | None = None,
+                 zero_result_floor: float | None = None):
         import torch
 
         from ..training.head import DecisionHead
@@ -52,6 +53,18 @@ class VariantGenerator:
         """Variants whose adapter folder holds a decision head, with the head."""
         self.decisions_: dict[str, list[str]] = {}
         """The head's label per text of the last ``generate`` call of each variant that used its head."""
+        if zero_result_floor is not None:
+            if execute is None:
+                raise ValueError("zero_result_floor needs execute (the domain's query executor)")
+            if not 0.0 <= float(zero_result_floor) <= 1.0:
+                raise ValueError(f"zero_result_floor must be in [0, 1], got {zero_result_floor}")
+        self.execute_ = execute
+        self.zero_result_floor_ = None if zero_result_floor is None else float(zero_result_floor)
+        """The zero-result guard: a query the head let through that runs and selects nobody becomes a refusal when
+        the head gives a refusal at least this probability (None: off). The seed's silent failure, an impossible
+        request answered with an empty segment, turned into the refusal it should have been."""
+        self.guarded_: dict[str, dict[int, str]] = {}
+        """Per variant, the last ``generate`` call's guarded answers: text index -> the query the guard replaced."""
         self._query_decoder = None
         if adapters:
             from peft import PeftModel
@@ -103,7 +116,8 @@ class VariantGenerator:
         variant has a decision head) lets the head decide and the decoder write; ``False``: the decoder alone.
         A refusal's sentence is at most ``refusal_tokens`` tokens after the forced ``REFUSE <category>:``.
         ``head_texts``: what the head reads, when the decoder's texts are more than the request (retrieved examples
-        prepended: the head decides on the request alone).
+        prepended: the head decides on the request alone). With the head deciding and the generator built with a
+        ``zero_result_floor``, a query that selects nobody is turned into a refusal (see ``guarded_``).
         """
         use_grammar = self.decoder_ is not None if constrained is None else bool(constrained)
         if use_grammar and self.decoder_ is None:
@@ -115,13 +129,14 @@ class VariantGenerator:
         prompts = [self.tok.apply_chat_template([{"role": "system", "content": system_prompt},
                                                  {"role": "user", "content": str(t)}],
                                                 tokenize=False, add_generation_prompt=True) for t in texts]
+        self.guarded_[variant] = {}
         if head is None:
             return self._decode(prompts, variant, batch_size, max_new_tokens,
                                 self.decoder_ if use_grammar else None, progress)
         if head_texts is not None and len(head_texts) != len(texts):
             raise ValueError(f"head_texts: {len(head_texts)} texts for {len(texts)} prompts")
-        labels = head.predict(texts if head_texts is None else head_texts)
-        self.decisions_[variant] = labels
+        p_refuse, best = head.refusal_scores(texts if head_texts is None else head_texts)
+        labels = [b if r >= head.refusal_threshold else head.solvable_id_ for b, r in zip(best, p_refuse)]
         out: list[str] = [""] * len(texts)
         solv = [i for i, y in enumerate(labels) if y == head.solvable_id_]
         if use_grammar and self._query_decoder is None:
@@ -132,6 +147,11 @@ class VariantGenerator:
         for i, a in zip(solv, self._decode([prompts[i] for i in solv], variant, batch_size, max_new_tokens,
                                            self._query_decoder if use_grammar else None, progress)):
             out[i] = a
+        guarded = self._zero_result_guard(out, solv, p_refuse, best, head.solvable_id_)
+        for i in guarded:
+            labels[i] = best[i]
+        self.guarded_[variant] = {i: out[i] for i in guarded}
+        self.decisions_[variant] = labels
         ref = [i for i, y in enumerate(labels) if y != head.solvable_id_]
         lead = [f"{REFUSE} {labels[i]}:" for i in ref]
         said = self._decode([prompts[i] + p for i, p in zip(ref, lead)], variant, batch_size,
@@ -140,6 +160,32 @@ class VariantGenerator:
             line = a.strip().splitlines()[0].strip() if a.strip() else ""
             out[i] = f"{p} {line}".strip()
         return out
+
+    def _zero_result_guard(self, out: list[str], solv: list[int], p_refuse, best: list[str],
+                           solvable_id: str) -> list[int]:
+        """Indices among ``solv`` whose query runs, selects nobody, and whose request the head gives a refusal at
+        least ``zero_result_floor`` probability (an answer that does not run is left to the scorer)."""
+        if self.zero_result_floor_ is None:
+            return []
+        hit = []
+        for i in solv:
+            if p_refuse[i] < self.zero_result_floor_ or best[i] == solvable_id or not out[i]:
+                continue
+            try:
+                got = self.execute_(out[i])
+            except Exception:  # not a query that runs: nothing to guard
+                continue
+            if got is not None and len(got) == 0:
+                hit.append(i)
+        return hit
+
+    def unguarded(self, variant: str, answers: list[str]) -> list[str]:
+        """``answers`` (the last ``generate`` output of ``variant``) with the zero-result guard undone: each guarded
+        refusal back to the empty-result query it replaced, so the guard's effect is scored without decoding twice."""
+        back = list(answers)
+        for i, q in self.guarded_.get(variant, {}).items():
+            back[i] = q
+        return back
 
     def _decode(self, prompts: list[str], variant: str, batch_size: int, max_new_tokens: int, decoder,
                 progress: bool, desc: str | None = None) -> list[str]:
