@@ -260,3 +260,25 @@ def test_a_reviewed_solvable_label_without_any_query_stays_out_of_the_training_s
     assert not sets.loc[sets["label"] == "solvable", "output"].isna().any()
     # the logged variants keep the logged refusal as it was
     assert sets.loc[(sets["variant"] == "naive_merge") & (sets["item_id"] == "t1"), "label"].tolist() == ["ambiguous"]
+
+
+def test_curated_only_train_sets_and_policy_summary_match_the_full_build():
+    """build_train_sets(variants=("curated",)) is the curated slice of the full build (what the policy comparison
+    reads, without stacking a large corpus three times); compare_policies is policy_summary per column."""
+    from flywheel_lib.curation.datasets import build_train_sets
+    from flywheel_lib.curation.diagnostics import compare_policies, policy_summary, production_pool
+
+    res = resolve(ITEMS, CONSENSUS, TAX, conflicts=CONFLICTS, gate_scope="changes", contradiction="majority")
+    full = build_train_sets(ITEMS, res, TAX)
+    only = build_train_sets(ITEMS, res, TAX, variants=("curated",))
+    assert set(full["variant"]) == {"production_only", "naive_merge", "curated"}
+    pd.testing.assert_frame_equal(only, full[full["variant"] == "curated"].reset_index(drop=True))
+    with pytest.raises(ValueError, match="unknown variants"):
+        build_train_sets(ITEMS, res, TAX, variants=("curated", "cureted"))
+    pols = {"all": resolve(ITEMS, CONSENSUS, TAX, conflicts=CONFLICTS, gate_scope="all"), "changes/majority": res}
+    table = compare_policies(pols, ITEMS, TAX, complexity=query_complexity)
+    pool = production_pool(ITEMS)
+    for name, r in pols.items():
+        one = pd.Series(policy_summary(r, ITEMS, TAX, complexity=query_complexity, pool=pool))
+        assert table[name].dropna().to_dict() == one.dropna().to_dict()
+    assert table.loc["in curated set", "all"] != table.loc["in curated set", "changes/majority"]

@@ -195,3 +195,20 @@ def test_log_traffic_adds_sparse_feedback_and_keeps_who_and_what_was_planted_apa
     assert 0 < logs["feedback"].notna().mean() < 0.01
     assert set(logs["feedback"].dropna()) <= {1.0, -1.0}
     assert (truth["planted"] == "injection").sum() == n // 3 and truth["heavy_user"].dtype == bool
+
+
+def test_encode_dedups_without_changing_vectors_and_validators_leave_the_input_alone():
+    """Each text's vector is the one it gets alone, duplicates included (encode embeds each distinct text once);
+    run_validators adds its columns to a new table and leaves the caller's as it was."""
+    from flywheel_lib.monitoring.validators import encode
+
+    texts = ["customers in Paris", "a poem", "customers in Paris", "Ünïcode shoppers", "a poem", "b"]
+    vec = encode(texts, "static")
+    for i, t in enumerate(texts):
+        np.testing.assert_allclose(vec[i], encode([t], "static")[0], atol=1e-6)
+    rows = pd.DataFrame({"item_id": ["a", "b"], "source": ["production"] * 2, "text": texts[:2], "extra": [1, 2]})
+    before = rows.copy()
+    out, _ = run_validators(rows, reference=pd.Series(texts), config=ValidatorConfig(encoder="static"))
+    pd.testing.assert_frame_equal(rows, before)
+    assert {"flag_topic", "flag_anomaly", "flag_any", "topic_similarity"} <= set(out.columns)
+    assert out["extra"].tolist() == [1, 2]

@@ -55,14 +55,19 @@ def build_train_sets(
     reviewed: pd.DataFrame | None = None,
     production_sources=("production", "traffic"),
     seed_sources=("seed",),
+    variants=VARIANTS,
 ) -> pd.DataFrame:
-    """All three variants stacked (``variant`` says which)."""
+    """All three variants stacked (``variant`` says which); ``variants``: only these (e.g. ``("curated",)`` where
+    only the curated rows are looked at: a million-row corpus need not be stacked three times)."""
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"build_train_sets: unknown variants {unknown}; known: {', '.join(VARIANTS)}")
     prod = items[items["source"].isin(production_sources)]
     prod = prod[prod["label"].notna()]  # a logged answer with no label (a refusal naming no category) teaches nothing
     seed = items[items["source"].isin(seed_sources)].copy()
-    logged = _frame(prod.assign(reason_key=None), "production_only")
-    naive = pd.concat([_frame(prod.assign(reason_key=None), "naive_merge"), _frame(seed, "naive_merge")],
-                      ignore_index=True)
+    logged = _frame(prod.assign(reason_key=None), "production_only") if "production_only" in variants else None
+    naive = (pd.concat([_frame(prod.assign(reason_key=None), "naive_merge"), _frame(seed, "naive_merge")],
+                       ignore_index=True) if "naive_merge" in variants else None)
     # curated production rows
     res = resolutions[resolutions["action"] != "opt_out"].merge(prod[["item_id", "text"]], on="item_id", how="inner")
     keys = []
@@ -89,7 +94,8 @@ def build_train_sets(
             ]
     curated = pd.concat([_frame(cur_prod, "curated"), _frame(seed, "curated")], ignore_index=True)
     no_query = (curated["label"] == taxonomy.solvable_id) & curated["output"].map(is_missing)
-    out = pd.concat([logged, naive, curated[~no_query]], ignore_index=True)[TRAIN_COLUMNS]
+    parts = [logged, naive, curated[~no_query] if "curated" in variants else None]
+    out = pd.concat([f for f in parts if f is not None], ignore_index=True)[TRAIN_COLUMNS]
     out.attrs["solvable_without_query"] = curated.loc[no_query, "item_id"].astype(str).tolist()
     return out
 

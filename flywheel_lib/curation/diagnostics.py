@@ -39,7 +39,7 @@ import pandas as pd
 from ._votes import is_missing
 
 __all__ = ["BiasReport", "selection_bias", "cluster_regions", "complexity_for", "resolution_summary",
-           "production_pool", "compare_policies"]
+           "production_pool", "compare_policies", "policy_summary"]
 
 
 @dataclass
@@ -229,22 +229,32 @@ def compare_policies(policies: dict, items: pd.DataFrame, taxonomy, *, truth: pd
                      complexity: Callable | None = None, min_share_ratio: float = 0.5) -> pd.DataFrame:
     """One column per policy (``name -> resolutions``, all from the same verdicts): the rows of
     :func:`resolution_summary` (review queue included) plus the solvable rows' selection-bias ratios (clauses,
-    length, smallest region share) against the production pool."""
+    length, smallest region share) against the production pool. (:func:`policy_summary` makes one column at a
+    time, for corpora where several resolution tables at once would not fit.)"""
+    pool = production_pool(items, truth)
+    return pd.DataFrame({name: policy_summary(res, items, taxonomy, truth=truth, complexity=complexity,
+                                              min_share_ratio=min_share_ratio, pool=pool)
+                         for name, res in policies.items()})
+
+
+def policy_summary(resolutions: pd.DataFrame, items: pd.DataFrame, taxonomy, *, truth: pd.DataFrame | None = None,
+                   complexity: Callable | None = None, min_share_ratio: float = 0.5,
+                   pool: pd.DataFrame | None = None) -> dict:
+    """One column of :func:`compare_policies`; ``pool``: :func:`production_pool` of ``items``, when several
+    policies share it."""
     from .datasets import build_train_sets
     from .review import review_queue
 
-    pool = production_pool(items, truth)
-    cols = {}
-    for name, res in policies.items():
-        s = resolution_summary(res, truth if truth is not None and "true_label" in truth.columns else None,
-                               queue_size=len(review_queue(res, items, taxonomy=taxonomy)))
-        ts = build_train_sets(items, res, taxonomy)
-        cur = ts[(ts["variant"] == "curated") & ts["item_id"].isin(pool["item_id"])]
-        rep = selection_bias(cur, pool, complexity=complexity, curated_category="label",
-                             min_share_ratio=min_share_ratio)
-        for label, dim in (("clauses", "clauses"), ("length", "length"), ("min region share", "region")):
-            val = rep.metric(taxonomy.solvable_id, dim)
-            s[f"solvable {label} ratio"] = None if pd.isna(val) else round(val, 3)
-        s["bias warnings"] = len(rep.warnings)
-        cols[name] = s
-    return pd.DataFrame(cols)
+    pool = production_pool(items, truth) if pool is None else pool
+    res = resolutions
+    s = resolution_summary(res, truth if truth is not None and "true_label" in truth.columns else None,
+                           queue_size=len(review_queue(res, items, taxonomy=taxonomy)))
+    ts = build_train_sets(items, res, taxonomy, variants=("curated",))
+    cur = ts[ts["item_id"].isin(pool["item_id"])]
+    rep = selection_bias(cur, pool, complexity=complexity, curated_category="label",
+                         min_share_ratio=min_share_ratio)
+    for label, dim in (("clauses", "clauses"), ("length", "length"), ("min region share", "region")):
+        val = rep.metric(taxonomy.solvable_id, dim)
+        s[f"solvable {label} ratio"] = None if pd.isna(val) else round(val, 3)
+    s["bias warnings"] = len(rep.warnings)
+    return s

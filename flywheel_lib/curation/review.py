@@ -62,8 +62,9 @@ def review_queue(resolutions: pd.DataFrame, items: pd.DataFrame, verdicts: pd.Da
     if include_contested:
         pick |= np.asarray(contested, dtype=bool)
     q = resolutions[pick]
-    texts = dict(zip(items["item_id"], items["text"]))
-    sources = dict(zip(items["item_id"], items["source"]))
+    mine = items[items["item_id"].isin(q["item_id"])]  # the queue's items only (the corpus may hold millions)
+    texts = dict(zip(mine["item_id"], mine["text"]))
+    sources = dict(zip(mine["item_id"], mine["source"]))
     kinds = {c.id: c.kind for c in taxonomy.categories} if taxonomy is not None else None
     rows = []
     reasons = {}

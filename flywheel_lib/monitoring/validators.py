@@ -99,7 +99,15 @@ def encode(texts, encoder: str = "minilm") -> np.ndarray:
     texts = [str(t) for t in texts]
     if not texts:
         return np.zeros((0, 384), dtype=np.float32)
-    uniq, inverse = np.unique(np.asarray(texts, dtype=object).astype(str), return_inverse=True)
+    # pd.factorize hashes the strings where np.unique would copy them into a fixed-width array (4 bytes a character
+    # of the longest text, per row: gigabytes at a million rows); sorted after, as np.unique sorts, so the encoder
+    # sees the same batches.
+    inverse, uniq = pd.factorize(pd.Series(texts, dtype=object))
+    uniq = np.asarray(uniq, dtype=object)
+    order = np.argsort(uniq, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    inverse, uniq = rank[inverse], uniq[order]
     if encoder == "static":
         from ..judges.knn import _static_embed
 
@@ -233,9 +241,9 @@ def run_validators(df: pd.DataFrame, *, reference: pd.Series, history: pd.Series
     unknown = [v for v in cfg.enabled if v not in VALIDATORS]
     if unknown:
         raise ValueError(f"unknown validators {unknown}; known: {', '.join(VALIDATORS)}")
-    out = df.copy()
+    out = df.copy(deep=False)  # copy-on-write: new columns go to out only, without copying the table
     mask = pd.Series(True, index=df.index) if rows is None else rows.reindex(df.index).fillna(False).astype(bool)
-    sub = out.loc[mask]
+    sub = df.loc[mask, [c for c in ("text", "pii_found") if c in df.columns]]  # what the validators read
     texts = sub["text"].fillna("").astype(str)
     info: dict = {}
     vec = encode(texts, cfg.encoder) if {"topic", "anomaly"} & set(cfg.enabled) else None
