@@ -155,8 +155,8 @@ def test_generator_lets_the_head_decide_and_the_decoder_write(tmp_path, dom, dat
 @pytest.mark.slow
 def test_zero_result_guard_turns_empty_segments_into_the_heads_refusal(tmp_path, dom, data, head):
     """With the guard, every query the head let through that runs and selects nobody, on a request the head gives
-    a refusal at least the floor, becomes a refusal with the head's likeliest category; every other answer is the
-    unguarded generator's, and ``unguarded`` gives the unguarded answers back exactly."""
+    a refusal at least the floor, becomes a refusal with the head's likeliest category; empty answers below the
+    floor and every other answer stay the unguarded generator's, and ``unguarded`` gives them back."""
     from peft import LoraConfig, get_peft_model
 
     from flywheel_lib.evaluation import VariantGenerator
@@ -177,15 +177,18 @@ def test_zero_result_guard_turns_empty_segments_into_the_heads_refusal(tmp_path,
     texts = data["eval"]["text"].tolist()[:32]
     kw = dict(variant="a", batch_size=16, max_new_tokens=40, progress=False)
     plain = VariantGenerator("smollm2-135m", {"a": str(tmp_path / "a")}, grammar=grammar).generate(texts, **kw)
-    with pytest.raises(ValueError, match="needs execute"):
-        VariantGenerator("smollm2-135m", {}, zero_result_floor=0.2)
-    gen = VariantGenerator("smollm2-135m", {"a": str(tmp_path / "a")}, grammar=grammar, execute=execute,
-                           zero_result_floor=0.0)
-    out = gen.generate(texts, **kw)
+    with pytest.raises(ValueError, match="needs execute"):  # checked before any model loads
+        VariantGenerator("no-such-model", {}, zero_result_floor=0.2)
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        VariantGenerator("no-such-model", {}, execute=execute, zero_result_floor=1.5)
     p_refuse, best = head.refusal_scores(texts)
-    expect = [i for i, a in enumerate(plain) if not parse_answer(a, REFUSAL_IDS).refused
-              and best[i] != "solvable" and len(execute(a)) == 0]
-    assert expect, "the executor over few customers should leave some queries empty"
+    empty = [i for i, a in enumerate(plain) if not parse_answer(a, REFUSAL_IDS).refused and len(execute(a)) == 0]
+    floor = float(np.median(p_refuse[empty])) if empty else 0.0  # some empty answers above it, some below
+    gen = VariantGenerator("smollm2-135m", {"a": str(tmp_path / "a")}, grammar=grammar, execute=execute,
+                           zero_result_floor=floor)
+    out = gen.generate(texts, **kw)
+    expect = [i for i in empty if p_refuse[i] >= floor and best[i] != "solvable"]
+    assert expect and len(expect) < len(empty), (len(expect), len(empty))
     assert sorted(gen.guarded_["a"]) == expect
     def same(a, b):  # a refusal's sentence may differ in its last tokens: its batch holds other rows now
         pa, pb = parse_answer(a, REFUSAL_IDS), parse_answer(b, REFUSAL_IDS)
@@ -200,10 +203,6 @@ def test_zero_result_guard_turns_empty_segments_into_the_heads_refusal(tmp_path,
             assert same(a, b), (a, b)
     back = gen.unguarded("a", out)
     assert all(back[i] == plain[i] for i in expect) and all(same(a, b) for a, b in zip(back, plain))
-    # A floor above every refusal probability guards nothing.
-    high = VariantGenerator("smollm2-135m", {"a": str(tmp_path / "a")}, grammar=grammar, execute=execute,
-                            zero_result_floor=float(min(1.0, max(p_refuse) + 1e-6)))
-    assert high.generate(texts, **kw) == plain and high.guarded_["a"] == {}
 
 
 def test_threshold_calibration_holds_out_phrasing_clusters_and_meets_its_target(data):

@@ -37,6 +37,11 @@ class VariantGenerator:
                  device: str | None = None, bf16: str = "auto", threads: int = 0, grammar: str | None = None,
                  heads: bool = True, execute: Callable[[str], Any] | None = None,
                  zero_result_floor: float | None = None):
+        if zero_result_floor is not None:
+            if execute is None:
+                raise ValueError("zero_result_floor needs execute (the domain's query executor)")
+            if not 0.0 <= float(zero_result_floor) <= 1.0:
+                raise ValueError(f"zero_result_floor must be in [0, 1], got {zero_result_floor}")
         import torch
 
         from ..training.head import DecisionHead
@@ -53,11 +58,6 @@ class VariantGenerator:
         """Variants whose adapter folder holds a decision head, with the head."""
         self.decisions_: dict[str, list[str]] = {}
         """The head's label per text of the last ``generate`` call of each variant that used its head."""
-        if zero_result_floor is not None:
-            if execute is None:
-                raise ValueError("zero_result_floor needs execute (the domain's query executor)")
-            if not 0.0 <= float(zero_result_floor) <= 1.0:
-                raise ValueError(f"zero_result_floor must be in [0, 1], got {zero_result_floor}")
         self.execute_ = execute
         self.zero_result_floor_ = None if zero_result_floor is None else float(zero_result_floor)
         """The zero-result guard: a query the head let through that runs and selects nobody becomes a refusal when
