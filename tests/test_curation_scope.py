@@ -264,9 +264,11 @@ def test_a_reviewed_solvable_label_without_any_query_stays_out_of_the_training_s
 
 def test_curated_only_train_sets_and_policy_summary_match_the_full_build():
     """build_train_sets(variants=("curated",)) is the curated slice of the full build (what the policy comparison
-    reads, without stacking a large corpus three times); compare_policies is policy_summary per column."""
+    reads, without stacking a large corpus three times); compare_policies is policy_summary per column, and
+    compare_gate_policies the same over every policy."""
     from flywheel_lib.curation.datasets import build_train_sets
-    from flywheel_lib.curation.diagnostics import compare_policies, policy_summary, production_pool
+    from flywheel_lib.curation.diagnostics import (compare_gate_policies, compare_policies, policy_summary,
+                                                   production_pool)
 
     res = resolve(ITEMS, CONSENSUS, TAX, conflicts=CONFLICTS, gate_scope="changes", contradiction="majority")
     full = build_train_sets(ITEMS, res, TAX)
@@ -282,3 +284,11 @@ def test_curated_only_train_sets_and_policy_summary_match_the_full_build():
         one = pd.Series(policy_summary(r, ITEMS, TAX, complexity=query_complexity, pool=pool))
         assert table[name].dropna().to_dict() == one.dropna().to_dict()
     assert table.loc["in curated set", "all"] != table.loc["in curated set", "changes/majority"]
+    # every policy, one table at a time: the same columns, and the kept policy's resolutions
+    every, kept = compare_gate_policies(ITEMS, CONSENSUS, TAX, keep="changes/majority", conflicts=CONFLICTS,
+                                        complexity=query_complexity)
+    assert list(every.columns) == ["all", "changes/unanimous", "changes/majority", "changes/any"]
+    pd.testing.assert_frame_equal(every[list(pols)], table)
+    pd.testing.assert_frame_equal(kept, res)
+    with pytest.raises(ValueError, match="keep must be one of"):
+        compare_gate_policies(ITEMS, CONSENSUS, TAX, keep="changes/most")

@@ -181,7 +181,7 @@ def test_zero_result_guard_turns_empty_segments_into_the_heads_refusal(tmp_path,
         VariantGenerator("no-such-model", {}, zero_result_floor=0.2)
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):
         VariantGenerator("no-such-model", {}, execute=execute, zero_result_floor=1.5)
-    p_refuse, best = head.refusal_scores(texts)
+    _, p_refuse, best = head.decide(texts)
     empty = [i for i, a in enumerate(plain) if not parse_answer(a, REFUSAL_IDS).refused and len(execute(a)) == 0]
     floor = float(np.median(p_refuse[empty])) if empty else 0.0  # some empty answers above it, some below
     gen = VariantGenerator("smollm2-135m", {"a": str(tmp_path / "a")}, grammar=grammar, execute=execute,

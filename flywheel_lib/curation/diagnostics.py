@@ -39,7 +39,7 @@ import pandas as pd
 from ._votes import is_missing
 
 __all__ = ["BiasReport", "selection_bias", "cluster_regions", "complexity_for", "resolution_summary",
-           "production_pool", "compare_policies", "policy_summary"]
+           "production_pool", "compare_policies", "compare_gate_policies", "policy_summary"]
 
 
 @dataclass
@@ -235,6 +235,31 @@ def compare_policies(policies: dict, items: pd.DataFrame, taxonomy, *, truth: pd
     return pd.DataFrame({name: policy_summary(res, items, taxonomy, truth=truth, complexity=complexity,
                                               min_share_ratio=min_share_ratio, pool=pool)
                          for name, res in policies.items()})
+
+
+def compare_gate_policies(items: pd.DataFrame, consensus: pd.DataFrame, taxonomy, *, keep: str,
+                          truth: pd.DataFrame | None = None, complexity: Callable | None = None,
+                          min_share_ratio: float = 0.5, **resolve_kw) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every gate policy (``all`` and ``changes/<contradiction>``) resolved on the same verdicts and summarised as
+    :func:`compare_policies` does, one resolution table at a time (a million-row corpus need not hold four at once).
+    Returns the table and the resolutions of policy ``keep``; ``resolve_kw`` go to
+    :func:`~flywheel_lib.curation.resolve.resolve` (``conflicts``, ``reviewed``, ``output_valid``)."""
+    from .datasets import parse_policy
+    from .resolve import CONTRADICTIONS, resolve
+
+    names = ["all", *(f"changes/{c}" for c in CONTRADICTIONS)]
+    if keep not in names:
+        raise ValueError(f"compare_gate_policies: keep must be one of {', '.join(names)}, got {keep!r}")
+    pool = production_pool(items, truth)
+    cols, kept = {}, None
+    for name in names:
+        scope, contradiction, _ = parse_policy(name)
+        res = resolve(items, consensus, taxonomy, gate_scope=scope, contradiction=contradiction, **resolve_kw)
+        cols[name] = policy_summary(res, items, taxonomy, truth=truth, complexity=complexity,
+                                    min_share_ratio=min_share_ratio, pool=pool)
+        if name == keep:
+            kept = res
+    return pd.DataFrame(cols), kept
 
 
 def policy_summary(resolutions: pd.DataFrame, items: pd.DataFrame, taxonomy, *, truth: pd.DataFrame | None = None,

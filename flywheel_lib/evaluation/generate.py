@@ -135,8 +135,7 @@ class VariantGenerator:
                                 self.decoder_ if use_grammar else None, progress)
         if head_texts is not None and len(head_texts) != len(texts):
             raise ValueError(f"head_texts: {len(head_texts)} texts for {len(texts)} prompts")
-        p_refuse, best = head.refusal_scores(texts if head_texts is None else head_texts)
-        labels = [b if r >= head.refusal_threshold else head.solvable_id_ for b, r in zip(best, p_refuse)]
+        labels, p_refuse, best = head.decide(texts if head_texts is None else head_texts)
         out: list[str] = [""] * len(texts)
         solv = [i for i, y in enumerate(labels) if y == head.solvable_id_]
         if use_grammar and self._query_decoder is None:

@@ -99,15 +99,11 @@ def encode(texts, encoder: str = "minilm") -> np.ndarray:
     texts = [str(t) for t in texts]
     if not texts:
         return np.zeros((0, 384), dtype=np.float32)
-    # pd.factorize hashes the strings where np.unique would copy them into a fixed-width array (4 bytes a character
-    # of the longest text, per row: gigabytes at a million rows); sorted after, as np.unique sorts, so the encoder
-    # sees the same batches.
-    inverse, uniq = pd.factorize(pd.Series(texts, dtype=object))
-    uniq = np.asarray(uniq, dtype=object)
-    order = np.argsort(uniq, kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    inverse, uniq = rank[inverse], uniq[order]
+    # each distinct text once, in sorted order (the encoder's batches as before); np.unique would first copy every
+    # text into a fixed-width array, 4 bytes a character of the longest text per row: gigabytes at a million rows
+    uniq = np.asarray(sorted(set(texts)), dtype=object)
+    pos = {t: i for i, t in enumerate(uniq)}
+    inverse = np.fromiter((pos[t] for t in texts), dtype=np.int64, count=len(texts))
     if encoder == "static":
         from ..judges.knn import _static_embed
 

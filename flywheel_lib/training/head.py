@@ -195,17 +195,18 @@ class DecisionHead:
         p = np.exp(z)
         return p / p.sum(axis=1, keepdims=True)
 
-    def refusal_scores(self, texts) -> tuple[np.ndarray, list[str]]:
-        """Per text: P(not solvable) and the likeliest refusal category (what :meth:`predict` thresholds)."""
+    def decide(self, texts) -> tuple[list[str], np.ndarray, list[str]]:
+        """Per text: the label :meth:`predict` gives, P(not solvable) and the likeliest refusal category."""
         p = self.predict_proba(texts)
         if not len(p):
-            return np.zeros(0), []
-        return _refusal_scores(p, self.classes_, self.solvable_id_)
+            return [], np.zeros(0), []
+        p_refuse, best = _refusal_scores(p, self.classes_, self.solvable_id_)
+        labels = [b if r >= self.refusal_threshold else self.solvable_id_ for b, r in zip(best, p_refuse)]
+        return labels, p_refuse, best
 
     def predict(self, texts) -> list[str]:
         """One label per text: the solvable id (write a query) or the refusal category to answer with."""
-        p_refuse, best = self.refusal_scores(texts)
-        return [b if r >= self.refusal_threshold else self.solvable_id_ for b, r in zip(best, p_refuse)]
+        return self.decide(texts)[0]
 
     def save(self, folder) -> Path:
         """Write ``decision_head.npz`` into ``folder`` (atomically: a temporary file, then a rename)."""
