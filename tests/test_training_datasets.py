@@ -135,6 +135,33 @@ def test_balanced_rows_same_examples_seen_distinct_first_refusal_categories_equa
         balanced_rows(_pool(), 0, refusal_share=0.5)
 
 
+def test_head_rows_keep_every_refusal_at_the_share():
+    from flywheel_lib.training.datasets import head_rows
+
+    pool = _pool()  # 40 solvable, 4 missing_capability, 20 wrong_skill
+    out = head_rows(pool, refusal_share=0.4, seed=2)
+    assert out["label"].value_counts().to_dict() == {"solvable": 36, "wrong_skill": 20, "missing_capability": 4}
+    assert set(pool[pool.label != "solvable"]["item_id"]) <= set(out["item_id"])  # every refusal row
+    assert out["item_id"].is_unique and list(out.index) == sorted(out.index)  # distinct rows, original order
+    assert head_rows(pool, refusal_share=0.4, seed=2).equals(out)  # seeded
+    assert not head_rows(pool, refusal_share=0.4, seed=3).equals(out)
+    assert len(head_rows(pool, refusal_share=0.2)) == len(pool)  # fewer solvable rows than the share asks: all rows
+    assert len(head_rows(pool[pool.label == "solvable"], refusal_share=0.4)) == 40  # no refusals: all rows
+    with pytest.raises(ValueError, match="refusal_share"):
+        head_rows(pool, refusal_share=0.0)
+
+
+def test_build_dataset_keeps_the_pool_it_drew_from():
+    tax = load_taxonomy("params/taxonomy/segments.yaml")
+    ds = build_dataset(_pool(), taxonomy=tax, val_frac=0.1, seed=1, max_refusal_share=0.5, n_train=16)
+    assert len(ds.train) == 16 and len(ds.train_pool) == len(_pool()) - len(ds.validation)
+    assert set(ds.train["item_id"]) <= set(ds.train_pool["item_id"])
+    assert set(ds.train_pool["item_id"]).isdisjoint(ds.validation["item_id"])
+    whole = build_dataset(_pool(), taxonomy=tax, val_frac=0.1, seed=1)
+    assert whole.pool is None and whole.train_pool is whole.train
+    assert whole.train["item_id"].tolist() == ds.train_pool["item_id"].tolist()
+
+
 def test_build_dataset_n_train_uses_every_row_and_short_refusal_targets():
     tax = load_taxonomy("params/taxonomy/segments.yaml")
     ds = build_dataset(_pool(), taxonomy=tax, val_frac=0.1, seed=1, max_per_class=5, max_refusal_share=0.5,

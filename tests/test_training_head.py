@@ -118,6 +118,28 @@ def test_fit_heads_checks_its_options(tmp_path):
         DecisionHead(refusal_threshold=1.0)
 
 
+def test_fit_heads_learn_from_every_refusal_row_not_only_the_adapters_rows(tmp_path, data):
+    """head_rows "all": the head fits on every refusal row of the variant's training split (solvable rows drawn to
+    the share), not the adapter's few drawn rows, and refuses the eval set's unseen phrasings better for it."""
+    from flywheel_lib.training import build_dataset
+    from flywheel_lib.training.datasets import head_rows
+
+    ds = build_dataset(data["seed"], taxonomy=TAX, val_frac=0.1, seed=3, max_refusal_share=0.35, n_train=40)
+    folders = {"curated": tmp_path / "all", "small": tmp_path / "train"}
+    out = {rows: fit_heads({"curated": ds}, "hybrid", {"curated": folders["curated" if rows == "all" else "small"]},
+                           rows=rows, refusal_share=0.35, seed=3)["curated"] for rows in ("all", "train")}
+    want = head_rows(ds.train_pool, refusal_share=0.35, seed=3)
+    assert out["all"]["n_fit"] == len(want) > 4 * len(ds.train)
+    assert out["all"]["n_fit_refusals"] == int((ds.train_pool["label"] != "solvable").sum())
+    assert out["train"]["n_fit"] == len(ds.train) == 40
+    rec_all, fr_all = _rates(DecisionHead.load(tmp_path / "all"), data["eval"])
+    rec_train, _ = _rates(DecisionHead.load(tmp_path / "train"), data["eval"])
+    assert rec_all >= rec_train + 0.1, (rec_all, rec_train)
+    assert fr_all <= 0.25, fr_all
+    with pytest.raises(ValueError, match="head_rows must be one of"):
+        fit_heads({"curated": ds}, "hybrid", folders, rows="some")
+
+
 @pytest.mark.slow
 def test_generator_lets_the_head_decide_and_the_decoder_write(tmp_path, dom, data, head):
     """A LoRA adapter with a head: refused items carry the head's category, the rest are valid queries (the

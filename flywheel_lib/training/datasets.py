@@ -28,7 +28,7 @@ import pandas as pd
 from .targets import SYSTEM_PROMPT, format_target
 
 __all__ = ["TRAIN_COLUMNS", "BuiltDataset", "near_duplicate_key", "dedup", "cap_per_class", "cap_refusal_share",
-           "balanced_rows", "split_validation",
+           "balanced_rows", "head_rows", "split_validation",
            "format_chat", "build_dataset", "save_dataset"]
 
 TRAIN_COLUMNS = ("item_id", "text", "label", "output", "reason_key")
@@ -152,6 +152,15 @@ class BuiltDataset:
     """What dedup removed."""
     paths: dict = field(default_factory=dict)
     """Where :func:`save_dataset` wrote it: hf (folder), train_jsonl, validation_jsonl."""
+    pool: pd.DataFrame | None = None
+    """Every training-split row before ``n_train``'s balanced draw (the rows ``train`` was drawn from; None when
+    there was no draw, i.e. ``train`` is the whole split). The decision head learns from these
+    (:func:`head_rows`)."""
+
+    @property
+    def train_pool(self) -> pd.DataFrame:
+        """The whole training split: :attr:`pool` when ``train`` was drawn from it, else ``train``."""
+        return self.train if self.pool is None else self.pool
 
     def summary(self) -> dict:
         counts = self.train["label"].value_counts().to_dict()
@@ -219,6 +228,31 @@ def balanced_rows(rows: pd.DataFrame, n: int, *, refusal_share: float, solvable_
     return out.iloc[rng.permutation(len(out))].reset_index(drop=True)
 
 
+def head_rows(rows: pd.DataFrame, *, refusal_share: float, solvable_id: str = "solvable", seed: int = 7,
+              label_col: str = "label") -> pd.DataFrame:
+    """The decision head's rows: every refusal row, and solvable rows (a seeded sample) so that refusals are
+    ``refusal_share`` of the rows; every row when there are fewer solvable rows than that, or no refusals.
+
+    A logistic regression fits on thousands of rows in seconds, so unlike the adapter (``max_steps x batch_size``
+    rows, :func:`balanced_rows`) the head needs no cap on distinct rows: it sees every refusal its variant has, at the
+    same refusal share as the adapter's rows. Refusal categories keep their own proportions. Original order.
+
+    >>> df = pd.DataFrame({"label": ["solvable"] * 10 + ["a"] * 1 + ["b"] * 2})
+    >>> head_rows(df, refusal_share=0.5, seed=1)["label"].value_counts().to_dict()
+    {'solvable': 3, 'b': 2, 'a': 1}
+    """
+    if not 0 < refusal_share < 1:
+        raise ValueError(f"head_rows: refusal_share must be in (0, 1), got {refusal_share}")
+    solv = (rows[label_col] == solvable_id).to_numpy()
+    n_ref = int((~solv).sum())
+    n_solv = int(round(n_ref * (1 - refusal_share) / refusal_share))
+    if n_ref == 0 or n_solv >= solv.sum():
+        return rows
+    keep = ~solv
+    keep[np.random.default_rng(seed).choice(np.flatnonzero(solv), n_solv, replace=False)] = True
+    return rows[keep]
+
+
 def build_dataset(rows: pd.DataFrame, *, variant: str = "", taxonomy=None, val_frac: float = 0.1, seed: int = 7,
                   max_per_class: int = 0, max_refusal_share: float = 0.0, n_train: int = 0,
                   refusal_target: str = "full", system_prompt: str = SYSTEM_PROMPT) -> BuiltDataset:
@@ -254,11 +288,11 @@ def build_dataset(rows: pd.DataFrame, *, variant: str = "", taxonomy=None, val_f
     kept["messages"] = format_chat(kept, taxonomy=taxonomy, system_prompt=system_prompt,
                                    refusal_target=refusal_target)
     split = split_validation(kept, val_frac=val_frac, seed=seed)
-    train = kept[split == "train"].reset_index(drop=True)
+    train, pool = kept[split == "train"].reset_index(drop=True), None
     if n_train > 0:
         share = max_refusal_share if 0 < max_refusal_share < 1 else 0.35
-        train = balanced_rows(train, n_train, refusal_share=share, solvable_id=solvable_id, seed=seed)
-    return BuiltDataset(variant, train, kept[split == "validation"].reset_index(drop=True), report)
+        pool, train = train, balanced_rows(train, n_train, refusal_share=share, solvable_id=solvable_id, seed=seed)
+    return BuiltDataset(variant, train, kept[split == "validation"].reset_index(drop=True), report, pool=pool)
 
 
 def _jsonl(df: pd.DataFrame, path: Path) -> Path:

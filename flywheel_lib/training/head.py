@@ -6,9 +6,12 @@ right category 31% of the impossible requests and refused 15% of the solvable on
 all-MiniLM-L6-v2 sentence embeddings fitted on the 1,200 seed rows alone reached 70% at 11% (TF-IDF n-grams: 54% at
 13%): the decision generalises across phrasings from a sentence encoder far better than from the small decoder.
 
-So a skill model may carry a head beside its adapter (``04_finetune: decision_head: minilm``), fitted on the very
-rows the adapter trains on (text -> label), so each variant's head learns from that variant's data and nothing
-else: production-only's head has one class and never refuses; the naive merge's head sees the merge's
+So a skill model may carry a head beside its adapter (``04_finetune: decision_head: minilm``), fitted on the
+variant's own training rows (text -> label), so each variant's head learns from that variant's data and nothing
+else. The adapter sees ``max_steps x batch_size`` rows; the head, a logistic regression that fits thousands of rows
+in seconds, sees every refusal row of the variant's training split with solvable rows drawn to the same refusal
+share (``head_rows: all``; ``train`` restricts it to the adapter's rows). Production-only's head has one class and
+never refuses; the naive merge's head sees the merge's
 contradictory labels; the curated head sees the curated ones. At generation time
 (:class:`~flywheel_lib.evaluation.generate.VariantGenerator`) the head decides; the fine-tuned decoder writes the
 query (under the query-only grammar when decoding is constrained) or the refusal's sentence after a forced
@@ -40,7 +43,7 @@ import numpy as np
 
 from ..embeddings import DIM
 
-__all__ = ["DecisionHead", "HEAD_FILE", "HEADS", "THRESHOLD_GRID", "calibrate_threshold", "fit_heads"]
+__all__ = ["DecisionHead", "HEAD_FILE", "HEADS", "HEAD_ROWS", "THRESHOLD_GRID", "calibrate_threshold", "fit_heads"]
 
 HEAD_FILE = "decision_head.npz"
 """The head's file in an adapter folder."""
@@ -50,6 +53,10 @@ HEADS = ("none", "minilm", "hybrid")
 hybrid head (embedding + TF-IDF word and character n-grams)."""
 
 ENCODERS = ("minilm", "hybrid")
+
+HEAD_ROWS = ("all", "train")
+"""``head_rows`` choices of ``04_finetune``: every refusal row of the variant's training split at the adapter's
+refusal share (``all``), or exactly the adapter's own training rows (``train``)."""
 
 
 class _NGrams:
@@ -295,15 +302,24 @@ def calibrate_threshold(texts, labels, *, max_false_refusal: float, C: float = 8
 
 def fit_heads(datasets: dict, kind: str, folders: dict, *, backend: str = "local-lora", C: float = 8.0,
               refusal_threshold: float = 0.5, solvable_id: str = "solvable",
-              max_false_refusal: float = 0.0) -> dict[str, dict]:
+              max_false_refusal: float = 0.0, rows: str = "all", refusal_share: float = 0.35,
+              seed: int = 7) -> dict[str, dict]:
     """``04_finetune``'s step: one head per variant (``datasets``: variant -> BuiltDataset), fitted on the variant's
     training rows and saved in its adapter folder (``folders``: variant -> folder). Returns, per variant, the head's
     classes, rows, threshold and its accuracy and false-refusal rate on the variant's own validation rows.
-    ``max_false_refusal > 0`` picks each head's threshold with :func:`calibrate_threshold` on its training rows
-    instead of ``refusal_threshold``. ``kind`` is one of :data:`HEADS` (the head's encoder); ``"none"`` fits
-    nothing and returns ``{}``."""
+
+    ``rows`` (one of :data:`HEAD_ROWS`): ``"all"`` fits on every refusal row of the variant's training split with
+    solvable rows drawn so refusals are ``refusal_share`` of them (:func:`~flywheel_lib.training.datasets.head_rows`);
+    ``"train"`` on exactly the rows its adapter trains on (``max_steps x batch_size`` of them with ``n_train``).
+    ``max_false_refusal > 0`` picks each head's threshold with :func:`calibrate_threshold` on its rows instead of
+    ``refusal_threshold``. ``kind`` is one of :data:`HEADS` (the head's encoder); ``"none"`` fits nothing and
+    returns ``{}``."""
+    from .datasets import head_rows
+
     if kind not in HEADS:
         raise ValueError(f"decision_head must be one of {', '.join(HEADS)}, got {kind!r}")
+    if rows not in HEAD_ROWS:
+        raise ValueError(f"head_rows must be one of {', '.join(HEAD_ROWS)}, got {rows!r}")
     if kind == "none":
         return {}
     if backend != "local-lora":
@@ -313,16 +329,19 @@ def fit_heads(datasets: dict, kind: str, folders: dict, *, backend: str = "local
     if not 0.0 <= max_false_refusal < 1.0:
         raise ValueError(f"head_max_false_refusal must be in [0, 1), got {max_false_refusal}")
     for v, ds in datasets.items():
+        fit_rows = (head_rows(ds.train_pool, refusal_share=refusal_share, solvable_id=solvable_id, seed=seed)
+                    if rows == "all" else ds.train)
         threshold, cal = refusal_threshold, None
-        if max_false_refusal > 0 and ds.train["label"].nunique() > 1:
-            cal = calibrate_threshold(ds.train["text"], ds.train["label"], max_false_refusal=max_false_refusal,
+        if max_false_refusal > 0 and fit_rows["label"].nunique() > 1:
+            cal = calibrate_threshold(fit_rows["text"], fit_rows["label"], max_false_refusal=max_false_refusal,
                                       C=C, solvable_id=solvable_id, encoder=kind)
             threshold = cal["threshold"]
         head = DecisionHead(C=C, refusal_threshold=threshold, encoder=kind)
-        head.fit(ds.train["text"], ds.train["label"], solvable_id=solvable_id)
+        head.fit(fit_rows["text"], fit_rows["label"], solvable_id=solvable_id)
         head.save(folders[v])
         val = ds.validation
-        row = {"classes": len(head.classes_), "n_fit": head.n_fit_, "threshold": threshold,
+        row = {"classes": len(head.classes_), "n_fit": head.n_fit_,
+               "n_fit_refusals": int((fit_rows["label"] != solvable_id).sum()), "threshold": threshold,
                "cv_false_refusal_rate": cal["false_refusal_rate"] if cal else None,
                "cv_refusal_recall": cal["refusal_recall"] if cal else None,
                "threshold_met_target": cal["met"] if cal else None, "n_validation": len(val),
