@@ -132,7 +132,8 @@ def test_levers_in_two_cycles(lineage):
     pd.testing.assert_frame_equal(s2.iloc[:len(s1)], s1)          # appended, never edited
     assert set(s1["cycle"]) == {1} and set(s2["cycle"]) <= {1, 2}
     assert second["n_preference_pairs"] == len(pd.read_parquet(a2 / "preference_pairs.parquet"))
-    if second["n_preference_pairs"]:
+    if second["n_preference_pairs"]:  # smoke.yaml sets dpo_pairs: all, so DPO runs on every pair at toy size
+        assert second["n_dpo_pairs"] == second["n_preference_pairs"]
         assert 0 <= second["pass_rate_curated_dpo"] <= 1
         assert (a2 / "models" / "curated_dpo" / "adapter_config.json").exists()
         assert len((a2 / "preference_pairs.jsonl").read_text().splitlines()) == second["n_preference_pairs"]

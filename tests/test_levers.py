@@ -142,6 +142,19 @@ def test_pairs_from_hand_made_traffic(tax, dom):
         "t4": "REFUSE wrong_skill", "t5": "amount_spent > 500"}
 
 
+def test_dpo_pairs_leave_the_refusal_decision_to_a_decision_head(tax, dom):
+    from flywheel_lib.levers import dpo_pairs
+
+    pairs = build_preference_pairs(TRAFFIC, CONSENSUS, taxonomy=tax, domain=dom, queries=known_queries(CYCLE1))
+    assert dpo_pairs(pairs, "auto", has_head=False).equals(pairs)
+    assert dpo_pairs(pairs, "all", has_head=True).equals(pairs)
+    with_head = dpo_pairs(pairs, "auto", has_head=True)
+    assert with_head["item_id"].tolist() == ["t4", "t5"]  # chosen: a query; the refusal pairs are the head's business
+    assert dpo_pairs(pairs, "query").equals(with_head)
+    with pytest.raises(ValueError, match="dpo_pairs must be one of"):
+        dpo_pairs(pairs, "refusals")
+
+
 def test_pair_exports(tax, dom, tmp_path):
     from datasets import load_from_disk
 

@@ -33,9 +33,33 @@ import pandas as pd
 from ..training.datasets import near_duplicate_key
 from ..training.targets import SYSTEM_PROMPT, format_target, parse_answer
 
-__all__ = ["PAIR_COLUMNS", "build_preference_pairs", "known_queries", "to_openai_jsonl", "to_hf_folder"]
+__all__ = ["PAIR_COLUMNS", "QUERY_KINDS", "DPO_PAIRS", "build_preference_pairs", "dpo_pairs", "known_queries",
+           "to_openai_jsonl", "to_hf_folder"]
 
 PAIR_COLUMNS = ["item_id", "prompt", "chosen", "rejected", "kind", "accepted_label", "model_label"]
+
+QUERY_KINDS = ("query_vs_refusal", "query_vs_wrong_query")
+"""Pair kinds whose chosen answer is a query: what the decoder writes, with or without a decision head."""
+
+DPO_PAIRS = ("auto", "all", "query")
+"""``dpo_pairs`` choices of ``05_evaluate``: see :func:`dpo_pairs`."""
+
+
+def dpo_pairs(pairs: pd.DataFrame, which: str = "auto", *, has_head: bool = False) -> pd.DataFrame:
+    """The preference pairs DPO trains the candidate's adapter on.
+
+    ``"all"``: every pair. ``"query"``: only pairs whose chosen answer is a query (:data:`QUERY_KINDS`).
+    ``"auto"``: ``"query"`` when the candidate has a decision head (``has_head``), else ``"all"``. With a head the
+    adapter never decides whether to refuse or with which category: the head does, and it learns that from the
+    curated rows, where the panel's accepted refusals of the same traffic already are. A refusal-vs-query pair can
+    then only pull the adapter away from writing queries: in the demo's cycle 2 (run ``20261201-143007_demo_7af44f``)
+    DPO on 4 such pairs took the candidate's query pass rate from 0.494 to 0.244.
+    """
+    if which not in DPO_PAIRS:
+        raise ValueError(f"dpo_pairs must be one of {', '.join(DPO_PAIRS)}, got {which!r}")
+    if which == "all" or (which == "auto" and not has_head):
+        return pairs
+    return pairs[pairs["kind"].isin(QUERY_KINDS)]
 
 
 def known_queries(rows: pd.DataFrame, *, solvable_id: str = "solvable") -> dict[str, str]:
