@@ -159,6 +159,7 @@ def test_build_dataset_keeps_the_pool_it_drew_from():
     assert set(ds.train_pool["item_id"]).isdisjoint(ds.validation["item_id"])
     whole = build_dataset(_pool(), taxonomy=tax, val_frac=0.1, seed=1)
     assert whole.pool is None and whole.train_pool is whole.train
+    assert (ds.target_refusal_share, whole.target_refusal_share) == (0.5, 0.35)  # max_refusal_share, else 0.35
     assert whole.train["item_id"].tolist() == ds.train_pool["item_id"].tolist()
 
 

@@ -127,7 +127,8 @@ def test_fit_heads_learn_from_every_refusal_row_not_only_the_adapters_rows(tmp_p
     ds = build_dataset(data["seed"], taxonomy=TAX, val_frac=0.1, seed=3, max_refusal_share=0.35, n_train=40)
     folders = {"curated": tmp_path / "all", "small": tmp_path / "train"}
     out = {rows: fit_heads({"curated": ds}, "hybrid", {"curated": folders["curated" if rows == "all" else "small"]},
-                           rows=rows, refusal_share=0.35, seed=3)["curated"] for rows in ("all", "train")}
+                           rows=rows, seed=3)["curated"] for rows in ("all", "train")}
+    assert ds.target_refusal_share == 0.35  # the head's rows keep the share the adapter's rows were drawn to
     want = head_rows(ds.train_pool, refusal_share=0.35, seed=3)
     assert out["all"]["n_fit"] == len(want) > 4 * len(ds.train)
     assert out["all"]["n_fit_refusals"] == int((ds.train_pool["label"] != "solvable").sum())

@@ -156,6 +156,9 @@ class BuiltDataset:
     """Every training-split row before ``n_train``'s balanced draw (the rows ``train`` was drawn from; None when
     there was no draw, i.e. ``train`` is the whole split). The decision head learns from these
     (:func:`head_rows`)."""
+    target_refusal_share: float = 0.35
+    """The refusal share ``n_train``'s balanced draw aims at (``max_refusal_share``, or 0.35 when that is 0 or 1);
+    the decision head's rows keep the same share."""
 
     @property
     def train_pool(self) -> pd.DataFrame:
@@ -289,10 +292,11 @@ def build_dataset(rows: pd.DataFrame, *, variant: str = "", taxonomy=None, val_f
                                    refusal_target=refusal_target)
     split = split_validation(kept, val_frac=val_frac, seed=seed)
     train, pool = kept[split == "train"].reset_index(drop=True), None
+    share = max_refusal_share if 0 < max_refusal_share < 1 else 0.35
     if n_train > 0:
-        share = max_refusal_share if 0 < max_refusal_share < 1 else 0.35
         pool, train = train, balanced_rows(train, n_train, refusal_share=share, solvable_id=solvable_id, seed=seed)
-    return BuiltDataset(variant, train, kept[split == "validation"].reset_index(drop=True), report, pool=pool)
+    return BuiltDataset(variant, train, kept[split == "validation"].reset_index(drop=True), report, pool=pool,
+                        target_refusal_share=share)
 
 
 def _jsonl(df: pd.DataFrame, path: Path) -> Path:

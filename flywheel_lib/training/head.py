@@ -302,14 +302,15 @@ def calibrate_threshold(texts, labels, *, max_false_refusal: float, C: float = 8
 
 def fit_heads(datasets: dict, kind: str, folders: dict, *, backend: str = "local-lora", C: float = 8.0,
               refusal_threshold: float = 0.5, solvable_id: str = "solvable",
-              max_false_refusal: float = 0.0, rows: str = "all", refusal_share: float = 0.35,
+              max_false_refusal: float = 0.0, rows: str = "all", refusal_share: float | None = None,
               seed: int = 7) -> dict[str, dict]:
     """``04_finetune``'s step: one head per variant (``datasets``: variant -> BuiltDataset), fitted on the variant's
     training rows and saved in its adapter folder (``folders``: variant -> folder). Returns, per variant, the head's
     classes, rows, threshold and its accuracy and false-refusal rate on the variant's own validation rows.
 
     ``rows`` (one of :data:`HEAD_ROWS`): ``"all"`` fits on every refusal row of the variant's training split with
-    solvable rows drawn so refusals are ``refusal_share`` of them (:func:`~flywheel_lib.training.datasets.head_rows`);
+    solvable rows drawn so refusals are ``refusal_share`` of them (:func:`~flywheel_lib.training.datasets.head_rows`;
+    None: each dataset's ``target_refusal_share``, the share its adapter's rows were drawn to);
     ``"train"`` on exactly the rows its adapter trains on (``max_steps x batch_size`` of them with ``n_train``).
     ``max_false_refusal > 0`` picks each head's threshold with :func:`calibrate_threshold` on its rows instead of
     ``refusal_threshold``. ``kind`` is one of :data:`HEADS` (the head's encoder); ``"none"`` fits nothing and
@@ -329,7 +330,8 @@ def fit_heads(datasets: dict, kind: str, folders: dict, *, backend: str = "local
     if not 0.0 <= max_false_refusal < 1.0:
         raise ValueError(f"head_max_false_refusal must be in [0, 1), got {max_false_refusal}")
     for v, ds in datasets.items():
-        fit_rows = (head_rows(ds.train_pool, refusal_share=refusal_share, solvable_id=solvable_id, seed=seed)
+        share = ds.target_refusal_share if refusal_share is None else refusal_share
+        fit_rows = (head_rows(ds.train_pool, refusal_share=share, solvable_id=solvable_id, seed=seed)
                     if rows == "all" else ds.train)
         threshold, cal = refusal_threshold, None
         if max_false_refusal > 0 and fit_rows["label"].nunique() > 1:
