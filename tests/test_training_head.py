@@ -108,6 +108,20 @@ def test_binary_head_matches_sklearn(data):
     np.testing.assert_allclose(h.predict_proba(ev), ref, atol=1e-4)
 
 
+def test_sample_weights_weigh_the_rows(data):
+    seed = data["seed"]
+    ev = data["eval"]["text"].tolist()
+    plain = DecisionHead(C=8.0, encoder="hybrid").fit(seed["text"], seed["label"])
+    ones = DecisionHead(C=8.0, encoder="hybrid").fit(seed["text"], seed["label"], sample_weight=np.ones(len(seed)))
+    np.testing.assert_allclose(ones.predict_proba(ev), plain.predict_proba(ev), atol=1e-6)
+    heavy = np.where(seed["label"] == "solvable", 10.0, 1.0)  # solvable rows weigh more: fewer refusals
+    solvable_heavy = DecisionHead(C=8.0, encoder="hybrid").fit(seed["text"], seed["label"], sample_weight=heavy)
+    refused = lambda h: sum(y != "solvable" for y in h.predict(ev))  # noqa: E731
+    assert refused(solvable_heavy) < refused(plain)
+    with pytest.raises(ValueError, match="sample weights"):
+        DecisionHead().fit(seed["text"], seed["label"], sample_weight=[1.0])
+
+
 def test_fit_heads_checks_its_options(tmp_path):
     with pytest.raises(ValueError, match="decision_head must be one of"):
         fit_heads({}, "bert", {})

@@ -271,10 +271,9 @@ def policy_summary(resolutions: pd.DataFrame, items: pd.DataFrame, taxonomy, *, 
     from .review import review_queue
 
     pool = production_pool(items, truth) if pool is None else pool
-    res = resolutions
-    s = resolution_summary(res, truth if truth is not None and "true_label" in truth.columns else None,
-                           queue_size=len(review_queue(res, items, taxonomy=taxonomy)))
-    ts = build_train_sets(items, res, taxonomy, variants=("curated",))
+    s = resolution_summary(resolutions, truth if truth is not None and "true_label" in truth.columns else None,
+                           queue_size=len(review_queue(resolutions, items, taxonomy=taxonomy)))
+    ts = build_train_sets(items, resolutions, taxonomy, variants=("curated",))
     cur = ts[ts["item_id"].isin(pool["item_id"])]
     rep = selection_bias(cur, pool, complexity=complexity, curated_category="label",
                          min_share_ratio=min_share_ratio)

@@ -156,12 +156,15 @@ class DecisionHead:
         self.n_fit_: int = 0
         """Rows it was fitted on."""
 
-    def fit(self, texts, labels, *, solvable_id: str = "solvable") -> "DecisionHead":
+    def fit(self, texts, labels, *, solvable_id: str = "solvable", sample_weight=None) -> "DecisionHead":
+        """Fit on ``texts`` -> ``labels``; ``sample_weight`` (one per row, optional) weighs the rows' losses."""
         from sklearn.linear_model import LogisticRegression
 
         texts, labels = [str(t) for t in texts], [str(y) for y in labels]
         if len(texts) != len(labels) or not texts:
             raise ValueError(f"DecisionHead.fit: {len(texts)} texts and {len(labels)} labels (need the same, > 0)")
+        if sample_weight is not None and len(sample_weight) != len(texts):
+            raise ValueError(f"DecisionHead.fit: {len(sample_weight)} sample weights for {len(texts)} texts")
         self.solvable_id_, self.n_fit_ = solvable_id, len(texts)
         classes = sorted(set(labels))
         if len(classes) == 1:  # e.g. production-only: every row a logged success; the head never refuses
@@ -171,7 +174,7 @@ class DecisionHead:
             return self
         self.ngrams_ = _NGrams.fit(texts) if self.encoder == "hybrid" else None
         X = self._features(texts)
-        lr = LogisticRegression(C=self.C, max_iter=3000).fit(X, labels)
+        lr = LogisticRegression(C=self.C, max_iter=3000).fit(X, labels, sample_weight=sample_weight)
         self.classes_ = [str(c) for c in lr.classes_]
         coef, icpt = lr.coef_.astype(np.float32), lr.intercept_.astype(np.float32)
         if len(self.classes_) == 2:  # binary: P(class 1) = sigmoid(w.x + b) == softmax over rows [0, w]
