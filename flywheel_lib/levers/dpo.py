@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Literal
@@ -185,10 +184,10 @@ def train_dpo(pairs: pd.DataFrame, cfg: DPOConfig, out_dir: str | Path, *, adapt
     pc, pr = all_logps()
     loss1, margin1 = dpo_loss(pc, pr, ref_c, ref_r, cfg.beta)
     model.save_pretrained(out_dir)
-    from ..training.head import HEAD_FILE, DecisionHead
+    from ..training.head import DecisionHead
 
     if adapter and DecisionHead.exists(adapter):  # DPO trains the decoder; the decision stays the SFT model's head
-        shutil.copyfile(Path(adapter) / HEAD_FILE, out_dir / HEAD_FILE)
+        DecisionHead.copy(adapter, out_dir)
     log = pd.DataFrame(rows)
     log.to_csv(out_dir / "train_log.csv", index=False)
     (out_dir / "train_config.json").write_text(json.dumps({**cfg.model_dump(), "adapter": adapter}, indent=2))

