@@ -1,0 +1,121 @@
+"""The skill model's two parts measured on a validation draw: a fresh eval set of the bundled generator (another seed),
+never the demo's eval items.
+
+    PYTHONPATH=$PWD python benchmarks/bench_validation_draw.py --run outputs/runs/<a demo cycle 1>
+    PYTHONPATH=$PWD python benchmarks/bench_validation_draw.py --run RUN --heads "" \
+        --adapters shared35=outputs/runs/<old run>/artifacts/models/curated,shared15=outputs/runs/<new run>/artifacts/models/curated
+
+The demo's eval set (generator seed 7) holds phrasing families no training row has. ``--seed`` (default 11) draws
+another ``--n`` eval items from the same held-out families with other conditions, values and noise (2% of its texts
+occur in seed 7's eval set): a validation set, so a recipe can be chosen on it and the demo's eval items stay the
+test. Two measurements:
+
+- **heads** (``--heads``, default ``hybrid,finetuned``): each fitted the way ``04_finetune`` fits it (``head_rows:
+  all`` at ``--share``) on the run's ``--variant`` training split; prints right-category refusal recall / false
+  refusals at thresholds 0.4 ... 0.7, for ``finetuned`` once per ``--ft-seeds`` seed (it is trained with SGD);
+- **adapters** (``--adapters NAME=FOLDER,...``): the decoder forced to write a query (the query-only grammar) for
+  every solvable item; prints the share whose result matches the gold query's and McNemar's exact p against the
+  first adapter on the same items.
+
+The README's figures under "The head is the encoder itself, fine-tuned" come from this script on run
+``20261201-163806_demo_82d9d2`` (heads, and the share-0.35 adapter) and the share-0.15 adapter of run
+``20261201-191136_demo_*`` (see the README). Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from flywheel_lib import load_taxonomy
+from flywheel_lib.domains import get_domain
+from flywheel_lib.training import build_dataset
+from flywheel_lib.training.datasets import head_rows
+from flywheel_lib.training.head import DecisionHead, _refusal_scores
+
+THRESHOLDS = (0.4, 0.5, 0.6, 0.7)
+
+
+def _heads(a, tax, val: pd.DataFrame) -> None:
+    ts = pd.read_parquet(Path(a.run) / "artifacts" / "train_sets.parquet")
+    ds = build_dataset(ts, variant=a.variant, taxonomy=tax, seed=7, max_refusal_share=a.share, n_train=960)
+    rows = head_rows(ds.train_pool, refusal_share=a.share, solvable_id=tax.solvable_id, seed=7)
+    gold = val["true_label"].to_numpy()
+    solv = gold == tax.solvable_id
+    print(f"heads: {a.variant} of {Path(a.run).name}, {len(rows)} rows ({int((rows['label'] != tax.solvable_id).sum())}"
+          f" refusals); {len(val)} validation items ({int(solv.sum())} solvable); recall / false refusals")
+    runs = [(k, 0) for k in a.heads.split(",") if k and k != "finetuned"]
+    if "finetuned" in a.heads.split(","):
+        runs += [("finetuned", int(s)) for s in a.ft_seeds.split(",")]
+    for kind, seed in runs:
+        h = DecisionHead(C=8.0, encoder=kind, seed=seed).fit(rows["text"], rows["label"], solvable_id=tax.solvable_id)
+        p_refuse, best = _refusal_scores(h.predict_proba(val["text"].tolist()), h.classes_, tax.solvable_id)
+        best = np.asarray(best, dtype=object)
+        cells = []
+        for t in THRESHOLDS:
+            pred = np.where(p_refuse >= t, best, tax.solvable_id)
+            cells.append(f"t {t}: {(pred == gold)[~solv].mean():.3f} / {(pred != tax.solvable_id)[solv].mean():.3f}")
+        name = kind + (f" (seed {seed})" if kind == "finetuned" else "")
+        print(f"  {name:20s} " + "   ".join(cells), flush=True)
+
+
+def _adapters(a, tax, dom, val: pd.DataFrame) -> None:
+    from scipy.stats import binomtest
+
+    from flywheel_lib.evaluation import VariantGenerator
+    from flywheel_lib.evaluation.constrained import answer_grammar, query_grammar
+
+    s = val[val["true_label"] == tax.solvable_id].reset_index(drop=True)
+    grammar = query_grammar(answer_grammar(dom, [c for c in tax.ids if c != tax.solvable_id]))
+
+    def ok(answer, gold) -> bool:
+        try:
+            return bool(dom.same_result(answer, gold))
+        except Exception:  # an answer the executor rejects is a fail
+            return False
+
+    print(f"adapters: the query each writes for the {len(s)} solvable validation items (query-only grammar)")
+    first = None
+    for spec in a.adapters.split(","):
+        name, folder = spec.split("=", 1)
+        gen = VariantGenerator(a.base_model, {name: folder}, grammar=grammar, heads=False, threads=0)
+        answers = gen.generate(s["text"].tolist(), variant=name, batch_size=32, max_new_tokens=64, progress=False)
+        passed = np.array([ok(x, g) for x, g in zip(answers, s["gold_output"])])
+        line = f"  {name:12s} query pass {passed.mean():.3f}"
+        if first is None:
+            first = (name, passed)
+        else:
+            b, c = int((~first[1] & passed).sum()), int((first[1] & ~passed).sum())
+            p = binomtest(b, b + c).pvalue if b + c else 1.0
+            line += f"   vs {first[0]}: {passed.mean() - first[1].mean():+.3f} ({b} fixed, {c} broken, McNemar p {p:.3g})"
+        print(line, flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", help="a finished demo cycle (its train_sets) for the heads")
+    ap.add_argument("--variant", default="curated")
+    ap.add_argument("--taxonomy", default="params/taxonomy/segments.yaml")
+    ap.add_argument("--seed", type=int, default=11, help="generator seed of the validation draw (the demo's is 7)")
+    ap.add_argument("--n", type=int, default=1000, help="validation items")
+    ap.add_argument("--share", type=float, default=0.35, help="the heads' refusal share (head_refusal_share)")
+    ap.add_argument("--heads", default="hybrid,finetuned")
+    ap.add_argument("--ft-seeds", default="7,1", help="seeds of the fine-tuned head")
+    ap.add_argument("--adapters", default="", help="NAME=ADAPTER_FOLDER,... (the first is the reference)")
+    ap.add_argument("--base-model", default="smollm2-135m")
+    a = ap.parse_args()
+    tax, dom = load_taxonomy(a.taxonomy), get_domain("segments")
+    val = dom.generate(seed=a.seed, n_production=2000, n_seed_solvable=600, n_seed_refusal=600, n_eval=a.n)["eval"]
+    if a.heads:
+        if not a.run:
+            raise SystemExit("--heads needs --run (a finished demo cycle whose train_sets the heads learn from)")
+        _heads(a, tax, val)
+    if a.adapters:
+        _adapters(a, tax, dom, val)
+
+
+if __name__ == "__main__":
+    main()
