@@ -17,9 +17,10 @@ test. Two measurements:
   every solvable item; prints the share whose result matches the gold query's and McNemar's exact p against the
   first adapter on the same items.
 
-The README's figures under "The head is the encoder itself, fine-tuned" come from this script on run
-``20261201-163806_demo_82d9d2`` (heads, and the share-0.35 adapter) and the share-0.15 adapter of run
-``20261201-191136_demo_*`` (see the README). Not a test.
+The README's figures under "A validation draw" come from this script with ``--run`` run
+``20261201-163806_demo_82d9d2`` (the heads) and ``--adapters`` the curated adapters of runs
+``20261201-163806_demo_82d9d2`` and ``20261201-170908_demo_e99c4c`` (35% refusals, cycles 1 and 2) and
+``20261201-191134_demo_86d10d`` and ``20261201-194113_demo_6804dd`` (15%). Not a test.
 """
 
 from __future__ import annotations

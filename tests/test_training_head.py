@@ -125,7 +125,7 @@ def test_sample_weights_weigh_the_rows(data):
 @pytest.fixture(scope="module")
 def tuned(data):
     seed = data["seed"]
-    return DecisionHead(encoder="finetuned", epochs=4, seed=3).fit(seed["text"], seed["label"], solvable_id="solvable")
+    return DecisionHead(encoder="finetuned", epochs=3, seed=3).fit(seed["text"], seed["label"], solvable_id="solvable")
 
 
 def test_finetuned_head_learns_and_generalises_to_unseen_phrasing_families(data, tuned):
