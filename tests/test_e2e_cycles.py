@@ -147,7 +147,7 @@ def test_levers_in_two_cycles(lineage):
 
 
 def test_decision_heads_decide_in_every_stage_that_generates(lineage):
-    """smoke.yaml sets decision_head: finetuned: 04 saves a head beside every adapter, 05 measures the candidate with
+    """smoke.yaml sets decision_head: hybrid: 04 saves a head beside every adapter, 05 measures the candidate with
     and without it, and the deployed model's head goes with it into 06 and the next cycle."""
     from flywheel_lib.training.head import DecisionHead
 
@@ -157,7 +157,7 @@ def test_decision_heads_decide_in_every_stage_that_generates(lineage):
         for v in ("production_only", "naive_merge", "curated"):
             head = DecisionHead.load(art / "models" / v)
             assert head.n_fit_ > 0 and 0 <= m["metrics"]["04_finetune"][f"head_val_accuracy_{v}"] <= 1
-            assert head.encoder == "finetuned" and (head.tuned_ is not None) == (v != "production_only")
+            assert head.encoder == "hybrid" and (head.ngrams_ is not None) == (v != "production_only")
         assert DecisionHead.load(art / "models" / "production_only").classes_ == ["solvable"]
         ev = m["metrics"]["05_evaluate"]
         assert 0 <= ev["pass_rate_curated_nohead"] <= 1 and "false_refusal_rate_curated_nohead" in ev

@@ -197,9 +197,11 @@ def test_fit_heads_learn_from_every_refusal_row_not_only_the_adapters_rows(tmp_p
 
 
 @pytest.mark.slow
-def test_generator_lets_the_head_decide_and_the_decoder_write(tmp_path, dom, data, head):
-    """A LoRA adapter with a head: refused items carry the head's category, the rest are valid queries (the
-    query-only grammar has no refusal branch); decide=False gives the decoder's own answers back."""
+def test_generator_lets_the_head_decide_and_the_decoder_write(tmp_path, dom, data, tuned):
+    """A LoRA adapter with a head (the demo's fine-tuned one, loaded from the adapter folder with its encoder):
+    refused items carry the head's category, the rest are valid queries (the query-only grammar has no refusal
+    branch); decide=False gives the decoder's own answers back."""
+    head = tuned
     from peft import LoraConfig, get_peft_model
 
     from flywheel_lib.evaluation import VariantGenerator
