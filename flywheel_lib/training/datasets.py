@@ -9,6 +9,11 @@ The steps, each a plain function:
   experiment must see it. The count of such conflicting groups is returned for the report.
 - :func:`split_validation` puts ``val_frac`` of every class into validation (seeded), rounding per class, and never
   takes the last row of a class: a class with a single row stays in training.
+- Every seeded draw here (the validation split, :func:`balanced_rows`, :func:`head_rows`) is *stable*
+  (:func:`stable_order`): a row's place in the draw comes from a seeded hash of its text, label and output, not from
+  its position. A corpus that grows by a few rows (the next flywheel cycle's) keeps the rows it drew before and
+  adds only where new rows rank in, so two cycles' models differ by their data, not by a fresh random draw: before
+  this, the same adapter recipe on a corpus that was 98% the same swung by +-0.05 query pass rate with the draw.
 - :func:`format_chat` turns rows into chat messages (system, user request, assistant target).
 - :func:`save_dataset` writes a Hugging Face ``datasets`` folder (train/validation) and chat JSONL files in the
   format the OpenAI fine-tuning API takes (``{"messages": [...]}`` per line).
@@ -16,6 +21,7 @@ The steps, each a plain function:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import unicodedata
@@ -28,7 +34,7 @@ import pandas as pd
 from .targets import SYSTEM_PROMPT, format_target
 
 __all__ = ["TRAIN_COLUMNS", "BuiltDataset", "near_duplicate_key", "dedup", "cap_per_class", "cap_refusal_share",
-           "balanced_rows", "head_rows", "split_validation",
+           "balanced_rows", "head_rows", "split_validation", "stable_keys", "stable_order", "row_keys",
            "format_chat", "build_dataset", "save_dataset"]
 
 TRAIN_COLUMNS = ("item_id", "text", "label", "output", "reason_key")
@@ -54,6 +60,50 @@ def near_duplicate_key(text: str) -> str:
 
 def _out_key(v) -> str:
     return "" if v is None or (isinstance(v, float) and np.isnan(v)) else " ".join(str(v).split())
+
+
+def stable_keys(keys, *, seed: int, salt: str = "") -> np.ndarray:
+    """A seeded 64-bit hash of every key (``uint64``): the same key gets the same value in any list it is part of.
+
+    Repeats of a key are told apart by their occurrence number (the second copy of a key hashes differently from
+    the first), so a list with duplicates still has a strict order. ``salt`` separates independent draws made with
+    the same seed (the validation split and the training draw).
+
+    >>> a = stable_keys(["x", "y", "z"], seed=7)
+    >>> bool((stable_keys(["z", "new", "x"], seed=7)[[0, 2]] == a[[2, 0]]).all()), bool(a[0] != stable_keys(["x"], seed=8)[0])
+    (True, True)
+    """
+    seen: dict[str, int] = {}
+    out = np.empty(len(keys), dtype=np.uint64)
+    for i, k in enumerate(keys):
+        j = seen[k] = seen.get(k, -1) + 1
+        h = hashlib.blake2b(f"{seed}\x1f{salt}\x1f{j}\x1f{k}".encode(), digest_size=8).digest()
+        out[i] = int.from_bytes(h, "little")
+    return out
+
+
+def stable_order(keys, *, seed: int, salt: str = "") -> np.ndarray:
+    """Positions of ``keys`` sorted by :func:`stable_keys`: a seeded shuffle in which adding or removing keys leaves
+    the relative order of the others unchanged.
+
+    >>> stable_order(["a", "b", "c", "d"], seed=7).tolist() == [x for x in stable_order(["a", "b", "c", "d", "e"],
+    ...                                                                                     seed=7).tolist() if x != 4]
+    True
+    """
+    return np.argsort(stable_keys(list(keys), seed=seed, salt=salt), kind="stable")
+
+
+def row_keys(rows: pd.DataFrame) -> list[str]:
+    """What a row's stable draw position depends on: its text, label and output (spacing folded), not its id or position
+    (rows without a ``text`` column: every column's value)."""
+    cols = [c for c in ("text", "label", "output") if c in rows.columns] if "text" in rows.columns else list(rows.columns)
+    if not cols:
+        return [""] * len(rows)
+    parts = [rows[c].map(_out_key) for c in cols]
+    key = parts[0]
+    for p in parts[1:]:
+        key = key + "\x1f" + p
+    return key.tolist()
 
 
 @dataclass
@@ -93,17 +143,18 @@ def split_validation(rows: pd.DataFrame, *, val_frac: float = 0.1, seed: int = 7
                      label_col: str = "label") -> pd.Series:
     """A ``split`` Series (``train`` | ``validation``) with ``round(val_frac * n)`` of each class in validation.
 
-    Seeded; a class keeps at least one training row, so a class with one row is never lost to validation.
+    Seeded and stable (:func:`stable_order`): the rows of a class that rank first by their seeded hash go to
+    validation, so a grown corpus keeps its validation rows. A class keeps at least one training row, so a class
+    with one row is never lost to validation.
     """
     if not 0 <= val_frac < 1:
         raise ValueError(f"val_frac must be in [0, 1), got {val_frac}")
-    rng = np.random.default_rng(seed)
     split = pd.Series("train", index=rows.index, dtype=object)
     for _, idx in sorted(rows.groupby(label_col, dropna=False).groups.items(), key=lambda kv: str(kv[0])):
         idx = np.array(idx)
         n_val = min(int(np.floor(val_frac * len(idx) + 0.5)), len(idx) - 1)
         if n_val > 0:
-            split.loc[rng.choice(idx, size=n_val, replace=False)] = "validation"
+            split.loc[idx[stable_order(row_keys(rows.loc[idx]), seed=seed, salt="validation")[:n_val]]] = "validation"
     return split
 
 
@@ -202,16 +253,19 @@ def balanced_rows(rows: pd.DataFrame, n: int, *, refusal_share: float, solvable_
     quota is repeated (whole passes, then a sample), so every variant sees the same number of examples per class
     and as many distinct rows as it has. Order is shuffled (seeded).
 
+    The sample and the shuffle are stable (:func:`stable_order`): each class gives the rows that rank first by
+    their seeded hash, so variants that share rows draw the same ones, and a corpus grown by a few rows keeps
+    nearly all of its draw, in nearly the same order.
+
     >>> df = pd.DataFrame({"label": ["solvable"] * 10 + ["a"] * 1 + ["b"] * 5, "x": range(16)})
     >>> out = balanced_rows(df, 8, refusal_share=0.5, seed=1)
-    >>> out["label"].value_counts().to_dict(), int(out[out.label == "solvable"]["x"].nunique())
-    ({'solvable': 4, 'a': 2, 'b': 2}, 4)
+    >>> sorted(out["label"].value_counts().items()), int(out[out.label == "solvable"]["x"].nunique())
+    ([('a', 2), ('b', 2), ('solvable', 4)], 4)
     """
     if n <= 0:
         raise ValueError(f"balanced_rows: n must be positive, got {n}")
     if not 0 <= refusal_share <= 1:
         raise ValueError(f"balanced_rows: refusal_share must be in [0, 1], got {refusal_share}")
-    rng = np.random.default_rng(seed)
     groups = {k: g for k, g in rows.groupby(label_col, sort=True)}
     refusals = [k for k in groups if k != solvable_id]
     n_solv = int(round((1 - refusal_share) * n)) if refusals else n
@@ -225,16 +279,17 @@ def balanced_rows(rows: pd.DataFrame, n: int, *, refusal_share: float, solvable_
     parts = []
     for k, q in quota.items():
         g = groups[k]
-        idx = np.concatenate([rng.permutation(len(g)) for _ in range(q // len(g) + 1)])[:q]
-        parts.append(g.iloc[idx])
+        order = stable_order(row_keys(g), seed=seed, salt="draw")
+        parts.append(g.iloc[np.concatenate([order] * (q // len(g) + 1))[:q]])
     out = pd.concat(parts)
-    return out.iloc[rng.permutation(len(out))].reset_index(drop=True)
+    return out.iloc[stable_order(row_keys(out), seed=seed, salt="order")].reset_index(drop=True)
 
 
 def head_rows(rows: pd.DataFrame, *, refusal_share: float, solvable_id: str = "solvable", seed: int = 7,
               label_col: str = "label") -> pd.DataFrame:
-    """The decision head's rows: every refusal row, and solvable rows (a seeded sample) so that refusals are
-    ``refusal_share`` of the rows; every row when there are fewer solvable rows than that, or no refusals.
+    """The decision head's rows: every refusal row, and solvable rows (a seeded, stable sample:
+    :func:`stable_order`) so that refusals are ``refusal_share`` of the rows; every row when there are fewer solvable
+    rows than that, or no refusals.
 
     A logistic regression fits on thousands of rows in seconds, so unlike the adapter (``max_steps x batch_size``
     rows, :func:`balanced_rows`) the head needs no cap on distinct rows: it sees every refusal its variant has, at the
@@ -252,7 +307,8 @@ def head_rows(rows: pd.DataFrame, *, refusal_share: float, solvable_id: str = "s
     if n_ref == 0 or n_solv >= solv.sum():
         return rows
     keep = ~solv
-    keep[np.random.default_rng(seed).choice(np.flatnonzero(solv), n_solv, replace=False)] = True
+    pos = np.flatnonzero(solv)
+    keep[pos[stable_order(row_keys(rows.iloc[pos]), seed=seed, salt="head")[:n_solv]]] = True
     return rows[keep]
 
 

@@ -186,7 +186,11 @@ class _TunedEncoder:
         lin = torch.nn.Linear(DIM, n_classes)
         w = torch.ones(len(texts)) if sample_weight is None else torch.as_tensor(np.asarray(sample_weight, float))
         steps = max(1, int(round(epochs * len(texts) / batch)))
-        order = np.concatenate([rng.permutation(len(texts)) for _ in range(int(np.ceil(steps * batch / len(texts))))])
+        from .datasets import stable_order
+
+        passes = int(np.ceil(steps * batch / len(texts)))  # the first in a stable order of the texts (as the adapter's)
+        order = np.concatenate([stable_order(texts, seed=seed, salt="batches")]
+                               + [rng.permutation(len(texts)) for _ in range(passes - 1)])
         opt = torch.optim.AdamW([{"params": self.model.parameters(), "lr": lr}, {"params": lin.parameters(), "lr": 1e-2}])
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 10) * max(0.0, 1 - s / steps))
         yt, losses = torch.as_tensor(y, dtype=torch.long), []

@@ -7,7 +7,8 @@ vocabulary projection (the largest matmul of a 135M model at 49k vocabulary) shr
 ``benchmarks/bench_training.py`` compares it with a bare peft loop.
 
 Other choices: bf16 autocast where the hardware has it (:func:`flywheel_lib.models.bf16_supported`), AdamW with
-linear warm-up and decay, gradient clipping at 1.0, length-grouped random batches (seeded), validation loss on a fixed
+linear warm-up and decay, gradient clipping at 1.0, length-grouped random batches (seeded; the first pass in a
+stable order of the examples, :func:`~flywheel_lib.training.datasets.stable_order`), validation loss on a fixed
 slice before and after. The run folder gets the adapter (``adapter_model.safetensors``, ``adapter_config.json``),
 ``train_log.csv`` and ``train_config.json``.
 """
@@ -24,6 +25,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from .base import TrainResult
+from .datasets import stable_order
 
 __all__ = ["LORA_TARGETS", "lr_factor", "LoRAConfig", "LocalLoRABackend", "tokenize_chats", "collate_left",
            "answer_loss", "train_lora"]
@@ -163,11 +165,20 @@ def answer_loss(model, batch: dict, device: str = "cpu", per_example: bool = Fal
     return ((tok_loss * tmf).sum(1) / tmf.sum(1).clamp(min=1)).mean()
 
 
-def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, group: int = 16):
-    """Endless length-grouped random batches of indices: shuffle, sort within chunks of group*batch, shuffle batches."""
+def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, group: int = 16,
+             first: np.ndarray | None = None):
+    """Endless length-grouped random batches of indices: shuffle, sort within chunks of group*batch, shuffle batches.
+
+    ``first`` (a permutation of the indices) replaces the first pass's shuffle: :func:`train_lora` passes a stable
+    order of the examples' tokens, so a training set that differs by a few rows from another one (the next cycle's)
+    is cut into nearly the same batches, and its model differs by the data, not by a reshuffle."""
     n = len(lengths)
+    if first is not None and sorted(first.tolist()) != list(range(n)):
+        raise ValueError(f"_batches: first must be a permutation of 0..{n - 1}")
+    passes = 0
     while True:
-        perm = rng.permutation(n)
+        perm = first if passes == 0 and first is not None else rng.permutation(n)
+        passes += 1
         chunk = batch_size * group
         batches = []
         for s in range(0, n, chunk):
@@ -235,7 +246,8 @@ def train_lora(train_chats, val_chats, cfg: LoRAConfig, out_dir: str | Path, *, 
     pad_id = tok.pad_token_id
     val_before = _val_loss(model, val, cfg, pad_id, device, amp)
     rng = np.random.default_rng(cfg.seed)
-    batches = _batches(np.array([len(p) + len(a) for p, a in train]), cfg.batch_size, rng)
+    first = stable_order([" ".join(map(str, [*p, -1, *a])) for p, a in train], seed=cfg.seed, salt="batches")
+    batches = _batches(np.array([len(p) + len(a) for p, a in train]), cfg.batch_size, rng, first=first)
     rows, tokens, t0 = [], 0, time.perf_counter()
     model.train()
     bar = progress_bar(range(cfg.max_steps), desc=f"train {variant}", disable=not cfg.progress, mininterval=10)
