@@ -20,7 +20,9 @@ test. Two measurements:
 The README's figures under "A validation draw" come from this script with ``--run`` run
 ``20261201-163806_demo_82d9d2`` (the heads) and ``--adapters`` the curated adapters of runs
 ``20261201-163806_demo_82d9d2`` and ``20261201-170908_demo_e99c4c`` (35% refusals, cycles 1 and 2) and
-``20261201-191134_demo_86d10d`` and ``20261201-194113_demo_6804dd`` (15%). Not a test.
+``20261201-191134_demo_86d10d`` and ``20261201-194113_demo_6804dd`` (15%); the stable draw's rows are
+``--run 20261201-220348_demo_7a7078 --heads finetuned`` with ``--adapters`` its curated adapter and that of
+``20261201-223718_demo_1e4dff`` (cycles 1 and 2). Not a test.
 """
 
 from __future__ import annotations
