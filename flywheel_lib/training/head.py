@@ -15,8 +15,8 @@ never refuses; the naive merge's head sees the merge's
 contradictory labels; the curated head sees the curated ones. At generation time
 (:class:`~flywheel_lib.evaluation.generate.VariantGenerator`) the head decides; the fine-tuned decoder writes the
 query (under the query-only grammar when decoding is constrained) or the refusal's sentence after a forced
-``REFUSE <category>:``. ``05_evaluate`` also decodes the candidate once with the decoder deciding alone, so the
-head's effect is measured, not assumed.
+``REFUSE <category>:``. ``05_evaluate`` also decodes the candidate once with the decoder deciding alone (in a
+lineage's first cycle, unless ``compare_every_cycle``), so the head's effect is measured, not assumed.
 
 Three heads (``decision_head``): ``minilm`` reads the sentence embedding alone; ``hybrid`` reads it beside TF-IDF
 word (1-2) and character (3-5) n-grams of the request. The embedding carries the meaning across phrasings, the
