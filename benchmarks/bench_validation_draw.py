@@ -12,7 +12,9 @@ test. Two measurements:
 
 - **heads** (``--heads``, default ``hybrid,finetuned``): each fitted the way ``04_finetune`` fits it (``head_rows:
   all`` at ``--share``) on the run's ``--variant`` training split; prints right-category refusal recall / false
-  refusals at thresholds 0.4 ... 0.7, for ``finetuned`` once per ``--ft-seeds`` seed (it is trained with SGD);
+  refusals at ``--thresholds`` (0.4 ... 0.7), for ``finetuned`` once per ``--ft-seeds`` seed (it is trained with
+  SGD), then the mean and spread over those seeds; ``--pairs`` also scores every pair of them, their probabilities
+  averaged (what ``head_members: 2`` does with seeds s and s + 1);
 - **adapters** (``--adapters NAME=FOLDER,...``): the decoder forced to write a query (the query-only grammar) for
   every solvable item; prints the share whose result matches the gold query's and McNemar's exact p against the
   first adapter on the same items.
@@ -22,7 +24,9 @@ The README's figures under "A validation draw" come from this script with ``--ru
 ``20261201-163806_demo_82d9d2`` and ``20261201-170908_demo_e99c4c`` (35% refusals, cycles 1 and 2) and
 ``20261201-191134_demo_86d10d`` and ``20261201-194113_demo_6804dd`` (15%); the stable draw's rows are
 ``--run 20261201-220348_demo_7a7078 --heads finetuned`` with ``--adapters`` its curated adapter and that of
-``20261201-223718_demo_1e4dff`` (cycles 1 and 2). Not a test.
+``20261201-223718_demo_1e4dff`` (cycles 1 and 2). The two-member head (``head_members: 2``) was chosen from
+``--run 20261201-220348_demo_7a7078 --heads finetuned --ft-seeds 7,1,3,5 --pairs --seed 11,13
+--thresholds 0.45,0.5,0.55,0.6,0.65`` (2,000 items, 800 solvable). Not a test.
 """
 
 from __future__ import annotations
@@ -39,7 +43,6 @@ from flywheel_lib.training import build_dataset
 from flywheel_lib.training.datasets import head_rows
 from flywheel_lib.training.head import DecisionHead, _refusal_scores
 
-THRESHOLDS = (0.4, 0.5, 0.6, 0.7)
 
 
 def _heads(a, tax, val: pd.DataFrame) -> None:
@@ -53,16 +56,39 @@ def _heads(a, tax, val: pd.DataFrame) -> None:
     runs = [(k, 0) for k in a.heads.split(",") if k and k != "finetuned"]
     if "finetuned" in a.heads.split(","):
         runs += [("finetuned", int(s)) for s in a.ft_seeds.split(",")]
-    for kind, seed in runs:
-        h = DecisionHead(C=8.0, encoder=kind, seed=seed).fit(rows["text"], rows["label"], solvable_id=tax.solvable_id)
-        p_refuse, best = _refusal_scores(h.predict_proba(val["text"].tolist()), h.classes_, tax.solvable_id)
+    thresholds = [float(t) for t in a.thresholds.split(",")]
+    table, probs = [], {}
+
+    def row(name: str, p: np.ndarray, classes: list[str], group: str) -> None:
+        p_refuse, best = _refusal_scores(p, classes, tax.solvable_id)
         best = np.asarray(best, dtype=object)
         cells = []
-        for t in THRESHOLDS:
+        for t in thresholds:
             pred = np.where(p_refuse >= t, best, tax.solvable_id)
-            cells.append(f"t {t}: {(pred == gold)[~solv].mean():.3f} / {(pred != tax.solvable_id)[solv].mean():.3f}")
-        name = kind + (f" (seed {seed})" if kind == "finetuned" else "")
-        print(f"  {name:20s} " + "   ".join(cells), flush=True)
+            rec, frr = (pred == gold)[~solv].mean(), (pred != tax.solvable_id)[solv].mean()
+            table.append({"group": group, "threshold": t, "recall": rec, "false_refusals": frr})
+            cells.append(f"t {t}: {rec:.3f} / {frr:.3f}")
+        print(f"  {name:22s} " + "   ".join(cells), flush=True)
+
+    for kind, seed in runs:
+        h = DecisionHead(C=8.0, encoder=kind, seed=seed).fit(rows["text"], rows["label"], solvable_id=tax.solvable_id)
+        p = h.predict_proba(val["text"].tolist())
+        if kind == "finetuned":
+            probs[seed] = p
+        row(kind + (f" (seed {seed})" if kind == "finetuned" else ""), p, h.classes_, kind)
+    if a.pairs and len(probs) > 1:  # the mean of two heads' probabilities: DecisionHead(members=2) of seeds s, s + 1
+        from itertools import combinations
+
+        for s1, s2 in combinations(probs, 2):
+            row(f"pair (seeds {s1}, {s2})", (probs[s1] + probs[s2]) / 2, h.classes_, "pairs")
+    groups = pd.DataFrame(table).groupby(["group", "threshold"])[["recall", "false_refusals"]].agg(["mean", "std"])
+    for g in ("finetuned", "pairs"):
+        if (g == "finetuned" and len(probs) > 1) or (g == "pairs" and g in groups.index.get_level_values(0)):
+            print(f"  over the {'single fine-tuned heads' if g == 'finetuned' else 'pairs'}, recall / false "
+                  f"refusals, mean (sd):")
+            for t, r in groups.loc[g].iterrows():
+                print(f"    t {t}: {r[('recall', 'mean')]:.3f} ({r[('recall', 'std')]:.3f}) / "
+                      f"{r[('false_refusals', 'mean')]:.3f} ({r[('false_refusals', 'std')]:.3f})")
 
 
 def _adapters(a, tax, dom, val: pd.DataFrame) -> None:
@@ -102,16 +128,24 @@ def main() -> None:
     ap.add_argument("--run", help="a finished demo cycle (its train_sets) for the heads")
     ap.add_argument("--variant", default="curated")
     ap.add_argument("--taxonomy", default="params/taxonomy/segments.yaml")
-    ap.add_argument("--seed", type=int, default=11, help="generator seed of the validation draw (the demo's is 7)")
-    ap.add_argument("--n", type=int, default=1000, help="validation items")
+    ap.add_argument("--seed", default="11", help="generator seed(s) of the validation draw, comma-separated (the "
+                    "demo's is 7; several seeds concatenate their draws)")
+    ap.add_argument("--n", type=int, default=1000, help="validation items per seed")
+    ap.add_argument("--thresholds", default="0.4,0.5,0.6,0.7", help="the heads' refusal thresholds to print")
     ap.add_argument("--share", type=float, default=0.35, help="the heads' refusal share (head_refusal_share)")
     ap.add_argument("--heads", default="hybrid,finetuned")
     ap.add_argument("--ft-seeds", default="7,1", help="seeds of the fine-tuned head")
+    ap.add_argument("--pairs", action="store_true", help="also score every pair of the fine-tuned heads, their "
+                    "probabilities averaged (what head_members: 2 does with two consecutive seeds)")
     ap.add_argument("--adapters", default="", help="NAME=ADAPTER_FOLDER,... (the first is the reference)")
     ap.add_argument("--base-model", default="smollm2-135m")
     a = ap.parse_args()
     tax, dom = load_taxonomy(a.taxonomy), get_domain("segments")
-    val = dom.generate(seed=a.seed, n_production=2000, n_seed_solvable=600, n_seed_refusal=600, n_eval=a.n)["eval"]
+    seeds = [int(x) for x in str(a.seed).split(",")]
+    if 7 in seeds:
+        raise SystemExit("--seed 7 is the demo's own generator seed: its eval items are the test, not a validation draw")
+    val = pd.concat([dom.generate(seed=s, n_production=2000, n_seed_solvable=600, n_seed_refusal=600,
+                                  n_eval=a.n)["eval"] for s in seeds], ignore_index=True)
     if a.heads:
         if not a.run:
             raise SystemExit("--heads needs --run (a finished demo cycle whose train_sets the heads learn from)")

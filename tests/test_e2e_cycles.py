@@ -92,6 +92,11 @@ def test_second_cycle_samples_the_deployed_models_traffic(lineage):
     assert set(c1["item_id"]) <= set(c2["item_id"])
     m2 = read_json(lineage[1][1].run_dir / "manifest.json")
     assert m2["notes"]["06_flywheel"]["cycle_verdict"]  # says honestly what the cycle changed
+    # the curation-policy comparison (curated_all) is trained and scored in the first cycle only
+    assert "curated_all" not in read_json(second / "finetune.json")["variants"]
+    assert not (second / "models" / "curated_all").exists()
+    assert "p_pass_rate_curated_vs_curated_all" not in m2["metrics"]["05_evaluate"]
+    assert m2["notes"]["04_finetune"]["policy_variants"].startswith("['curated_all'] skipped in a later cycle")
     assert m2["metrics"]["06_flywheel"]["n_traffic"] == 16
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from flywheel_lib import load_taxonomy
-from flywheel_lib.training.head import ENCODER_FILE, HEAD_FILE, DecisionHead, fit_heads
+from flywheel_lib.training.head import ENCODER_FILE, HEAD_FILE, DecisionHead, encoder_file, fit_heads
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("sentence_transformers")
@@ -159,6 +159,34 @@ def test_finetuned_head_saves_its_encoder_and_loads_to_the_same_scores(tmp_path,
         DecisionHead(encoder="finetuned", epochs=0)
 
 
+def test_finetuned_ensemble_averages_members_of_consecutive_seeds_and_saves_each_encoder(tmp_path, data):
+    """head_members: 2 fine-tunes two encoders (seeds s and s + 1) and averages their probabilities; each member is
+    the single head of its seed, both encoders are saved, loaded, copied, and a missing one is named."""
+    seed, texts = data["seed"], data["eval"]["text"].tolist()
+    ens = DecisionHead(encoder="finetuned", epochs=1, seed=3, members=2).fit(seed["text"], seed["label"])
+    second = DecisionHead(encoder="finetuned", epochs=1, seed=4).fit(seed["text"], seed["label"])
+    parts = ens.member_proba(texts)
+    assert len(parts) == 2 and len(ens.extra_) == 1
+    np.testing.assert_allclose(parts[1], second.predict_proba(texts), atol=1e-5)  # member 2 is seed 4's head
+    assert np.abs(parts[0] - parts[1]).max() > 0.01  # two SGD draws, not one head twice
+    np.testing.assert_allclose(ens.predict_proba(texts), (parts[0] + parts[1]) / 2, atol=1e-6)
+    ens.save(tmp_path / "a")
+    assert (tmp_path / "a" / ENCODER_FILE).is_file() and (tmp_path / "a" / encoder_file(1)).is_file()
+    back = DecisionHead.load(tmp_path / "a")
+    assert back.members == 2 and back.summary()["members"] == 2
+    np.testing.assert_array_equal(back.predict_proba(texts), ens.predict_proba(texts))
+    (tmp_path / "b").mkdir()
+    DecisionHead.copy(tmp_path / "a", tmp_path / "b")
+    assert DecisionHead.load(tmp_path / "b").predict(texts) == ens.predict(texts)
+    (tmp_path / "b" / encoder_file(1)).unlink()
+    with pytest.raises(ValueError, match=encoder_file(1)):
+        DecisionHead.load(tmp_path / "b")
+    with pytest.raises(ValueError, match="members > 1 averages fine-tuned encoders"):
+        DecisionHead(encoder="hybrid", members=2)
+    with pytest.raises(ValueError, match="members must be a whole number"):
+        DecisionHead(encoder="finetuned", members=0)
+
+
 def test_fit_heads_checks_its_options(tmp_path):
     with pytest.raises(ValueError, match="decision_head must be one of"):
         fit_heads({}, "bert", {})
@@ -171,6 +199,8 @@ def test_fit_heads_checks_its_options(tmp_path):
         fit_heads({}, "finetuned", {}, max_false_refusal=0.1)
     with pytest.raises(ValueError, match="head_refusal_share"):
         fit_heads({}, "hybrid", {}, refusal_share=1.5)
+    with pytest.raises(ValueError, match="head_members 2 averages fine-tuned encoders"):
+        fit_heads({}, "hybrid", {}, members=2)
 
 
 def test_fit_heads_learn_from_every_refusal_row_not_only_the_adapters_rows(tmp_path, data):

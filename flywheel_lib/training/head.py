@@ -50,7 +50,8 @@ import numpy as np
 
 from ..embeddings import DIM
 
-__all__ = ["DecisionHead", "ENCODER_FILE", "HEAD_FILE", "HEADS", "HEAD_ROWS", "THRESHOLD_GRID", "calibrate_threshold", "fit_heads"]
+__all__ = ["DecisionHead", "ENCODER_FILE", "HEAD_FILE", "HEADS", "HEAD_ROWS", "THRESHOLD_GRID", "calibrate_threshold",
+           "encoder_file", "fit_heads"]
 
 HEAD_FILE = "decision_head.npz"
 """The head's file in an adapter folder."""
@@ -63,7 +64,13 @@ fine-tuned as the classifier)."""
 ENCODERS = ("minilm", "hybrid", "finetuned")
 
 ENCODER_FILE = "decision_head_encoder.safetensors"
-"""The fine-tuned head's encoder weights (float16) beside :data:`HEAD_FILE`."""
+"""The fine-tuned head's encoder weights (float16) beside :data:`HEAD_FILE`; an ensemble's further members are
+``decision_head_encoder_<k>.safetensors`` (:func:`encoder_file`)."""
+
+
+def encoder_file(member: int) -> str:
+    """The file of a fine-tuned head's ``member``-th encoder (0: :data:`ENCODER_FILE`)."""
+    return ENCODER_FILE if member == 0 else ENCODER_FILE.replace(".safetensors", f"_{member}.safetensors")
 
 _SCALE = 20.0
 """The fine-tuned head's logits: this times (normalised embedding . weight row + bias), a cosine-softmax
@@ -172,7 +179,8 @@ class _TunedEncoder:
             return np.concatenate([self.embed(texts[i:i + batch]).numpy() for i in range(0, len(texts), batch)])
 
     def fit(self, texts: list[str], y: np.ndarray, n_classes: int, *, epochs: float, lr: float, seed: int,
-            sample_weight=None, batch: int = 32) -> tuple[np.ndarray, np.ndarray, list[float]]:
+            sample_weight=None, batch: int = 32, desc: str = "fine-tune the decision head's encoder"
+            ) -> tuple[np.ndarray, np.ndarray, list[float]]:
         """Fine-tune on ``texts`` -> class index ``y`` for ``epochs`` passes (AdamW at ``lr`` for the encoder,
         1e-2 for the linear layer; 10 warm-up steps, then linear decay to 0). Returns the linear layer's weights and
         bias (times :data:`_SCALE`) and the loss of every step. The weights are rounded to float16 at the end, the
@@ -195,7 +203,7 @@ class _TunedEncoder:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 10) * max(0.0, 1 - s / steps))
         yt, losses = torch.as_tensor(y, dtype=torch.long), []
         self.model.train()
-        bar = progress_bar(total=steps, desc="fine-tune the decision head's encoder", leave=False)
+        bar = progress_bar(total=steps, desc=desc, leave=False)
         for s in range(steps):
             idx = order[s * batch:(s + 1) * batch]
             logits = lin(self.embed([texts[i] for i in idx])) * _SCALE
@@ -242,6 +250,12 @@ def _embed(texts) -> np.ndarray:
     return np.asarray(embed([str(t) for t in texts]), dtype=np.float32)
 
 
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(axis=1, keepdims=True)
+
+
 def _refusal_scores(p: np.ndarray, classes: list[str], solvable_id: str) -> tuple[np.ndarray, list[str]]:
     """Per row of class probabilities ``p``: P(not solvable) and the likeliest refusal category (without a
     solvable class: 1 and the likeliest class). The one decision rule of :meth:`DecisionHead.predict` and
@@ -260,16 +274,26 @@ class DecisionHead:
 
     ``C``: inverse regularisation strength. ``refusal_threshold``: refuse only when the probability of the request
     being anything but solvable is at least this (0.5: the most likely class wins, refusals included).
+    ``members`` (``finetuned`` only): fine-tune that many encoders, with seeds ``seed``, ``seed + 1``, ..., and
+    average their class probabilities. One fit is one draw of SGD noise; on the validation draw of
+    ``benchmarks/bench_validation_draw.py`` two members halve the spread between seeds and move the whole
+    recall / false-refusal curve outward.
     """
 
     def __init__(self, C: float = 8.0, refusal_threshold: float = 0.5, encoder: str = "minilm", *,
-                 epochs: float = 1.0, lr: float = 1e-4, seed: int = 7):
+                 epochs: float = 1.0, lr: float = 1e-4, seed: int = 7, members: int = 1):
         if encoder not in ENCODERS:
             raise ValueError(f"DecisionHead: encoder must be one of {', '.join(ENCODERS)}, got {encoder!r}")
         if not 0.0 < refusal_threshold < 1.0:
             raise ValueError(f"DecisionHead: refusal_threshold must be in (0, 1), got {refusal_threshold}")
         if encoder == "finetuned" and not (epochs > 0 and lr > 0):
             raise ValueError(f"DecisionHead: a fine-tuned head needs epochs > 0 and lr > 0, got {epochs} and {lr}")
+        if int(members) != members or members < 1:
+            raise ValueError(f"DecisionHead: members must be a whole number >= 1, got {members}")
+        if members > 1 and encoder != "finetuned":
+            raise ValueError(f"DecisionHead: members > 1 averages fine-tuned encoders (SGD draws); the {encoder!r} head "
+                             "is a deterministic logistic regression: use encoder 'finetuned' or members 1")
+        self.members = int(members)
         self.C, self.refusal_threshold, self.encoder = float(C), float(refusal_threshold), encoder
         self.epochs, self.lr, self.seed = float(epochs), float(lr), int(seed)
         """``finetuned``: passes over the rows, the encoder's peak learning rate, the seed of the linear layer's
@@ -289,7 +313,11 @@ class DecisionHead:
         self.tuned_: _TunedEncoder | None = None
         """``finetuned``: the fine-tuned encoder."""
         self.losses_: list[float] = []
-        """``finetuned``: the training loss of every step of :meth:`fit` (empty after :meth:`load`)."""
+        """``finetuned``: the training loss of every step of :meth:`fit`, averaged over the members (empty after
+        :meth:`load`)."""
+        self.extra_: list[tuple[_TunedEncoder, np.ndarray, np.ndarray]] = []
+        """``finetuned`` with ``members > 1``: the members after the first, each its encoder, weights and intercepts
+        (the first is ``tuned_``, ``coef_``, ``intercept_``)."""
 
     def fit(self, texts, labels, *, solvable_id: str = "solvable", sample_weight=None) -> "DecisionHead":
         """Fit on ``texts`` -> ``labels``; ``sample_weight`` (one per row, optional) weighs the rows' losses."""
@@ -308,11 +336,17 @@ class DecisionHead:
             self.intercept_ = np.zeros(1, dtype=np.float32)
             return self
         if self.encoder == "finetuned":
-            self.classes_ = classes
-            self.tuned_ = _TunedEncoder.base()
-            self.coef_, self.intercept_, self.losses_ = self.tuned_.fit(
-                texts, np.array([classes.index(y) for y in labels]), len(classes), epochs=self.epochs, lr=self.lr,
-                seed=self.seed, sample_weight=sample_weight)
+            self.classes_, fitted = classes, []
+            y = np.array([classes.index(y) for y in labels])
+            for k in range(self.members):
+                enc = _TunedEncoder.base()
+                desc = "fine-tune the decision head's encoder" + (f" ({k + 1} of {self.members})" if self.members > 1 else "")
+                coef, icpt, losses = enc.fit(texts, y, len(classes), epochs=self.epochs, lr=self.lr, seed=self.seed + k,
+                                             sample_weight=sample_weight, desc=desc)
+                fitted.append((enc, coef, icpt, losses))
+            self.tuned_, self.coef_, self.intercept_ = fitted[0][:3]
+            self.extra_ = [f[:3] for f in fitted[1:]]
+            self.losses_ = [round(float(x), 4) for x in np.mean([f[3] for f in fitted], axis=0)]
             return self
         self.ngrams_ = _NGrams.fit(texts) if self.encoder == "hybrid" else None
         X = self._features(texts)
@@ -346,10 +380,17 @@ class DecisionHead:
             return np.zeros((0, len(self.classes_)), dtype=np.float32)
         if len(self.classes_) == 1:
             return np.ones((len(texts), 1), dtype=np.float32)
-        z = np.asarray(self._features(texts) @ self.coef_.T) + self.intercept_
-        z -= z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        return p / p.sum(axis=1, keepdims=True)
+        return np.mean(self.member_proba(texts), axis=0)
+
+    def member_proba(self, texts) -> list[np.ndarray]:
+        """Each member's class probabilities per text (one array for a head of one member);
+        :meth:`predict_proba` is their mean."""
+        self._check()
+        texts = [str(t) for t in texts]
+        out = [_softmax(np.asarray(self._features(texts) @ self.coef_.T) + self.intercept_)]
+        for enc, coef, icpt in self.extra_:
+            out.append(_softmax(np.asarray(enc.transform(texts) @ coef.T) + icpt))
+        return out
 
     def decide(self, texts) -> tuple[list[str], np.ndarray, list[str]]:
         """Per text: the label :meth:`predict` gives, P(not solvable) and the likeliest refusal category."""
@@ -372,12 +413,17 @@ class DecisionHead:
         folder.mkdir(parents=True, exist_ok=True)
         if self.tuned_ is not None:
             self.tuned_.save(folder / ENCODER_FILE)
+        extra = {}
+        for k, (enc, coef, icpt) in enumerate(self.extra_, start=1):
+            enc.save(folder / encoder_file(k))
+            extra[f"coef_{k}"], extra[f"intercept_{k}"] = coef, icpt
         meta = {"C": self.C, "refusal_threshold": self.refusal_threshold, "encoder": self.encoder,
                 "solvable_id": self.solvable_id_, "n_fit": self.n_fit_, "epochs": self.epochs, "lr": self.lr,
-                "seed": self.seed}
+                "seed": self.seed, "members": 1 + len(self.extra_)}
         tmp = folder / (HEAD_FILE + ".tmp.npz")
         np.savez(tmp, coef=self.coef_, intercept=self.intercept_, classes=np.array(self.classes_, dtype=str),
-                 meta=np.array(json.dumps(meta)), **(self.ngrams_.arrays() if self.ngrams_ is not None else {}))
+                 meta=np.array(json.dumps(meta)), **extra,
+                 **(self.ngrams_.arrays() if self.ngrams_ is not None else {}))
         tmp.replace(folder / HEAD_FILE)
         return folder / HEAD_FILE
 
@@ -387,10 +433,11 @@ class DecisionHead:
 
     @staticmethod
     def copy(src, dst) -> None:
-        """Copy a saved head (its npz and a fine-tuned head's encoder) from folder ``src`` into folder ``dst``."""
+        """Copy a saved head (its npz and a fine-tuned head's encoders) from folder ``src`` into folder ``dst``."""
         import shutil
 
-        for name in (ENCODER_FILE, HEAD_FILE):  # the npz last: a head is there only once its encoder is
+        encoders = sorted(p.name for p in Path(src).glob(ENCODER_FILE.replace(".safetensors", "*.safetensors")))
+        for name in [*encoders, HEAD_FILE]:  # the npz last: a head is there only once its encoders are
             if (Path(src) / name).is_file():
                 shutil.copyfile(Path(src) / name, Path(dst) / name)
 
@@ -401,8 +448,9 @@ class DecisionHead:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
                 head = cls(C=meta["C"], refusal_threshold=meta["refusal_threshold"], encoder=meta["encoder"],
-                           **{k: meta[k] for k in ("epochs", "lr", "seed") if k in meta})
+                           **{k: meta[k] for k in ("epochs", "lr", "seed", "members") if k in meta})
                 head.coef_, head.intercept_ = z["coef"], z["intercept"]
+                extra = [(z[f"coef_{k}"], z[f"intercept_{k}"]) for k in range(1, head.members)]
                 head.classes_ = [str(c) for c in z["classes"]]
                 head.ngrams_ = _NGrams.from_arrays(z) if "word_vocab" in z.files else None
         except (OSError, KeyError, ValueError) as e:
@@ -412,6 +460,14 @@ class DecisionHead:
             if not (Path(folder) / ENCODER_FILE).is_file():
                 raise ValueError(f"{path}: a fine-tuned head, but its encoder {Path(folder) / ENCODER_FILE} is missing")
             head.tuned_ = _TunedEncoder.load(Path(folder) / ENCODER_FILE)
+            for k, (coef, icpt) in enumerate(extra, start=1):
+                enc_path = Path(folder) / encoder_file(k)
+                if not enc_path.is_file():
+                    raise ValueError(f"{path}: a fine-tuned head of {head.members} members, but member {k + 1}'s "
+                                     f"encoder {enc_path} is missing")
+                if coef.shape != head.coef_.shape:
+                    raise ValueError(f"{path}: member {k + 1}'s weights are {coef.shape}, the first's {head.coef_.shape}")
+                head.extra_.append((_TunedEncoder.load(enc_path), coef, icpt))
         if head.coef_.shape[0] != len(head.classes_):
             raise ValueError(f"{path}: {head.coef_.shape[0]} weight rows for {len(head.classes_)} classes")
         want = DIM + (head.ngrams_.n_features if head.ngrams_ is not None else 0)
@@ -422,7 +478,7 @@ class DecisionHead:
     def summary(self) -> dict:
         return {"classes": list(self.classes_), "C": self.C, "refusal_threshold": self.refusal_threshold,
                 "encoder": self.encoder, "n_fit": self.n_fit_,
-                **({"epochs": self.epochs, "lr": self.lr} if self.encoder == "finetuned" else {}),
+                **({"epochs": self.epochs, "lr": self.lr, "members": self.members} if self.encoder == "finetuned" else {}),
                 "n_ngrams": self.ngrams_.n_features if self.ngrams_ is not None else 0}
 
 
@@ -471,7 +527,7 @@ def calibrate_threshold(texts, labels, *, max_false_refusal: float, C: float = 8
 def fit_heads(datasets: dict, kind: str, folders: dict, *, backend: str = "local-lora", C: float = 8.0,
               refusal_threshold: float = 0.5, solvable_id: str = "solvable",
               max_false_refusal: float = 0.0, rows: str = "all", refusal_share: float | None = None,
-              seed: int = 7, epochs: float = 1.0, lr: float = 1e-4) -> dict[str, dict]:
+              seed: int = 7, epochs: float = 1.0, lr: float = 1e-4, members: int = 1) -> dict[str, dict]:
     """``04_finetune``'s step: one head per variant (``datasets``: variant -> BuiltDataset), fitted on the variant's
     training rows and saved in its adapter folder (``folders``: variant -> folder). Returns, per variant, the head's
     classes, rows, threshold and its accuracy and false-refusal rate on the variant's own validation rows.
@@ -482,7 +538,8 @@ def fit_heads(datasets: dict, kind: str, folders: dict, *, backend: str = "local
     ``"train"`` on exactly the rows its adapter trains on (``max_steps x batch_size`` of them with ``n_train``).
     ``max_false_refusal > 0`` picks each head's threshold with :func:`calibrate_threshold` on its rows instead of
     ``refusal_threshold``. ``kind`` is one of :data:`HEADS` (the head's encoder); ``"none"`` fits nothing and
-    returns ``{}``; ``epochs`` and ``lr`` are the ``"finetuned"`` head's (``seed`` also orders its batches)."""
+    returns ``{}``; ``epochs``, ``lr`` and ``members`` (encoders averaged) are the ``"finetuned"`` head's (``seed``
+    also orders its batches)."""
     from .datasets import head_rows
 
     if kind not in HEADS:
@@ -500,6 +557,9 @@ def fit_heads(datasets: dict, kind: str, folders: dict, *, backend: str = "local
     if max_false_refusal > 0 and kind == "finetuned":
         raise ValueError("head_max_false_refusal calibrates the threshold out of fold, refitting the head per fold: "
                          "it needs a logistic-regression head (decision_head minilm or hybrid), not 'finetuned'")
+    if members != 1 and kind != "finetuned":
+        raise ValueError(f"head_members {members} averages fine-tuned encoders: it needs decision_head 'finetuned', "
+                         f"not {kind!r} (a logistic-regression head is deterministic): set head_members: 1")
     if refusal_share is not None and not 0.0 < refusal_share < 1.0:
         raise ValueError(f"head_refusal_share must be in (0, 1), got {refusal_share}")
     for v, ds in datasets.items():
@@ -511,7 +571,8 @@ def fit_heads(datasets: dict, kind: str, folders: dict, *, backend: str = "local
             cal = calibrate_threshold(fit_rows["text"], fit_rows["label"], max_false_refusal=max_false_refusal,
                                       C=C, solvable_id=solvable_id, encoder=kind)
             threshold = cal["threshold"]
-        head = DecisionHead(C=C, refusal_threshold=threshold, encoder=kind, epochs=epochs, lr=lr, seed=seed)
+        head = DecisionHead(C=C, refusal_threshold=threshold, encoder=kind, epochs=epochs, lr=lr, seed=seed,
+                            members=members)
         t0 = time.perf_counter()
         head.fit(fit_rows["text"], fit_rows["label"], solvable_id=solvable_id)
         fit_seconds = round(time.perf_counter() - t0, 1)
