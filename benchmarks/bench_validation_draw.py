@@ -13,8 +13,9 @@ test. Two measurements:
 - **heads** (``--heads``, default ``hybrid,finetuned``): each fitted the way ``04_finetune`` fits it (``head_rows:
   all`` at ``--share``) on the run's ``--variant`` training split; prints right-category refusal recall / false
   refusals at ``--thresholds`` (0.4 ... 0.7), for ``finetuned`` once per ``--ft-seeds`` seed (it is trained with
-  SGD), then the mean and spread over those seeds; ``--pairs`` also scores every pair of them, their probabilities
-  averaged (what ``head_members: 2`` does with seeds s and s + 1);
+  SGD), then the mean and spread over those seeds; ``--members 2,3`` also scores every pair and every triple of
+  them, their probabilities averaged (what ``head_members: k`` does with seeds s, s + 1, ...; ``--pairs`` is
+  ``--members 2``);
 - **adapters** (``--adapters NAME=FOLDER,...``): the decoder forced to write a query (the query-only grammar) for
   every solvable item; prints the share whose result matches the gold query's and McNemar's exact p against the
   first adapter on the same items.
@@ -26,7 +27,9 @@ The README's figures under "A validation draw" come from this script with ``--ru
 ``--run 20261201-220348_demo_7a7078 --heads finetuned`` with ``--adapters`` its curated adapter and that of
 ``20261201-223718_demo_1e4dff`` (cycles 1 and 2). The two-member head (``head_members: 2``) was chosen from
 ``--run 20261201-220348_demo_7a7078 --heads finetuned --ft-seeds 7,1,3,5 --pairs --seed 11,13
---thresholds 0.45,0.5,0.55,0.6,0.65`` (2,000 items, 800 solvable). Not a test.
+--thresholds 0.45,0.5,0.55,0.6,0.65`` (2,000 items, 800 solvable), the three-member head (``head_members: 3``,
+the demo's since session 11) from the same with ``--run 20261202-050518_demo_f1ef13`` (the same rows, rebuilt by
+00-03 of the same recipe: its singles and pairs came out to the digit) and ``--members 2,3,4``. Not a test.
 """
 
 from __future__ import annotations
@@ -76,16 +79,20 @@ def _heads(a, tax, val: pd.DataFrame) -> None:
         if kind == "finetuned":
             probs[seed] = p
         row(kind + (f" (seed {seed})" if kind == "finetuned" else ""), p, h.classes_, kind)
-    if a.pairs and len(probs) > 1:  # the mean of two heads' probabilities: DecisionHead(members=2) of seeds s, s + 1
+    sizes = sorted({int(k) for k in str(a.members).split(",") if k.strip()} | ({2} if a.pairs else set()))
+    for k in sizes:  # the mean of k heads' probabilities: DecisionHead(members=k) of seeds s, s + 1, ...
         from itertools import combinations
 
-        for s1, s2 in combinations(probs, 2):
-            row(f"pair (seeds {s1}, {s2})", (probs[s1] + probs[s2]) / 2, h.classes_, "pairs")
+        if not 2 <= k <= len(probs):
+            raise SystemExit(f"--members {k}: needs 2..{len(probs)} fine-tuned seeds (--ft-seeds {a.ft_seeds})")
+        for combo in combinations(probs, k):
+            row(f"{k} heads (seeds {', '.join(map(str, combo))})", sum(probs[s] for s in combo) / k, h.classes_,
+                f"members {k}")
     groups = pd.DataFrame(table).groupby(["group", "threshold"])[["recall", "false_refusals"]].agg(["mean", "std"])
-    for g in ("finetuned", "pairs"):
-        if (g == "finetuned" and len(probs) > 1) or (g == "pairs" and g in groups.index.get_level_values(0)):
-            print(f"  over the {'single fine-tuned heads' if g == 'finetuned' else 'pairs'}, recall / false "
-                  f"refusals, mean (sd):")
+    for g in ["finetuned"] + [f"members {k}" for k in sizes]:
+        if g != "finetuned" or len(probs) > 1:
+            what = "single fine-tuned heads" if g == "finetuned" else f"{g.split()[1]}-head averages"
+            print(f"  over the {what}, recall / false refusals, mean (sd):")
             for t, r in groups.loc[g].iterrows():
                 print(f"    t {t}: {r[('recall', 'mean')]:.3f} ({r[('recall', 'std')]:.3f}) / "
                       f"{r[('false_refusals', 'mean')]:.3f} ({r[('false_refusals', 'std')]:.3f})")
@@ -135,8 +142,9 @@ def main() -> None:
     ap.add_argument("--share", type=float, default=0.35, help="the heads' refusal share (head_refusal_share)")
     ap.add_argument("--heads", default="hybrid,finetuned")
     ap.add_argument("--ft-seeds", default="7,1", help="seeds of the fine-tuned head")
-    ap.add_argument("--pairs", action="store_true", help="also score every pair of the fine-tuned heads, their "
-                    "probabilities averaged (what head_members: 2 does with two consecutive seeds)")
+    ap.add_argument("--pairs", action="store_true", help="the same as --members 2")
+    ap.add_argument("--members", default="", help="also score every subset of this many fine-tuned heads, their "
+                    "probabilities averaged, e.g. 2,3 (what head_members: k does with k consecutive seeds)")
     ap.add_argument("--adapters", default="", help="NAME=ADAPTER_FOLDER,... (the first is the reference)")
     ap.add_argument("--base-model", default="smollm2-135m")
     a = ap.parse_args()

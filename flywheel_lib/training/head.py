@@ -28,15 +28,16 @@ right-category refusal recall 0.815 / 0.781 at false refusals 0.125 / 0.108, aga
 mean-pooled embedding, one pass over the head's rows (AdamW, 1e-4; about 70 s for 4,500 rows on 2 cores). On a
 validation draw of the generator (seed 11, the held-out families, never the demo's eval items;
 ``benchmarks/bench_validation_draw.py``) it lifts right-category refusal recall of the curated head from 0.73 to
-0.82 at about the same false refusals. One fine-tuning is one draw of SGD noise, so ``head_members: 2`` (the demo's)
-fine-tunes two encoders with consecutive seeds and averages their class probabilities: on the validation draw of
-seeds 11 and 13 (2,000 items) two heads averaged reach 0.839 / 0.071 (right-category recall / false refusals, the
-mean of six pairs) at threshold 0.5, one head 0.824 / 0.083 (four seeds), with half the spread between draws.
+0.82 at about the same false refusals. One fine-tuning is one draw of SGD noise, so ``head_members: k`` fine-tunes
+k encoders with consecutive seeds and averages their class probabilities: on the validation draw of seeds 11 and 13
+(2,000 items) at threshold 0.5, one head reaches 0.824 / 0.083 (right-category recall / false refusals, the mean of
+four seeds), two averaged 0.839 / 0.071 (the mean of six pairs), three (the demo's) 0.843 / 0.064 (four triples),
+the spread between draws halving at each step.
 
 The logistic-regression heads (scikit-learn) are saved as plain arrays (``decision_head.npz`` in the adapter folder:
 weights, n-gram vocabularies and their IDF; no pickle); the fine-tuned head's npz holds its linear layer and
-``decision_head_encoder.safetensors`` its encoder (float16, 45 MB; a second member's is
-``decision_head_encoder_1.safetensors``), so a later cycle's run and a reader of the run
+``decision_head_encoder.safetensors`` its encoder (float16, 45 MB; further members' are
+``decision_head_encoder_1.safetensors``, ``_2`` ...), so a later cycle's run and a reader of the run
 folder load it without the training code::
 
     head = DecisionHead(C=8.0, encoder="hybrid").fit(ds.train["text"], ds.train["label"], solvable_id="solvable")
