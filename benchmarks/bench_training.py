@@ -13,6 +13,7 @@ answers end together and asks the model for the last ``answer + 1`` logits only 
 The issue's bar: the workbench loop reaches at least 0.95 of the bare loop's tokens per second.
 
     python benchmarks/bench_training.py --recipes            # seconds per step of each recipe 04 offers
+    python benchmarks/bench_training.py --attention --steps 12   # attention kernel x batch size, same examples
 
 ``--recipes`` times the workbench loop for each recipe option of ``04_finetune`` (adapters on attention only vs every
 linear layer, rank 16 vs 64, refusal targets full vs category only) on the same examples and prints seconds per
@@ -130,6 +131,44 @@ def recipes(args) -> None:
               f"{m['trainable_params']:10d}")
 
 
+def attention_sweep(args) -> None:
+    """The demo's recipe (every linear layer, rank 64, 15% refusals) under each attention kernel and batch size: the
+    same examples seen (``--steps`` x 8 of them) in steps of 8, 16 and 32. Prints seconds per step and per example,
+    tokens per second and the mean loss of the last steps (equal kernels should give equal losses)."""
+    import tempfile
+
+    import pandas as pd
+
+    from flywheel_lib import load_taxonomy
+    from flywheel_lib.domains import get_domain
+    from flywheel_lib.threads import free_cores, set_threads
+    from flywheel_lib.training import build_dataset
+    from flywheel_lib.training.lora import LoRAConfig, train_lora
+
+    idle = free_cores()
+    threads = set_threads(args.threads)
+    data = get_domain("segments").generate(seed=args.seed, n_production=800, n_seed_solvable=200,
+                                           n_seed_refusal=200, n_eval=40, n_conflicts=20)
+    rows = pd.concat([data["production"], data["seed"]])[["item_id", "text", "label", "output", "reason_key"]]
+    tax = load_taxonomy("params/taxonomy/segments.yaml")
+    n_examples = args.steps * 8
+    ds = build_dataset(rows, taxonomy=tax, val_frac=0.0, seed=args.seed, n_train=n_examples, max_refusal_share=0.15)
+    print(f"free cores {idle:.1f}, threads {threads}, {n_examples} examples, all-linear r64, bf16 {args.bf16}")
+    print(f"{'attention':9s} {'batch':>5s} {'s/step':>7s} {'s/example':>9s} {'tokens/s':>9s} {'last loss':>9s}")
+    for attention in ("sdpa", "eager"):
+        for bs in (8, 16, 32):
+            steps = max(n_examples // bs, 1)
+            cfg = LoRAConfig(base_model=args.base_model, max_steps=steps, batch_size=bs, lr=args.lr, lora_r=64,
+                             target_modules=("all-linear",), max_len=args.max_len, seed=args.seed,
+                             bf16="on" if args.bf16 else "off", val_batches=0, threads=threads, progress=False,
+                             warmup_steps=0, attention=attention)
+            with tempfile.TemporaryDirectory() as tmp:
+                res = train_lora(list(ds.train["messages"]), [], cfg, tmp, variant="bench")
+            m = res.metrics
+            print(f"{attention:9s} {bs:5d} {m['seconds'] / steps:7.2f} {m['seconds'] / (steps * bs):9.3f} "
+                  f"{m['tokens_per_s']:9.1f} {m['loss_last']:9.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--base-model", default="smollm2-135m")
@@ -143,9 +182,14 @@ def main() -> None:
     ap.add_argument("--no-bf16", dest="bf16", action="store_false")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--recipes", action="store_true", help="time each recipe option of 04 instead")
+    ap.add_argument("--attention", action="store_true",
+                    help="time the demo's recipe under sdpa and eager attention at batch 8, 16 and 32 instead")
     args = ap.parse_args()
     if args.recipes:
         recipes(args)
+        return
+    if args.attention:
+        attention_sweep(args)
         return
 
     import tempfile
