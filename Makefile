@@ -6,6 +6,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RECIPE ?= params/demo.yaml
 PYTEST_ARGS ?= --durations=15
+# The tests run in TEST_WORKERS processes (pytest-xdist, one file at a time each), each capped at one torch/OpenMP
+# thread so two processes never spin four threads on two cores; TEST_WORKERS=0 runs them in this process, uncapped.
+TEST_WORKERS ?= 2
+ifeq ($(TEST_WORKERS),0)
+TEST_ENV :=
+else
+TEST_ENV := OMP_NUM_THREADS=1 FLYWHEEL_MAX_THREADS=1
+endif
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
@@ -39,7 +47,7 @@ $(BROWSER_STAMP): $(STAMP)
 	touch $(BROWSER_STAMP)
 
 test: $(STAMP) $(BROWSER_STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # JupyterLab refuses to start as root unless told; pass --allow-root only when we are root (CI, containers).
 lab: $(STAMP)

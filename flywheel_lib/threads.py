@@ -4,6 +4,10 @@ The load average is no guide on a small VM: kernel threads in uninterruptible sl
 minute count in it, so an idle 2-core VM often reads 1.0 and looks half busy. :func:`free_cores` reads idle time
 from ``/proc/stat`` over a short window instead. On a shared 2-core machine two spinning OpenMP threads are ~8x
 slower than one, and on an idle one a single thread is ~1.6x slower than two, so auto measures rather than guesses.
+
+``FLYWHEEL_MAX_THREADS`` caps the count, auto or asked for: ``make test`` runs two test processes side by side on
+two cores with a cap of 1 each, since a process that saw an idle core at its start would otherwise spin two threads
+against the other's.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["free_cores", "set_threads", "idle_share", "cpu_times"]
+__all__ = ["free_cores", "set_threads", "max_threads", "idle_share", "cpu_times"]
 
 
 def cpu_times(stat_text: str | None = None) -> tuple[int, int] | None:
@@ -55,12 +59,30 @@ def free_cores(sample_s: float = 0.5, *, reader: Callable[[], tuple[int, int] | 
         return float(cores)
 
 
+def max_threads() -> int | None:
+    """The cap ``FLYWHEEL_MAX_THREADS`` sets (None: no cap)."""
+    raw = os.environ.get("FLYWHEEL_MAX_THREADS", "").strip()
+    if not raw:
+        return None
+    try:
+        cap = int(raw)
+    except ValueError:
+        raise ValueError(f"FLYWHEEL_MAX_THREADS must be a whole number >= 1, got {raw!r}") from None
+    if cap < 1:
+        raise ValueError(f"FLYWHEEL_MAX_THREADS must be a whole number >= 1, got {raw!r}")
+    return cap
+
+
 def set_threads(threads: int = 0) -> int:
-    """Set torch's CPU threads; 0 = auto: one per core that is idle now (at least one). Returns the count set."""
+    """Set torch's CPU threads; 0 = auto: one per core that is idle now (at least one), never more than
+    ``FLYWHEEL_MAX_THREADS``. Returns the count set."""
     import torch
 
+    cap = max_threads()
     if threads <= 0:
         cores = os.cpu_count() or 1
-        threads = max(1, min(cores, int(free_cores() + 0.5)))
+        threads = max(1, min(cores, int(free_cores() + 0.5))) if cap != 1 else 1
+    if cap is not None:
+        threads = min(threads, cap)
     torch.set_num_threads(threads)
     return threads

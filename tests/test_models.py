@@ -65,3 +65,28 @@ def test_free_cores_counts_idle_time_not_the_load_average():
         assert set_threads(1) == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_flywheel_max_threads_caps_auto_and_asked_counts(monkeypatch):
+    """make test runs two test processes on two cores, each capped at one thread: the cap binds the auto count and
+    an explicit one; a bad value is an error that names the variable."""
+    import torch
+
+    from flywheel_lib.threads import max_threads, set_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("FLYWHEEL_MAX_THREADS", "1")
+        assert max_threads() == 1
+        assert set_threads(0) == 1 and torch.get_num_threads() == 1
+        assert set_threads(2) == 1
+        monkeypatch.setenv("FLYWHEEL_MAX_THREADS", "2")
+        assert set_threads(1) == 1 and set_threads(5) == 2
+        monkeypatch.delenv("FLYWHEEL_MAX_THREADS")
+        assert max_threads() is None and set_threads(1) == 1
+        for bad in ("0", "two"):
+            monkeypatch.setenv("FLYWHEEL_MAX_THREADS", bad)
+            with pytest.raises(ValueError, match="FLYWHEEL_MAX_THREADS"):
+                set_threads(0)
+    finally:
+        torch.set_num_threads(before)

@@ -245,14 +245,16 @@ def test_generator_lets_the_head_decide_and_the_decoder_write(tmp_path, dom, dat
     gen = VariantGenerator("smollm2-135m", {"a": str(tmp_path / "a")}, grammar=answer_grammar(dom, REFUSAL_IDS))
     assert list(gen.heads_) == ["a"]
     texts = data["eval"]["text"].tolist()[:24]
-    out = gen.generate(texts, variant="a", batch_size=12, max_new_tokens=40, progress=False)
+    # 05's budget (64 tokens): this untrained adapter sometimes spells a query in one-letter tokens ("A", "N", "D"),
+    # and 40 tokens cut one such answer inside an enum value on one thread's arithmetic
+    out = gen.generate(texts, variant="a", batch_size=12, max_new_tokens=64, progress=False)
     decided = gen.decisions_["a"]
     assert decided == head.predict(texts)
     assert any(d != "solvable" for d in decided) and any(d == "solvable" for d in decided)
     for d, text in zip(decided, out):
         ans = parse_answer(text, REFUSAL_IDS)
         if d == "solvable":
-            assert not ans.refused and dom.check_output(ans.output).valid, text
+            assert not ans.refused and dom.check_output(ans.output).valid, repr(text)
         else:
             assert ans.refused and ans.refusal_category == d, text
     alone = gen.generate(texts, variant="a", batch_size=12, max_new_tokens=40, progress=False, decide=False)

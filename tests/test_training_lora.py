@@ -75,7 +75,36 @@ def test_the_recipe_lowers_validation_loss_on_held_out_rows(tmp_path):
     m = res.metrics
     assert m["val_loss_after"] < 0.7 * m["val_loss_before"], m
     assert m["trainable_params"] > 4_000_000  # r=16 on all 7 projections of 30 layers, not attention only
+    assert m["attention"] == "eager"  # on a CPU the loop trains with eager attention (LoRAConfig.attention auto)
     assert res.log["lr"].iloc[-1] < 0.05 * 1e-3  # cosine decays to ~0
+
+
+@pytest.mark.slow
+def test_eager_and_sdpa_attention_give_the_same_loss_and_gradients_on_a_left_padded_batch():
+    """The training loop picks eager attention on a CPU (faster there): on a left-padded batch of unequal lengths it
+    must compute what the fused kernel computes, padding masked the same way, or the switch would change the model."""
+    import torch
+
+    from flywheel_lib.models import load_base_model
+    from flywheel_lib.training.lora import answer_loss, tokenize_chats
+
+    model, tok = load_base_model("smollm2-135m")
+    chats = [[{"role": "user", "content": t}, {"role": "assistant", "content": a}] for t, a in
+             [("customers who spent more than $100", "amount_spent > 100"),
+              ("what were my total sales last month", "REFUSE wrong_skill: This is a task for analytics."),
+              ("vip", "REFUSE ambiguous: 'vip' could mean several different segments.")]]
+    batch = collate_left(tokenize_chats(tok, chats, max_len=96), tok.pad_token_id)
+    assert batch["attention_mask"].min() == 0  # unequal lengths: the batch is padded
+    model.train()
+    out = {}
+    for kind in ("sdpa", "eager"):
+        model.set_attn_implementation(kind)
+        model.zero_grad()
+        loss = answer_loss(model, batch)
+        loss.backward()
+        out[kind] = (float(loss), model.model.layers[0].self_attn.q_proj.weight.grad.clone())
+    assert out["eager"][0] == pytest.approx(out["sdpa"][0], rel=1e-4)
+    torch.testing.assert_close(out["eager"][1], out["sdpa"][1], rtol=1e-3, atol=1e-5)
 
 
 def test_batches_keep_their_rows_when_a_few_examples_are_added():
