@@ -94,15 +94,16 @@ def main() -> None:
             if name in reuse:
                 folder, seconds = reuse[name], float("nan")
             else:
-                ds = build_dataset(ts, variant=a.variant, taxonomy=tax, seed=7, max_refusal_share=0.15,
+                ds = build_dataset(ts, variant=a.variant, taxonomy=tax, seed=7, max_refusal_share=0.15, max_per_class=400,
                                    n_train=opts["max_steps"] * opts["batch_size"])
                 folder = str(Path(tmp) / name)
                 cfg = LoRAConfig(base_model=base, lr_schedule="cosine", max_len=96, seed=7, val_batches=0,
                                  progress=False, **opts)
-                res = train_lora(list(ds.train["messages"]), [], cfg, folder, variant=name)
+                res = train_lora(list(ds.train["messages"]), [], cfg, folder, variant="bench")
                 seconds = res.metrics["seconds"]
-            gen = VariantGenerator(base, {name: folder}, grammar=grammar, heads=False, threads=0)
-            answers = gen.generate(s["text"].tolist(), variant=name, batch_size=32, max_new_tokens=64, progress=False)
+            gen = VariantGenerator(base, {"bench": folder}, grammar=grammar, heads=False, threads=0)
+            answers = gen.generate(s["text"].tolist(), variant="bench", batch_size=32, max_new_tokens=64,
+                                   progress=False)
             del gen
             passed = np.array([ok(x, g) for x, g in zip(answers, s["gold_output"])])
             lo, hi = wilson(int(passed.sum()), len(passed))
