@@ -92,7 +92,7 @@ class LoRAConfig(BaseModel):
     attention: Literal["auto", "eager", "sdpa"] = "auto"
     """The attention kernel while training: auto = ``eager`` on a CPU, ``sdpa`` on a GPU. On a CPU the fused
     ``sdpa`` kernel's backward is slow for these short sequences (~70 tokens): eager attention trains the demo's
-    recipe 8-18% faster a step (1.49 vs 1.62 s, 1.79 vs 2.17 s in a profile) with the same losses to three decimals
+    recipe 8-18% faster a step (1.49 vs 1.62 s, 1.79 vs 2.17 s in a profile) with losses within 0.01
     (``benchmarks/bench_training.py --attention``). Generation keeps ``sdpa``, which is faster there (one new token a
     step, a growing KV cache)."""
     warmup_steps: int = 5
