@@ -24,7 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 RECIPES = {  # name -> (base model, LoRA options)
@@ -38,20 +37,14 @@ RECIPES = {  # name -> (base model, LoRA options)
 }
 
 
-def wilson(k: int, n: int) -> tuple[float, float]:
-    from statsmodels.stats.proportion import proportion_confint
-
-    lo, hi = proportion_confint(k, n, method="wilson") if n else (0.0, 0.0)
-    return float(lo), float(hi)
-
-
 def main() -> None:
     from scipy.stats import binomtest
 
     from flywheel_lib import load_taxonomy
     from flywheel_lib.domains import get_domain
-    from flywheel_lib.evaluation import VariantGenerator
+    from flywheel_lib.evaluation import VariantGenerator, score_predictions
     from flywheel_lib.evaluation.constrained import answer_grammar, query_grammar
+    from flywheel_lib.evaluation.metrics import wilson
     from flywheel_lib.training import build_dataset
     from flywheel_lib.training.lora import LoRAConfig, train_lora
 
@@ -74,13 +67,8 @@ def main() -> None:
     ts = pd.read_parquet(Path(a.run) / "artifacts" / "train_sets.parquet")
     val = dom.generate(seed=a.seed, n_production=2000, n_seed_solvable=600, n_seed_refusal=600, n_eval=1000)["eval"]
     s = val[val["true_label"] == tax.solvable_id].head(a.n).reset_index(drop=True)
+    s = s.assign(label=s["true_label"], output=s["gold_output"])  # the columns score_predictions reads
     grammar = query_grammar(answer_grammar(dom, [c for c in tax.ids if c != tax.solvable_id]))
-
-    def ok(answer, gold) -> bool:
-        try:
-            return bool(dom.same_result(answer, gold))
-        except Exception:  # an answer the executor rejects is a fail
-            return False
 
     print(f"rows: {a.variant} of {Path(a.run).name}; {len(s)} solvable validation items (seed {a.seed}), "
           "query-only grammar")
@@ -105,8 +93,8 @@ def main() -> None:
             answers = gen.generate(s["text"].tolist(), variant="bench", batch_size=32, max_new_tokens=64,
                                    progress=False)
             del gen
-            passed = np.array([ok(x, g) for x, g in zip(answers, s["gold_output"])])
-            lo, hi = wilson(int(passed.sum()), len(passed))
+            passed = score_predictions(s, answers, variant=name, domain=dom)["passed"].to_numpy()
+            _, lo, hi = wilson(int(passed.sum()), len(passed))
             line = (f"{name:12s} {base:13s} {opts['max_steps']:5d} {seconds:8.0f} {seconds / opts['max_steps']:7.2f} "
                     f"{passed.mean():10.3f} {f'[{lo:.2f}, {hi:.2f}]':>14s}")
             if first is None:

@@ -32,16 +32,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def chats(n: int, seed: int):
-    from flywheel_lib import load_taxonomy
-    from flywheel_lib.domains import get_domain
     from flywheel_lib.training import build_dataset
 
-    data = get_domain("segments").generate(seed=seed, n_production=n, n_seed_solvable=n // 4,
-                                           n_seed_refusal=n // 4, n_eval=40, n_conflicts=n // 20)
-    import pandas as pd
-
-    rows = pd.concat([data["production"], data["seed"]])[["item_id", "text", "label", "output", "reason_key"]]
-    ds = build_dataset(rows, taxonomy=load_taxonomy("params/taxonomy/segments.yaml"), val_frac=0.0, seed=seed)
+    rows, tax = _rows(seed, n, n_conflicts=n // 20)
+    ds = build_dataset(rows, taxonomy=tax, val_frac=0.0, seed=seed)
     return list(ds.train["messages"])
 
 
@@ -96,24 +90,31 @@ RECIPES = [  # (name, target_modules preset, rank, refusal_target)
 ]
 
 
-def recipes(args) -> None:
-    """Seconds per step of each recipe option (the workbench loop), same examples, steps and batch."""
-    import tempfile
-
+def _rows(seed: int, n_production: int, n_conflicts: int = 20):
+    """Generated production and seed rows of the segments domain (a quarter as many seed rows of each kind as
+    production rows) and the taxonomy: the examples the timing modes train on."""
     import pandas as pd
 
     from flywheel_lib import load_taxonomy
     from flywheel_lib.domains import get_domain
+
+    data = get_domain("segments").generate(seed=seed, n_production=n_production, n_seed_solvable=n_production // 4,
+                                           n_seed_refusal=n_production // 4, n_eval=40, n_conflicts=n_conflicts)
+    rows = pd.concat([data["production"], data["seed"]])[["item_id", "text", "label", "output", "reason_key"]]
+    return rows, load_taxonomy("params/taxonomy/segments.yaml")
+
+
+def recipes(args) -> None:
+    """Seconds per step of each recipe option (the workbench loop), same examples, steps and batch."""
+    import tempfile
+
     from flywheel_lib.threads import free_cores, set_threads
     from flywheel_lib.training import build_dataset
     from flywheel_lib.training.lora import LoRAConfig, train_lora
 
     idle = free_cores()
     threads = set_threads(args.threads)
-    data = get_domain("segments").generate(seed=args.seed, n_production=400, n_seed_solvable=100,
-                                           n_seed_refusal=100, n_eval=40, n_conflicts=20)
-    rows = pd.concat([data["production"], data["seed"]])[["item_id", "text", "label", "output", "reason_key"]]
-    tax = load_taxonomy("params/taxonomy/segments.yaml")
+    rows, tax = _rows(args.seed, 400)
     print(f"free cores {idle:.1f}, threads {threads}, {args.steps} steps of {args.batch_size}, max_len {args.max_len}")
     print(f"{'recipe':42s} {'s/step':>7s} {'tokens/s':>9s} {'answer tok/ex':>13s} {'trainable':>10s}")
     for name, targets, r, style in RECIPES:
@@ -137,20 +138,13 @@ def attention_sweep(args) -> None:
     tokens per second and the mean loss of the last steps (equal kernels should give equal losses)."""
     import tempfile
 
-    import pandas as pd
-
-    from flywheel_lib import load_taxonomy
-    from flywheel_lib.domains import get_domain
     from flywheel_lib.threads import free_cores, set_threads
     from flywheel_lib.training import build_dataset
     from flywheel_lib.training.lora import LoRAConfig, train_lora
 
     idle = free_cores()
     threads = set_threads(args.threads)
-    data = get_domain("segments").generate(seed=args.seed, n_production=800, n_seed_solvable=200,
-                                           n_seed_refusal=200, n_eval=40, n_conflicts=20)
-    rows = pd.concat([data["production"], data["seed"]])[["item_id", "text", "label", "output", "reason_key"]]
-    tax = load_taxonomy("params/taxonomy/segments.yaml")
+    rows, tax = _rows(args.seed, 800)
     n_examples = args.steps * 8
     ds = build_dataset(rows, taxonomy=tax, val_frac=0.0, seed=args.seed, n_train=n_examples, max_refusal_share=0.15)
     print(f"free cores {idle:.1f}, threads {threads}, {n_examples} examples, all-linear r64, bf16 {args.bf16}")
