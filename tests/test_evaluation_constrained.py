@@ -83,3 +83,99 @@ def test_constrained_decoding_never_emits_an_invalid_query_and_can_refuse(dom, d
                         constrained=False)
     free_valid = [dom.check_output(a.output).valid for a in map(parse_answer, free) if not a.refused]
     assert sum(free_valid) < len(free_valid)
+
+
+def _feed(proc, dec, texts: list[str], vocab: int):
+    """Drive ``proc`` as ``generate`` would: one call per step, each row's next token taken from its text (a row
+    whose text is used up repeats the stop token). Returns the scores of the last call."""
+    import torch
+
+    ids = [dec.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    eos = min(dec.eos_ids)
+    seq = torch.zeros((len(texts), 1), dtype=torch.long)
+    scores = proc(seq, torch.zeros((len(texts), vocab)))
+    for step in range(max(map(len, ids))):
+        nxt = torch.tensor([[r[step] if step < len(r) else eos] for r in ids])
+        seq = torch.cat([seq, nxt], dim=1)
+        scores = proc(seq, torch.zeros((len(texts), vocab)))
+    return scores
+
+
+def test_a_high_bound_that_cannot_reach_the_low_one_ends_instead_of_leaving_no_token(decoder):
+    import torch
+
+    # The whole part can no longer reach the low bound: a decimal point may not follow, digits may ...
+    dots = [t for t, lead in decoder._dotted if lead.startswith(".")]
+    digit = decoder.tokenizer("5", add_special_tokens=False)["input_ids"][0]
+    proc = decoder.processor()
+    scores = _feed(proc, decoder, ["amount_spent BETWEEN 4000000 AND 150000"], decoder.vocab_size)
+    assert dots and bool(torch.isinf(scores[0, dots]).all()) and bool(torch.isfinite(scores[0, digit]))
+    # ... and once no digit may follow (seven is the most a whole part has), the number ends there, the answer
+    # invalid, rather than dragging decimals along.
+    proc = decoder.processor()
+    scores = _feed(proc, decoder, ["amount_spent BETWEEN 4000000 AND 1500000"], decoder.vocab_size)
+    assert bool(torch.isinf(scores[0, dots]).all())
+    assert all(bool(torch.isfinite(scores[0, e])) for e in decoder.eos_ids if e < decoder.vocab_size)
+    # ... and where one was written anyway, with every decimal used, the number may end (the validator rejects
+    # the answer) instead of the row having no token left: the dead end that stopped a stage.
+    proc = decoder.processor()
+    scores = _feed(proc, decoder, ["amount_spent BETWEEN 4000000.00 AND 1500000.00"], decoder.vocab_size)
+    assert bool(torch.isfinite(scores[0]).any())
+    assert all(bool(torch.isfinite(scores[0, e])) for e in decoder.eos_ids if e < decoder.vocab_size)
+    assert proc.dead_ == {}
+
+
+def test_a_row_that_leaves_the_grammar_ends_as_invalid_and_the_batch_goes_on(decoder, dom):
+    import torch
+
+    proc = decoder.processor()
+    bad = "amount_spent > 100 }} not"
+    good = "amount_spent > 100 AND number_of_orders > 2 AND amount_spent < 5000"
+    scores = _feed(proc, decoder, [bad, good], decoder.vocab_size)
+    assert list(proc.dead_) == [0] and "left the grammar" in proc.dead_[0]
+    assert any("left the grammar" in d for d in decoder.dead_ends_)
+    # The dead row may only stop; the live one is still masked by its grammar, with more than the stop token open.
+    finite0 = torch.isfinite(scores[0]).nonzero().flatten().tolist()
+    assert finite0 and set(finite0) <= decoder.eos_ids
+    assert int(torch.isfinite(scores[1]).sum()) > 1
+    assert "after 'amount_spent > 100'" in proc.dead_[0]
+
+
+@pytest.mark.slow
+def test_generation_with_a_dead_row_finishes_the_batch(dom, data):
+    """Real generation: a saboteur forces one row off the grammar mid-answer; that row ends as an invalid answer
+    and the other rows finish valid answers (before, the logits processor raised for the whole batch)."""
+    import torch
+
+    from flywheel_lib.evaluation import VariantGenerator
+    from flywheel_lib.evaluation.constrained import ConstrainedDecoder, query_grammar
+    from flywheel_lib.training.targets import SYSTEM_PROMPT
+
+    gen = VariantGenerator("smollm2-135m", {}, grammar=answer_grammar(dom, REFUSAL_IDS))
+    dec = ConstrainedDecoder(gen.tok, query_grammar(gen.decoder_.grammar), vocab_size=gen.model.config.vocab_size)
+    off = gen.tok("}}", add_special_tokens=False)["input_ids"][0]
+
+    class Saboteur:
+        step = 0
+
+        def __call__(self, input_ids, scores):
+            self.step += 1
+            if self.step == 4:
+                scores[0] = float("-inf")
+                scores[0, off] = 0.0
+            return scores
+
+    texts = data["eval"]["text"].tolist()[:3]
+    prompts = [gen.tok.apply_chat_template([{"role": "system", "content": SYSTEM_PROMPT},
+                                            {"role": "user", "content": t}], tokenize=False,
+                                           add_generation_prompt=True) for t in texts]
+    gen.tok.padding_side = "left"
+    enc = gen.tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    proc = dec.processor(64)
+    with torch.no_grad():
+        out = gen.model.generate(**enc, max_new_tokens=64, do_sample=False, pad_token_id=gen.tok.pad_token_id,
+                                 eos_token_id=gen.tok.eos_token_id, logits_processor=[proc, Saboteur()])
+    answers = [gen.tok.decode(o[enc["input_ids"].shape[1]:], skip_special_tokens=True).strip() for o in out]
+    assert list(proc.dead_) == [0]
+    assert not dom.check_output(answers[0]).valid
+    assert all(dom.check_output(a).valid for a in answers[1:]), answers

@@ -26,8 +26,11 @@ xgrammar is the ``constrained`` extra; importing this module does not need it, b
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["query_grammar", "answer_grammar", "ConstrainedDecoder", "GrammarLogitsProcessor"]
 
@@ -89,6 +92,9 @@ class ConstrainedDecoder:
         self.vocab_size = self.info_.vocab_size
         """Rows of the token mask (the model's vocabulary size)."""
         self.eos_ids = set(self.info_.stop_token_ids)
+        self.dead_ends_: list[str] = []
+        """Every dead end met by this decoder's processors (a grammar state that allows no token, or a token the
+        grammar refused), as ``"<why> after '<text>'"``: each such row ended as an invalid answer."""
         # The high bound of a BETWEEN may only end once it is >= the low bound: per token, the digits it starts with
         # and whether anything else follows them (then the number ends inside this token).
         decoded = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
@@ -97,13 +103,18 @@ class ConstrainedDecoder:
 
         self._nondigit = []
         self._mixed: list[tuple[int, str]] = []
+        self._dotted: list[tuple[int, str]] = []
         for i, t in enumerate(self._tok_text):
             lead = re.match(r"[\d.]*", t).group(0)
             if not lead:
                 self._nondigit.append(i)
             elif len(lead) < len(t):
                 self._mixed.append((i, lead))
+            elif "." in lead:
+                self._dotted.append((i, lead))
         self._nondigit = torch.tensor(self._nondigit + sorted(self.eos_ids), dtype=torch.long)
+        self._digits = torch.tensor([i for i, lead in self._dotted] + [
+            i for i, t in enumerate(self._tok_text) if t and re.fullmatch(r"\d+", t)], dtype=torch.long)
         self._joiners = torch.tensor([i for i, t in enumerate(self._tok_text)
                                       if t.strip() and (re.fullmatch(r"\s*(AND|OR|A|AN|O)\s*", t)
                                                         or ("(" in t and ")" not in t))], dtype=torch.long)
@@ -149,8 +160,12 @@ class GrammarLogitsProcessor:
         self.texts: list[str] = []
         self.bitmask = None
         self.started = False
+        self.dead_: dict[int, str] = {}
+        """Rows (of this batch) that reached a dead end, with the text they had written."""
 
     def __call__(self, input_ids, scores):
+        import torch
+
         xgr = _xgrammar()
         n = input_ids.shape[0]
         if not self.matchers:
@@ -159,19 +174,23 @@ class GrammarLogitsProcessor:
             self.bitmask = xgr.allocate_token_bitmask(n, self.dec.vocab_size)
         if self.started:
             for i, m in enumerate(self.matchers):
-                if not m.is_terminated():
+                if self._live(i):
                     tok = int(input_ids[i, -1])
                     if not m.accept_token(tok):
-                        raise RuntimeError(f"row {i}: token {tok} left the grammar after {self.texts[i]!r}")
+                        self._dead_end(i, f"token {tok} left the grammar")
+                        continue
                     if tok < len(self.dec._tok_text):
                         self.texts[i] += self.dec._tok_text[tok]
         self.started = True
         for i, m in enumerate(self.matchers):
-            if not m.is_terminated():
+            if self._live(i):
                 m.fill_next_token_bitmask(self.bitmask, i)
         xgr.apply_token_bitmask_inplace(scores, self.bitmask.to(scores.device))
-        for i, m in enumerate(self.matchers):
-            if m.is_terminated():
+        for i in range(n):
+            if not self._live(i):
+                continue
+            if not bool(torch.isfinite(scores[i]).any()):
+                self._dead_end(i, "the grammar allows no next token")
                 continue
             tail = _tail_between(self.texts[i])
             if tail is None:
@@ -183,19 +202,46 @@ class GrammarLogitsProcessor:
                 reached = False
             if reached:
                 continue
+            before = scores[i].clone()
             self._between(i, scores, low, high)
+            if not bool(torch.isfinite(scores[i]).any()):
+                # No continuation lets the high bound reach the low one: the number ends here (the validator
+                # rejects the answer) rather than the row having no token at all.
+                scores[i] = before
+                scores[i, self.dec._digits[self.dec._digits < scores.shape[1]]] = float("-inf")
+                if not bool(torch.isfinite(scores[i]).any()):
+                    scores[i] = before
+        for i in self.dead_:
+            self._stop(i, scores)
         left = None if self.max_new_tokens is None else self.max_new_tokens - self.step
         if left is not None and left <= self.group_tokens:
             opens = self.dec._opens[self.dec._opens < scores.shape[1]]
-            for i, m in enumerate(self.matchers):
-                if not m.is_terminated() and (not self.texts[i] or self.texts[i][-1] in " ("):
+            for i in range(n):
+                if self._live(i) and (not self.texts[i] or self.texts[i][-1] in " ("):
                     scores[i, opens] = float("-inf")  # an atom starts here: a "(" would open a group
         if left is not None and left <= self.finish_tokens:
-            for i, m in enumerate(self.matchers):
-                if not m.is_terminated():
+            for i in range(n):
+                if self._live(i):
                     self._finish(i, scores)
         self.step += 1
         return scores
+
+    def _live(self, i: int) -> bool:
+        return i not in self.dead_ and not self.matchers[i].is_terminated()
+
+    def _dead_end(self, i: int, why: str) -> None:
+        """Row ``i`` reached a state its grammar cannot leave: it ends here with what it wrote (an incomplete answer,
+        which the scorer counts as invalid), and the other rows of the batch go on."""
+        self.dead_[i] = f"{why} after {self.texts[i]!r}"
+        self.dec.dead_ends_.append(self.dead_[i])
+        logger.warning("constrained decoding: row %d %s; it ends as an invalid answer", i, self.dead_[i])
+
+    def _stop(self, i: int, scores) -> None:
+        """Only the stop token for row ``i`` (a dead row ends now; its later steps are padding)."""
+        eos = next(iter(sorted(self.dec.eos_ids)), 0)
+        scores[i] = float("-inf")
+        if eos < scores.shape[1]:
+            scores[i, eos] = 0.0
 
     def _finish(self, i: int, scores) -> None:
         """Near the token budget: end now where the grammar allows it, else prefer tokens that close a string or a
@@ -214,9 +260,21 @@ class GrammarLogitsProcessor:
         import torch
 
         scores[i, self.dec._nondigit[self.dec._nondigit < scores.shape[1]]] = float("-inf")
-        mixed = [t for t, lead in self.dec._mixed if t < scores.shape[1] and not _ge(high + lead, low)]
-        if mixed:
-            scores[i, torch.tensor(mixed, dtype=torch.long)] = float("-inf")
+        bad = [t for t, lead in self.dec._mixed if t < scores.shape[1] and not _ge(high + lead, low)]
+        # A decimal point fixes the whole part, and decimals add less than 1: a point is allowed only while the
+        # whole part can still reach the low bound.
+        bad += [t for t, lead in self.dec._dotted if t < scores.shape[1] and not _whole_can_reach(high + lead, low)]
+        if bad:
+            scores[i, torch.tensor(bad, dtype=torch.long)] = float("-inf")
+
+
+def _whole_can_reach(number: str, low: float) -> bool:
+    """Whether a number written so far as ``number`` (with a decimal point) can still be ``>= low``."""
+    whole = number.split(".", 1)[0]
+    try:
+        return (float(whole) if whole else 0.0) + 1 > low
+    except ValueError:
+        return False
 
 
 def _ge(number: str, low: float) -> bool:

@@ -85,6 +85,13 @@ class VariantGenerator:
 
             self.decoder_ = ConstrainedDecoder(self.tok, grammar, vocab_size=self.model.config.vocab_size)
 
+    @property
+    def dead_ends_(self) -> list[str]:
+        """Every answer that reached a grammar state allowing no token (each ended there, an invalid answer; the
+        batch went on): what the decoder had written, and why."""
+        decs = [d for d in (self.decoder_, self._query_decoder) if d is not None]
+        return [e for d in decs for e in d.dead_ends_]
+
     @contextlib.contextmanager
     def _adapter(self, variant: str):
         """Switch ``variant`` on, merged into the base weights while it generates (unmerged after).
