@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..records import ITEMS, check_table
 from ..taxonomy import Taxonomy, TaxonomyError
-from .loaders import DataError, load_items, split_labelled
+from .loaders import DataError, DoorReport, file_map, load_items, split_labelled
 from .pii import scrub_frame, span_recall
 
 __all__ = ["gather_items", "gather_from_parent", "scrub_items", "order_columns", "split_truth", "TRUTH_COLUMNS"]
@@ -31,9 +31,16 @@ def order_columns(items: pd.DataFrame) -> pd.DataFrame:
 
 def gather_items(*, domain, taxonomy: Taxonomy, source_kind: str = "generate", seed: int = 7,
                  sizes: Mapping[str, Any] | None = None, production_path: str = "", seed_path: str = "",
-                 eval_path: str = "", data_path: str = "", column_map: Mapping[str, str] | None = None,
-                 split_fractions: Mapping[str, float] | None = None) -> pd.DataFrame:
-    """The items table for one run, checked against the items contract and the taxonomy."""
+                 eval_path: str = "", data_path: str = "", column_map: Mapping[str, Any] | None = None,
+                 split_fractions: Mapping[str, float] | None = None, max_text_chars: int = 0,
+                 text_overflow: str = "truncate", report: DoorReport | None = None) -> pd.DataFrame:
+    """The items table for one run, checked against the items contract and the taxonomy.
+
+    Files: ``column_map`` is one map for every file or keyed per file (see :func:`~.loaders.file_map`). A
+    production file's hidden truth is its mapped ``true_label`` column, else its mapped ``label``; its ``label``
+    then becomes the logged success (the taxonomy's solvable id). ``max_text_chars`` / ``text_overflow`` bound
+    ``text`` (see :func:`~.loaders.load_items`); truncations go to ``report``.
+    """
     if source_kind == "generate":
         parts = domain.generate(seed=seed, **dict(sizes or {}))
         frames = [parts[k] for k in ("production", "seed", "eval") if k in parts]
@@ -41,18 +48,19 @@ def gather_items(*, domain, taxonomy: Taxonomy, source_kind: str = "generate", s
     elif source_kind == "files":
         from ..stage import resolve_path
 
-        mapping = dict(column_map or {})
+        door = dict(workload_id=domain.name, max_text_chars=max_text_chars, text_overflow=text_overflow,
+                    report=report)
         frames = []
         if data_path:
-            loaded = load_items(resolve_path(data_path), mapping, "seed", taxonomy, workload_id=domain.name)
+            loaded = load_items(resolve_path(data_path), file_map(column_map, "data"), "seed", taxonomy, **door)
             frames.append(split_labelled(loaded, taxonomy, seed=seed, fractions=split_fractions))
         for source, path in (("production", production_path), ("seed", seed_path), ("eval", eval_path)):
             if not path:
                 continue
-            m = dict(mapping)
-            df = load_items(resolve_path(path), m, source, taxonomy, workload_id=domain.name)
+            m = file_map(column_map, source)
+            df = load_items(resolve_path(path), m, source, taxonomy, **door)
             if source == "production":
-                if "label" in m:
+                if "true_label" not in m and "label" in m:  # the truth was put in production's label
                     df["true_label"] = df["label"]
                 df["label"] = taxonomy.solvable_id
             frames.append(df)
