@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from flywheel_lib.judges import load_panel
+from flywheel_lib.judges import JudgeFailureError, load_panel
 from flywheel_lib.judges.batch import read_batch_results, write_batch_file
 from flywheel_lib.judges.batch_journal import BatchJournal
 from flywheel_lib.records import check_table
@@ -129,7 +129,13 @@ def test_cancelled_batch_and_retry_limit(tax, tmp_path, backend):
     items = _items(20)
     # every batch is cancelled with nothing done: after 1 + max_resubmits submissions, explicit abstentions
     with BatchServer(cancel_first=10, partial=0.0) as srv:
-        v = _panel(tmp_path, srv, tax, backends=(backend,), retries=1).judge(items, cache_dir=tmp_path / "c", progress=False)
+        # by default a judge whose every request failed stops the stage, naming itself
+        with pytest.raises(JudgeFailureError, match=f"judge '{backend}' stopped: 20 of its 20 calls"):
+            _panel(tmp_path, srv, tax, backends=(backend,), retries=1).judge(items, cache_dir=tmp_path / "c0",
+                                                                             progress=False)
+    with BatchServer(cancel_first=10, partial=0.0) as srv:
+        v = _panel(tmp_path, srv, tax, backends=(backend,), retries=1).judge(items, cache_dir=tmp_path / "c",
+                                                                         progress=False, max_failure_rate=None)
         _one_row_each(v, items, [backend])
         assert v["category"].isna().all()
         assert v["error"].str.contains("after 2 submissions").all()
@@ -163,7 +169,9 @@ def test_rejected_key_is_an_abstention_for_every_item(tax, tmp_path, monkeypatch
     items = _items(12)
     monkeypatch.setenv("FLYWHEEL_BATCH_KEY", "wrong-key")
     with BatchServer(expect_key=KEY) as srv:
-        v = _panel(tmp_path, srv, tax).judge(items, cache_dir=tmp_path / "c", progress=False)
+        with pytest.raises(JudgeFailureError, match="stopped: 12 of its 12 calls.*batch rejected: HTTP 401"):
+            _panel(tmp_path, srv, tax).judge(items, cache_dir=tmp_path / "c0", progress=False)  # by default
+        v = _panel(tmp_path, srv, tax).judge(items, cache_dir=tmp_path / "c", progress=False, max_failure_rate=None)
         _one_row_each(v, items, BACKENDS)
         assert v["category"].isna().all()
         assert v["error"].str.contains("batch rejected: HTTP 401").all()

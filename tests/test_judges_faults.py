@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from flywheel_lib.judges import PanelError, load_panel
+from flywheel_lib.judges import JudgeFailureError, PanelError, load_panel
 from flywheel_lib.records import check_table
 from flywheel_lib.taxonomy import load_taxonomy
 from flywheel_lib.testing import toy_seed
@@ -104,7 +104,7 @@ def test_retry_after_is_honoured(tax, tmp_path, monkeypatch, transport):
         panel = load_panel(_panel_file(tmp_path / "p.yaml", srv, judges=("openai-compatible",), retries=2,
                                        transport=transport), taxonomy=tax).fit(toy_seed())
         t0 = time.perf_counter()
-        v = panel.judge(_items(1), cache_dir=tmp_path / "c", progress=False)
+        v = panel.judge(_items(1), cache_dir=tmp_path / "c", progress=False, max_failure_rate=None)
         elapsed = time.perf_counter() - t0
         assert srv.stats["requests"] == 3
     assert v.category.isna().all() and v.error.iloc[0] == "call failed after 3 tries: HTTP 429"
@@ -117,8 +117,12 @@ def test_a_rejected_key_is_an_abstention_with_the_servers_words_and_no_retry(tax
     with FaultServer(expect_key=KEY) as srv:
         panel = load_panel(_panel_file(tmp_path / "p.yaml", srv, judges=("openai-compatible", "anthropic"),
                                        transport=transport), taxonomy=tax).fit(toy_seed())
-        v = panel.judge(_items(4), cache_dir=tmp_path / "c", progress=False)
-        assert srv.stats["unauthorized"] == 8 and srv.stats["requests"] == 0  # one call per item and judge
+        with pytest.raises(JudgeFailureError, match="last error: call failed: HTTP 401: Incorrect API key"):
+            panel.judge(_items(4), cache_dir=tmp_path / "c", progress=False)  # by default: loud
+        before = srv.stats["unauthorized"]
+        v = panel.judge(_items(4), cache_dir=tmp_path / "c", progress=False, max_failure_rate=None)
+        # with the bound off: one call per item and judge, none retried
+        assert srv.stats["unauthorized"] - before == 8 and srv.stats["requests"] == 0
     assert v.category.isna().all()
     assert v.error.str.fullmatch(r"call failed: HTTP 401: Incorrect API key provided").all(), v.error.tolist()
     assert not (tmp_path / "c" / "verdicts.sqlite").exists() or _cache_rows(tmp_path / "c" / "verdicts.sqlite") == 0

@@ -15,11 +15,12 @@ from .base import (BACKENDS, Completion, Judge, LLMJudge, OfflineJudge, Permanen
                    make_judge, register_backend)
 from .cache import VerdictCache
 from .config import JudgeConfig, PanelConfig, PanelError, read_panel_config
+from .failfast import JudgeFailureError
 from .panel import Panel, load_panel
 from .prompt import ParseError, canonical_reason, parse_verdict, render_messages, verdict_schema
 
 __all__ = [
-    "BACKENDS", "Completion", "Judge", "JudgeConfig", "LLMJudge", "OfflineJudge", "Panel", "PanelConfig",
+    "BACKENDS", "Completion", "Judge", "JudgeConfig", "JudgeFailureError", "LLMJudge", "OfflineJudge", "Panel", "PanelConfig",
     "PanelError", "ParseError", "PermanentError", "Request", "TransientError", "VerdictCache", "canonical_reason",
     "load_panel", "make_judge", "parse_verdict", "read_panel_config", "register_backend", "render_messages",
     "verdict_schema",

@@ -20,7 +20,9 @@ from ..records import VERDICTS, check_table, empty_table
 from .base import LLMJudge, OfflineJudge, make_judge
 from .cache import VerdictCache
 from .config import PanelConfig, PanelError, read_panel_config
+from ..executors import current as current_executor
 from ..executors import run_llm_with, run_offline_with  # local, or Ray Data (executor: ray)
+from .failfast import MAX_FAILURE_RATE, check_stats
 
 __all__ = ["Panel", "load_panel"]
 
@@ -78,8 +80,13 @@ class Panel:
                 j.api_key()
 
     def judge(self, items: pd.DataFrame, *, cache_dir: str | Path | None = "outputs/cache",
-              progress: bool = True) -> pd.DataFrame:
-        """Run every judge on every item; returns the verdicts table, one row per (item, judge)."""
+              progress: bool = True, max_failure_rate: float | None = MAX_FAILURE_RATE) -> pd.DataFrame:
+        """Run every judge on every item; returns the verdicts table, one row per (item, judge).
+
+        An LLM judge whose calls give no verdict (failed calls, unparseable answers) more often than
+        ``max_failure_rate`` stops the run with :class:`~flywheel_lib.judges.failfast.JudgeFailureError`, naming
+        the judge, its last error and what is already cached: as soon as ``min(50, calls planned)`` calls tell, or
+        (Batch API, Ray) when its results are in. ``None`` lets every failure become an abstention."""
         for c in ("item_id", "text"):
             if c not in items.columns:
                 raise PanelError(f"items lack column {c!r}")
@@ -97,9 +104,14 @@ class Panel:
                     per_judge[j.name], stats[j.name] = run_offline_with(j, items, cache, progress=progress, position=pos)
             llm = [j for j in self.judges if not isinstance(j, OfflineJudge)]
             if llm:
-                vs, st = run_llm_with(llm, items, cache, progress=progress, position=len(self.judges) - len(llm))
+                vs, st = run_llm_with(llm, items, cache, progress=progress, position=len(self.judges) - len(llm),
+                                      max_failure_rate=max_failure_rate)
                 per_judge.update(vs)
                 stats.update(st)
+                for j in llm:  # judges that could not stop early are held to the same bound now
+                    if j.config.mode == "batch" or current_executor().name == "ray":
+                        errs = [v.error for v in vs[j.name] if v.error and not v.cached]
+                        check_stats(st[j.name], max_failure_rate, last_error=errs[-1] if errs else None)
         finally:
             if cache is not None:
                 cache.close()

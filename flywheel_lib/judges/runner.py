@@ -7,6 +7,8 @@ Retry-After. Verdicts go to the cache as they arrive, in small batches (at most 
 verdicts old; one SQLite transaction per verdict costs more CPU than the call at high concurrency), and whatever
 is pending is written when the run ends or is interrupted. A verdict that cannot be parsed, or a call
 that still fails after its retries, becomes an abstention saying why: never a guessed label, never a dropped row.
+A judge for which that happens too often stops the run (:mod:`flywheel_lib.judges.failfast`). A request is claimed
+in the cache before its call, so two runs sharing a cache pay each prompt once (:mod:`flywheel_lib.judges.claims`).
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ from dataclasses import asdict, dataclass
 from ..records import Verdict
 from .base import LLMJudge, OfflineJudge, PermanentError, Request, TransientError
 from .cache import VerdictCache
+from .claims import ClaimQueue
+from .failfast import MAX_FAILURE_RATE, FailureBound, JudgeFailureError
 from .prompt import ParseError, parse_verdict
 
 FLUSH_EVERY = 64
 FLUSH_AFTER_S = 0.25
 """Pending verdicts are written to the cache when this many have piled up, or when the oldest is this old."""
 
-__all__ = ["JudgeStats", "RateLimiter", "split_cached", "run_offline", "run_llm", "run_coroutine"]
+__all__ = ["JudgeStats", "RateLimiter", "split_cached", "run_offline", "run_llm", "run_coroutine",
+           "JudgeFailureError"]
 
 
 @dataclass
@@ -43,6 +48,8 @@ class JudgeStats:
     """Abstentions of any kind (parse failures and call failures)."""
     errors: int = 0
     """Calls that failed after their retries (a subset of abstained)."""
+    unparseable: int = 0
+    """Answers that could not be parsed (a subset of abstained; with ``errors``, the calls that gave no verdict)."""
     retries: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
@@ -163,13 +170,24 @@ async def _call_with_retries(judge: LLMJudge, req: Request, limiter: RateLimiter
         await asyncio.sleep(delay)
 
 
-async def _judge_llm(judge: LLMJudge, reqs: list[Request], out: dict, cache, st: JudgeStats, bar) -> None:
+async def _judge_llm(judge: LLMJudge, reqs: list[Request], out: dict, cache, st: JudgeStats, bar, *,
+                     max_failure_rate: float | None = MAX_FAILURE_RATE) -> None:
     limiter = RateLimiter(judge.config.limits.rpm, judge.config.limits.tpm, burst=judge.config.limits.concurrency)
     prices = judge.config.prices
     ids, solvable = judge.taxonomy.ids, judge.taxonomy.solvable_id
-    it = iter(reqs)
+    bound = FailureBound(max_failure_rate, planned=len(reqs))
     last_post = [0.0]
     pending: list = []
+
+    def answered(req: Request, row: dict) -> None:  # another run paid for it while this one waited
+        v = VerdictCache.verdict(row, req.item_id, judge.name, req.key)
+        out[req.item_id] = v
+        st.cached += 1
+        st.abstained += v.category is None
+        bar.update(1)
+
+    conc = judge.config.limits.concurrency
+    queue = ClaimQueue(reqs, cache, on_answered=answered, chunk=min(256, max(8, 2 * conc)))
 
     def flush() -> None:
         if pending and cache is not None:
@@ -177,13 +195,15 @@ async def _judge_llm(judge: LLMJudge, reqs: list[Request], out: dict, cache, st:
         pending.clear()
 
     async def worker():
-        for req in it:
+        while (req := await queue.next()) is not None:
             t0 = time.monotonic()
             comp, err = await _call_with_retries(judge, req, limiter, st)
             lat = time.monotonic() - t0
             if comp is None:
                 v = Verdict.abstain(req.item_id, judge.name, err, model=judge.model, prompt_hash=req.key, latency_s=lat)
                 st.errors += 1
+                queue.failed(req)
+                bound.record(ok=False, error=err)
             else:
                 cost = prices.cost(comp.tokens_in, comp.tokens_out)
                 st.tokens_in += comp.tokens_in
@@ -196,14 +216,21 @@ async def _judge_llm(judge: LLMJudge, reqs: list[Request], out: dict, cache, st:
                                       solvable_id=solvable, finish_reason=comp.finish_reason)
                     v = Verdict(item_id=req.item_id, judge=judge.name, category=p.category, reason_key=p.reason_key,
                                 rationale=p.rationale, **common)
+                    bound.record(ok=True)
                 except ParseError as e:
                     v = Verdict.abstain(req.item_id, judge.name, f"unparseable verdict: {e}", **common)
+                    st.unparseable += 1
+                    bound.record(ok=False, error=v.error)
                 pending.append((req.key, judge.name, v))
                 st.called += 1
             if v.category is None:
                 st.abstained += 1
             out[req.item_id] = v
             bar.update(1)
+            if bound.breached():
+                where = f"in {cache.path}" if cache is not None else "nothing (no cache_dir)"
+                raise bound.error(judge.name, cached=f"{st.cached + st.called} of {st.items} verdicts of this judge "
+                                  f"({st.cached} from earlier runs, {st.called} from this one) {where}")
             now = time.monotonic()
             if len(pending) >= FLUSH_EVERY:  # the age bound is the flusher's
                 flush()
@@ -212,18 +239,43 @@ async def _judge_llm(judge: LLMJudge, reqs: list[Request], out: dict, cache, st:
                 bar.set_postfix(st.postfix(), refresh=False)
 
     async def flusher():  # so that no verdict waits longer than FLUSH_AFTER_S while calls are slow
+        renewed = time.monotonic()
         while True:
             await asyncio.sleep(FLUSH_AFTER_S)
             flush()
+            if time.monotonic() - renewed > queue.ttl_s / 4:  # the claims' heartbeat
+                renewed = time.monotonic()
+                queue.renew()
 
-    n = max(1, min(judge.config.limits.concurrency, len(reqs)))
+    n = max(1, min(conc, len(reqs)))
     ticker = asyncio.ensure_future(flusher())
     try:
-        await asyncio.gather(*(worker() for _ in range(n)))
+        await _all_or_first_error([worker() for _ in range(n)])
     finally:
         ticker.cancel()
-        flush()
-        await judge.aclose()
+        try:
+            flush()
+        finally:
+            queue.close()
+            await judge.aclose()
+
+
+async def _all_or_first_error(coros) -> None:
+    """Await every coroutine; at the first error cancel the rest (no call is started after it) and raise it."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        done, rest = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    for t in rest:
+        t.cancel()
+    await asyncio.gather(*rest, return_exceptions=True)
+    for t in tasks:
+        if t.done() and not t.cancelled() and t.exception() is not None:
+            raise t.exception()
 
 
 def run_coroutine(coro):
@@ -239,8 +291,15 @@ def run_coroutine(coro):
 
 
 def run_llm(judges: list[LLMJudge], items, cache: VerdictCache | None, *, progress: bool = True,
-            position: int = 0) -> tuple[dict[str, list[Verdict]], dict[str, JudgeStats]]:
-    """Judge every item with every LLM judge, all judges at once; returns verdicts in item order."""
+            position: int = 0, max_failure_rate: float | None = MAX_FAILURE_RATE
+            ) -> tuple[dict[str, list[Verdict]], dict[str, JudgeStats]]:
+    """Judge every item with every LLM judge, all judges at once; returns verdicts in item order.
+
+    A judge whose calls give no verdict (call failures, unparseable answers) more often than ``max_failure_rate``
+    (judged once ``min(50, planned)`` calls were made) stops the run with
+    :class:`~flywheel_lib.judges.failfast.JudgeFailureError`; the other judges stop too, and every verdict
+    obtained so far is in the cache. ``None`` never stops.
+    """
     cols = [c for c in ("item_id", "text", "context") if c in items.columns]
     records = items[cols].to_dict("records")
     ids = [str(r["item_id"]) for r in records]
@@ -268,8 +327,9 @@ def run_llm(judges: list[LLMJudge], items, cache: VerdictCache | None, *, progre
 
                     tasks.append(asyncio.to_thread(run_batch, j, todo, out, cache, st, bar))
                 else:
-                    tasks.append(_timed(_judge_llm(j, todo, out, cache, st, bar), st))
-            await asyncio.gather(*tasks)
+                    tasks.append(_timed(_judge_llm(j, todo, out, cache, st, bar,
+                                                   max_failure_rate=max_failure_rate), st))
+            await _all_or_first_error(tasks)
         finally:
             for b, (_, _, _, st) in zip(bars, plans):
                 b.set_postfix(st.postfix())
