@@ -4,7 +4,7 @@
     flywheel runs [--recipe NAME]
     flywheel show RUN
     flywheel compare RUN_A RUN_B
-    flywheel params NOTEBOOK          # the parameters a stage notebook declares
+    flywheel params NOTEBOOK          # the parameters a stage notebook declares, with their bounds
 """
 
 from __future__ import annotations
@@ -70,13 +70,40 @@ def _print_df(df: pd.DataFrame) -> None:
         print(df.to_string(index=False))
 
 
+def _print_params(name: str) -> None:
+    """Each parameter as ``name: type = default  # help  [bound: n >= 1]``."""
+    from pathlib import Path
+
+    from .runner import RecipeError
+    from .runner.params import inspect_params
+    from .stage import project_root
+
+    nb = Path(name)
+    if not nb.is_file():
+        nb = project_root() / "notebooks" / f"{name}.ipynb"
+    if not nb.is_file():
+        known = ", ".join(sorted(p.stem for p in (project_root() / "notebooks").glob("*.ipynb")))
+        what = "a folder" if Path(name).is_dir() else "not a stage or a notebook file"
+        raise RecipeError(f"{name} is {what}; name a stage ({known}) or an .ipynb path")
+    for p in inspect_params(nb).values():
+        bound = f"  [bound: {p.bound.describe(p.name)}]" if p.bound else ""
+        print(f"{p.name}: {p.type_name} = {p.default!r}  # {p.help}{bound}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .runner import RecipeError, compare_runs, run_recipe, runs_table, show_run
+    from .runner import RecipeError, compare_runs, load_recipe, run_recipe, runs_table, show_run
 
     try:
         if args.cmd == "run":
-            res = run_recipe(args.recipe, sets=args.sets, stages=_stages(args.stages), from_run=args.from_run,
+            recipe, stages = args.recipe, _stages(args.stages)
+            if stages:
+                recipe = load_recipe(args.recipe)
+                ordered = recipe.order_stages(stages)
+                if ordered != stages:
+                    print(f"note: --stages {args.stages} runs in stage order: {','.join(ordered)}", file=sys.stderr)
+                stages = ordered
+            res = run_recipe(recipe, sets=args.sets, stages=stages, from_run=args.from_run,
                              progress=not args.no_progress, render_html=not args.no_html)
             if not res.ok:
                 print(f"FAILED: {res.failure}", file=sys.stderr)
@@ -103,20 +130,11 @@ def main(argv: list[str] | None = None) -> int:
             _print_df(m)
             return 0
         if args.cmd == "params":
-            from pathlib import Path
-
-            from .runner.params import inspect_params
-            from .stage import project_root
-
-            nb = Path(args.notebook)
-            if not nb.exists():
-                nb = project_root() / "notebooks" / f"{args.notebook}.ipynb"
-            for p in inspect_params(nb).values():
-                print(f"{p.name}: {p.type_name} = {p.default!r}  # {p.help}")
+            _print_params(args.notebook)
             return 0
         if hasattr(args, "func"):
             return args.func(args)
-    except (RecipeError, FileNotFoundError, KeyError, ValueError) as e:
+    except (RecipeError, OSError, KeyError, ValueError) as e:
         print(f"flywheel {args.cmd}: {e}", file=sys.stderr)
         return 2
     return 0
