@@ -174,8 +174,15 @@ def test_data_paths_must_be_existing_files(runs):
     _refused(lambda: run_recipe(SMOKE, sets=["00_data.data_path=data/nope.jsonl"], progress=False),
              "smoke.yaml", "stage_params.00_data.data_path", "nope.jsonl", "does not exist")
     _refused(lambda: run_recipe(RECIPE, sets=["make.data_path=tests/fixtures"], progress=False),
-             "recipe_ok.yaml", "stage_params.make.data_path", "not a file")
+             "recipe_ok.yaml", "stage_params.make.data_path", "is a folder", "Hugging Face")
     assert not runs.exists()
+
+
+def test_a_hugging_face_dataset_folder_is_a_data_path(tmp_path):
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "dataset_dict.json").write_text('{"splits": ["train"]}')
+    r = load_recipe(RECIPE).with_overrides([f"make.data_path={tmp_path / 'ds'}"])
+    check_recipe(r, stage_notebooks(r.stages, r.notebook_dir))
 
 
 def test_a_notebook_default_that_points_nowhere_names_the_notebook(runs, tmp_path):

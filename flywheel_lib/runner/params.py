@@ -37,6 +37,7 @@ __all__ = ["Bound", "NotebookParam", "parse_bound", "inspect_params", "check_rec
 RUNNER_PARAMS = ("run_dir",)
 # Parameters naming a file a stage reads (besides every `*_path` parameter).
 FILE_PARAMS = ("taxonomy", "panel", "review_import")
+_HF_DATASET_FILES = ("dataset_info.json", "state.json", "dataset_dict.json")
 
 _NUM = r"[-+]?(?:inf|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)"
 _BOUND = re.compile(rf"\s*(?P<l>[\[(])\s*(?P<lo>{_NUM})\s*,\s*(?P<hi>{_NUM})\s*(?P<r>[\])])\s*$")
@@ -239,6 +240,17 @@ def _check_file(origin: str, what: str, value: str) -> Path:
     return p
 
 
+def _check_data(origin: str, value: str) -> None:
+    """A data file, or a Hugging Face ``datasets`` folder (saved with ``save_to_disk``)."""
+    p = resolve_path(value)
+    if p.is_dir():
+        if not any((p / f).exists() for f in _HF_DATASET_FILES):
+            raise RecipeError(f"{origin}: data path {value} is a folder, and not a Hugging Face dataset saved with "
+                              f"save_to_disk (resolved to {p})")
+        return
+    _check_file(origin, "data file", value)
+
+
 def _check_taxonomy(origin: str, value: str) -> None:
     from ..taxonomy import TaxonomyError, load_taxonomy
 
@@ -268,7 +280,7 @@ def check_inputs(recipe: Recipe, declared: dict[str, dict[str, NotebookParam]], 
 
     ``taxonomy`` must load with :func:`flywheel_lib.taxonomy.load_taxonomy`, ``panel`` must hold no secret and load
     with :func:`flywheel_lib.judges.config.read_panel_config`, and every non-empty ``*_path`` or ``review_import``
-    must be an existing file.
+    must be an existing file (or a Hugging Face dataset folder).
     """
     seen: set[tuple[str, str]] = set()
     for stage, params in declared.items():
@@ -285,7 +297,7 @@ def check_inputs(recipe: Recipe, declared: dict[str, dict[str, NotebookParam]], 
             elif key == "panel":
                 _check_panel(origin, value)
             else:
-                _check_file(origin, "data file", value)
+                _check_data(origin, value)
 
 
 def in_effect(passed: dict[str, Any], declared: dict[str, NotebookParam]) -> dict[str, Any]:
