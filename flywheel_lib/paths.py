@@ -8,11 +8,15 @@ It imports nothing of the package, so every layer may use it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 from pathlib import Path
+from typing import Iterator
 
 __all__ = ["project_root", "runs_dir", "resolve_path", "latest_run", "find_run", "artifact_path", "record_path",
-           "manifest_path", "progress_path", "ARTIFACTS", "FIGURES", "METRICS"]
+           "manifest_path", "progress_path", "heartbeat_path", "partial_path", "is_partial", "atomic_dir",
+           "ARTIFACTS", "FIGURES", "METRICS"]
 
 ARTIFACTS = "artifacts"
 """Stage tables (Parquet), JSON records and model folders."""
@@ -64,6 +68,64 @@ def record_path(run: str | os.PathLike, stage: str) -> Path:
 def progress_path(run: str | os.PathLike, stage: str) -> Path:
     """The progress lines a stage's long loops write while the runner executes it (see :mod:`flywheel_lib.progress`)."""
     return Path(run) / "progress" / f"{stage}.jsonl"
+
+
+def heartbeat_path(run: str | os.PathLike) -> Path:
+    """The file whose modification time the runner refreshes while the run executes (removed when it ends)."""
+    return Path(run) / "heartbeat"
+
+
+PARTIAL = ".partial-"
+"""Marks a folder being written (``.<name>.partial-<pid>``); see :func:`atomic_dir`."""
+
+
+def partial_path(target: str | os.PathLike) -> Path:
+    """The hidden sibling a folder is written into before it is renamed to ``target``."""
+    target = Path(target)
+    return target.with_name(f".{target.name}{PARTIAL}{os.getpid()}")
+
+
+def is_partial(name: str) -> bool:
+    """Whether a file or folder name is a write in progress: :func:`atomic_dir`'s folders and the temporary files
+    of atomic file writes (``.<name>.<random>.tmp``, ``<name>.tmp``, ``<name>.tmp.npz``). Such names are never
+    carried into another run nor counted as a stage's output."""
+    hidden_write = name.startswith(".") and (PARTIAL in name or ".old-" in name)
+    return hidden_write or name.endswith(".tmp") or ".tmp." in name
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty folder beside ``target`` to write into; on success it replaces ``target`` (a folder already
+    there is moved aside, then removed), on an error or interrupt it is removed. Readers, and a run that is killed
+    part-way, see no folder or the complete one::
+
+        with atomic_dir(run / "artifacts" / "models" / "curated") as tmp:
+            model.save_pretrained(tmp)
+
+    Files already in ``target`` are never written in place, so a folder hard-linked from an earlier run (see
+    ``flywheel run --from``) keeps that run's files unchanged.
+    """
+    target = Path(target)
+    tmp = partial_path(target)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        if old.exists() and not target.exists():
+            os.replace(old, target)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _runs() -> list[Path]:

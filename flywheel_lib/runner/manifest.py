@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import os
 import platform
+import socket
 import subprocess
 import sys
 import threading
+import time
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from ..io import read_json, write_json
+from ..paths import heartbeat_path
 
-__all__ = ["git_state", "git_state_async", "package_versions", "environment", "now", "Manifest", "collect_stage_records"]
+__all__ = ["git_state", "git_state_async", "package_versions", "environment", "now", "Manifest", "collect_stage_records",
+           "runner_identity", "runner_gone", "run_state", "pid_alive", "Heartbeat", "HEARTBEAT_EVERY_S",
+           "HEARTBEAT_STALE_S"]
 
 PACKAGES = (
     "flywheel-workbench", "papermill", "nbconvert", "jupyterlab", "ipykernel", "pandas", "numpy", "pyarrow",
@@ -163,3 +168,128 @@ class Manifest:
         self.data["headline"] = headline
         self.data["headline_by_stage"] = by_stage
         self.data["figures"] = figures
+
+
+# --- who runs a run: a run whose runner is gone shows as ``dead`` -----------------------------------------------
+
+HEARTBEAT_EVERY_S = 10.0
+"""How often a runner refreshes its run's heartbeat file."""
+HEARTBEAT_STALE_S = 120.0
+"""A heartbeat older than this means the runner is gone, where its process cannot be looked up (another machine)."""
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started, as an opaque token (None if there is no such process or no way to tell).
+
+    Linux: the start time in clock ticks since boot (``/proc/<pid>/stat``, field 22), exact; elsewhere psutil's
+    creation time. A pid the system gave to a new process after the runner died has another start time.
+    """
+    stat = _read(f"/proc/{pid}/stat")
+    if stat is not None:
+        return f"ticks:{stat.rsplit(')', 1)[1].split()[19]}"
+    try:
+        import psutil
+
+        return f"t:{psutil.Process(pid).create_time():.2f}"
+    except Exception:  # noqa: BLE001 - no psutil, no such process, no permission: unknown
+        return None
+
+
+def _machine() -> dict[str, str | None]:
+    """What makes pids comparable: the host name, its boot and (Linux) the pid namespace."""
+    try:
+        pid_ns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        pid_ns = None
+    return {"host": socket.gethostname(), "boot_id": _read("/proc/sys/kernel/random/boot_id"), "pid_ns": pid_ns}
+
+
+def runner_identity() -> dict[str, Any]:
+    """This process as a run's runner: pid, its start time, host, boot id and pid namespace (``manifest["runner"]``)."""
+    return {"pid": os.getpid(), "process_start": process_start(os.getpid()), **_machine()}
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not exited (a zombie, exited but not yet reaped, has)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = _read(f"/proc/{pid}/stat")
+    return stat is None or stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def runner_gone(runner: dict[str, Any] | None, run_dir: Path) -> str | None:
+    """Why the runner of a ``running`` run is gone, or None while it is (or may be) alive.
+
+    On the machine that started the run (same host, boot and pid namespace) the recorded pid is looked up and its
+    start time compared, so a pid reused by another process does not count as the runner. Elsewhere the run folder's
+    heartbeat decides: older than :data:`HEARTBEAT_STALE_S` means gone. A manifest without a runner record (written
+    before runners were recorded) is never called dead.
+    """
+    if not runner or not runner.get("pid"):
+        return None
+    pid = int(runner["pid"])
+    if {k: runner.get(k) for k in ("host", "boot_id", "pid_ns")} == _machine():
+        if not pid_alive(pid):
+            return f"runner pid {pid} on {runner['host']} has exited"
+        started = process_start(pid)
+        if runner.get("process_start") and started and started != runner["process_start"]:
+            return f"runner pid {pid} on {runner['host']} has exited (the pid now belongs to another process)"
+        return None
+    if runner.get("host") == _machine()["host"] and runner.get("boot_id") != _machine()["boot_id"]:
+        return f"{runner['host']} has restarted since the run began"
+    hb = heartbeat_path(run_dir)
+    try:
+        age = time.time() - hb.stat().st_mtime
+    except OSError:
+        return f"no heartbeat from runner pid {pid} on {runner.get('host')}"
+    if age > HEARTBEAT_STALE_S:
+        return f"runner pid {pid} on {runner.get('host')}: last heartbeat {age / 60:.0f} min ago"
+    return None
+
+
+def run_state(m: dict[str, Any], run_dir: Path) -> str:
+    """A run's status as it stands now: the manifest's, except ``dead`` for a ``running`` run whose runner is gone."""
+    status = m.get("status")
+    if status == "running" and runner_gone(m.get("runner"), Path(run_dir)):
+        return "dead"
+    return status
+
+
+class Heartbeat:
+    """Refresh ``<run>/heartbeat`` every :data:`HEARTBEAT_EVERY_S` seconds from a daemon thread; removed on stop."""
+
+    def __init__(self, run_dir: Path, every: float = HEARTBEAT_EVERY_S):
+        self.path = heartbeat_path(run_dir)
+        self.every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name="run-heartbeat")
+
+    def _beat(self) -> None:
+        while True:
+            try:
+                self.path.touch()
+            except OSError:
+                pass  # a full disk or a removed folder: the pid check still tells on this machine
+            if self._stop.wait(self.every):
+                return
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.path.unlink(missing_ok=True)

@@ -22,7 +22,7 @@ body{font:14px/1.45 -apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em
 h1{font-size:1.5em;margin-bottom:.2em} h2{font-size:1.15em;margin-top:1.8em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f5f5f5} .succeeded,.reused{color:#17702e;font-weight:600} .failed{color:#b00020;font-weight:600}
-.skipped,.pending,.interrupted{color:#888} .muted{color:#777} code{background:#f4f4f4;padding:0 3px}
+.skipped,.pending,.interrupted,.dead{color:#888} .muted{color:#777} code{background:#f4f4f4;padding:0 3px}
 .figs{display:flex;flex-wrap:wrap;gap:12px} .figs figure{margin:0;max-width:520px} .figs img{max-width:100%;border:1px solid #eee}
 .cards{display:flex;flex-wrap:wrap;gap:14px}.card h3{font-size:.95em;margin:.2em 0}
 details{margin:.4em 0} summary{cursor:pointer} .num{text-align:right;font-variant-numeric:tabular-nums}
@@ -80,7 +80,7 @@ def stage_rows(m: dict[str, Any], prefix: str = "", headline: bool = True) -> li
         if s.get("notebook"):
             links.append(f'<a href="{_e(prefix + s["notebook"])}">notebook</a>')
         err = ""
-        if st == "failed":
+        if st in ("failed", "interrupted"):
             err = f'<div class="failed">{_e(s.get("failed_cell") or "")}<br>{_e(s.get("error", ""))}</div>'
         if s.get("reused_from"):
             err = f'<span class="muted">from {_e(s["reused_from"])}</span>'

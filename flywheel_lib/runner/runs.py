@@ -10,12 +10,15 @@ import pandas as pd
 from ..io import read_json
 from ..stage import runs_dir
 from .execute import find_run
+from .manifest import run_state, runner_gone
 from .report import fmt_value
 
 __all__ = ["list_runs", "runs_table", "show_run", "compare_runs", "flatten"]
 
 
 def list_runs(root: Path | None = None) -> list[dict[str, Any]]:
+    """Every run's manifest, oldest first; ``status`` is the run's state now (:func:`run_state`: a ``running`` run
+    whose runner is gone reads ``dead``)."""
     d = root or runs_dir()
     if not d.exists():
         return []
@@ -24,9 +27,11 @@ def list_runs(root: Path | None = None) -> list[dict[str, Any]]:
         m = r / "manifest.json"
         if m.exists():
             try:
-                out.append(read_json(m))
+                data = read_json(m)
             except ValueError:
                 out.append({"run_id": r.name, "status": "unreadable manifest"})
+                continue
+            out.append({**data, "status": run_state(data, r)})
     return out
 
 
@@ -49,13 +54,24 @@ def runs_table(root: Path | None = None, recipe: str | None = None) -> pd.DataFr
     return pd.DataFrame(rows, columns=["run_id", "recipe", "status", "duration_s", "stages", "headline"])
 
 
+def _status_line(m: dict[str, Any], run_dir: Path) -> str:
+    status = run_state(m, run_dir)
+    if status == "dead":
+        running = next((s["name"] for s in m.get("stages", []) if s.get("status") == "running"), None)
+        return f"dead{f' during {running}' if running else ''} ({runner_gone(m.get('runner'), run_dir)})"
+    if status == "interrupted" and m.get("interrupted"):
+        return f"interrupted by {m['interrupted'].get('signal')} during {m['interrupted'].get('stage')}"
+    return str(status)
+
+
 def show_run(ref: str) -> str:
-    m = read_json(find_run(ref) / "manifest.json")
+    run_dir = find_run(ref)
+    m = read_json(run_dir / "manifest.json")
     git = m.get("git") or {}
     lines = [
         f"run       {m['run_id']}",
         f"recipe    {m.get('recipe')} ({m.get('recipe_path')})",
-        f"status    {m.get('status')}   duration {fmt_value(m.get('duration_s') or 0)} s",
+        f"status    {_status_line(m, run_dir)}   duration {fmt_value(m.get('duration_s') or 0)} s",
         f"created   {m.get('created_at')}",
         f"git       {git.get('commit')} {'(dirty)' if git.get('dirty') else ''}"
         f"{'(dirty unknown: ' + git['dirty_error'] + ')' if git.get('dirty_error') else ''}",
@@ -71,6 +87,7 @@ def show_run(ref: str) -> str:
     for s in m.get("stages", []):
         dur = s.get("duration_s")
         extra = f"  {s.get('failed_cell')}: {s.get('error')}" if s.get("status") == "failed" else ""
+        extra += f"  {s.get('error')}" if s.get("status") == "interrupted" else ""
         extra += f"  (from {s['reused_from']})" if s.get("reused_from") else ""
         lines.append(f"  {s['name']:<13} {s.get('status', '?'):<10} {f'{dur:.1f}s' if dur else '':>8}{extra}")
     if m.get("headline"):

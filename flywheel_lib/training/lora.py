@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from ..paths import atomic_dir
 from .base import TrainResult
 from .datasets import stable_order
 
@@ -226,8 +227,7 @@ def train_lora(train_chats, val_chats, cfg: LoRAConfig, out_dir: str | Path, *, 
     from ..models import bf16_supported, load_base_model
     from ..threads import set_threads
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir)  # written only once trained, all at once (atomic_dir): never a half-written folder
     threads = set_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     model, tok = load_base_model(cfg.base_model, cache_dir=cfg.cache_dir, device=cfg.device)
@@ -276,10 +276,11 @@ def train_lora(train_chats, val_chats, cfg: LoRAConfig, out_dir: str | Path, *, 
         bar.set_postfix(loss=f"{rows[-1]['loss']:.3f}")
     train_s = time.perf_counter() - t0
     val_after = _val_loss(model, val, cfg, pad_id, device, amp)
-    model.save_pretrained(out_dir)
     log = pd.DataFrame(rows)
-    log.to_csv(out_dir / "train_log.csv", index=False)
-    (out_dir / "train_config.json").write_text(json.dumps(cfg.model_dump(), indent=2, default=str))
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        log.to_csv(tmp / "train_log.csv", index=False)
+        (tmp / "train_config.json").write_text(json.dumps(cfg.model_dump(), indent=2, default=str))
     metrics = {"steps": cfg.max_steps, "n_train": len(train), "n_validation": len(val), "seconds": round(train_s, 2),
                "tokens_per_s": round(tokens / max(train_s, 1e-9), 1), "bf16": use_bf16, "device": device,
                "attention": attention,
