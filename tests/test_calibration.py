@@ -100,6 +100,15 @@ def test_gate_flags_and_excludes():
     assert rec["confusion"]["j1"]["x"] == {"x": 3, "y": 0, "<abstain>": 0}
     everyone = apply_gate(r, kappa_threshold=2.0, exclude=True)
     assert not everyone["excluded"].any() and "none excluded" in everyone["gate_note"].iloc[0]
+    # a kappa floor drops a judge below it even when flagged judges are kept
+    floor = float(r.set_index("judge").loc["j3", "kappa"]) + 1e-9
+    g = apply_gate(r, kappa_threshold=0.5, exclude=False, min_kappa=floor)
+    assert g["below_floor"].tolist() == [False, False, True] and g["excluded"].tolist() == [False, False, True]
+    assert g.set_index("judge").loc["j3", "gate_note"].startswith("kappa ")
+    rec = panel_record(g, {}, kappa_threshold=0.5, exclude=False, min_kappa=floor)
+    assert rec["judges"] == ["j1", "j2"] and rec["below_min_kappa"] == ["j3"] and rec["min_kappa"] == floor
+    nobody = apply_gate(r, kappa_threshold=0.5, exclude=False, min_kappa=2.0)
+    assert not nobody["excluded"].any() and "none excluded" in nobody["gate_note"].iloc[0]
 
 
 def test_stratified_split_is_seeded_stratified_and_disjoint():

@@ -193,3 +193,18 @@ def test_a_panel_whose_sdk_is_missing_fails_at_load_naming_the_extra(tmp_path, m
         {"name": "api", "backend": backend, "model": "m", "api_key_env": "UNSET_KEY_VAR_FOR_TEST"}]}))
     with pytest.raises(PanelError, match=rf'pip install -e "\.\[{extra}\]"'):
         load_panel(path, taxonomy=load_taxonomy(TAX))
+
+
+def test_the_folded_panel_rejudges_each_item_with_the_panel_that_never_saw_it(memo_panel):
+    tax = load_taxonomy(TAX)
+    seed = toy_seed()
+    folds = calibration_split(seed, cv_folds=3, fraction=0.3, seed=7)
+    res = cross_fit(lambda: load_panel(memo_panel, taxonomy=tax), seed, folds)
+    pan = res.panel
+    assert pan.names == ["memo"] and sorted(pan.panels) == [0, 1, 2]
+    again = pan.judge(seed.iloc[::-1], cache_dir=None, progress=False)
+    assert again["item_id"].tolist() == seed["item_id"].iloc[::-1].tolist()
+    assert again["category"].isna().all()  # every item went to its own fold's panel, fitted without it
+    assert int(pan.stats_.set_index("judge").loc["memo", "items"]) == len(seed)
+    with pytest.raises(ValueError, match="not judged out of fold"):
+        pan.judge(seed.assign(item_id="stranger").iloc[:1], cache_dir=None, progress=False)

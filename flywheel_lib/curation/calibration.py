@@ -8,7 +8,8 @@ correlation of the judges' errors, with the effective number of independent vote
 ``n_eff = n / (1 + (n - 1) * mean_rho)`` (the design effect of equicorrelated votes; Kish 1965), beside the
 eigenvalue count of Li & Ji (2005, Heredity 95:221-227). Four judges whose errors correlate at 0.5 are worth
 1.6 independent votes, which is why unanimity of a correlated panel is weaker evidence than it looks.
-:func:`apply_gate` flags judges below a kappa threshold and, if asked, excludes them.
+:func:`apply_gate` flags judges below a kappa threshold and, if asked, excludes them; a judge below the kappa
+floor (``min_kappa``) is excluded in any case.
 """
 
 from __future__ import annotations
@@ -180,21 +181,29 @@ def confused_pairs(verdicts: pd.DataFrame, gold: pd.Series, texts: pd.Series, *,
     return out.sort_values(["total", "category_a", "category_b"], ascending=[False, True, True]).head(top).reset_index(drop=True)
 
 
-def apply_gate(report: pd.DataFrame, *, kappa_threshold: float, exclude: bool) -> pd.DataFrame:
-    """Add ``flagged`` (kappa below the threshold, or undefined) and ``excluded`` (flagged and ``exclude``).
-    Never excludes every judge: if all are flagged, none is excluded and the report says so in ``gate_note``."""
+def apply_gate(report: pd.DataFrame, *, kappa_threshold: float, exclude: bool,
+               min_kappa: float | None = None) -> pd.DataFrame:
+    """Add ``flagged`` (kappa below the threshold, or undefined), ``below_floor`` (kappa below ``min_kappa``, or
+    undefined, when a floor is set) and ``excluded`` (below the floor, or flagged and ``exclude``): a judge that
+    agrees with the human labels little more than chance would is dropped whatever ``exclude`` says.
+    Never excludes every judge: if all would go, none is excluded and the report says so in ``gate_note``."""
     out = report.copy()
     out["flagged"] = ~(out["kappa"] >= kappa_threshold)
-    out["excluded"] = out["flagged"] & bool(exclude)
+    out["below_floor"] = ~(out["kappa"] >= min_kappa) if min_kappa is not None else False
+    out["excluded"] = out["below_floor"] | (out["flagged"] & bool(exclude))
     out["gate_note"] = ""
     if len(out) and out["excluded"].all():
         out["excluded"] = False
         out["gate_note"] = "every judge is below the threshold; none excluded"
+    else:
+        floor = out["below_floor"].astype(bool)
+        out.loc[floor, "gate_note"] = [f"kappa {'undefined' if pd.isna(k) else f'{k:.3f}'} below min_kappa {min_kappa}"
+                                       for k in out.loc[floor, "kappa"]]
     return out
 
 
 def panel_record(report: pd.DataFrame, confusions: dict[str, pd.DataFrame], *, kappa_threshold: float,
-                 exclude: bool, panel: str = "", taxonomy: str = "") -> dict:
+                 exclude: bool, panel: str = "", taxonomy: str = "", min_kappa: float | None = None) -> dict:
     """The ``panel.json`` record: judges kept and excluded, the gate, and each judge's confusion matrix
     (``{gold: {predicted: count}}``)."""
     kept = report.loc[~report["excluded"], "judge"].tolist()
@@ -206,6 +215,9 @@ def panel_record(report: pd.DataFrame, confusions: dict[str, pd.DataFrame], *, k
         "judges": kept,
         "excluded": report.loc[report["excluded"], "judge"].tolist(),
         "flagged": report.loc[report["flagged"], "judge"].tolist(),
+        "min_kappa": min_kappa,
+        "below_min_kappa": (report.loc[report["below_floor"].astype(bool) & report["excluded"], "judge"].tolist()
+                            if "below_floor" in report else []),
         "kappa": {r.judge: (None if pd.isna(r.kappa) else float(r.kappa)) for r in report.itertuples()},
         "confusion": {j: {g: {p: int(c) for p, c in row.items()} for g, row in m.iterrows()} for j, m in confusions.items()},
     }

@@ -10,6 +10,7 @@ training folds only. ``02_judge`` then refits on the whole seed.
     from flywheel_lib.judges.crossfit import cross_fit
     res = cross_fit(lambda: load_panel(path, taxonomy=tax), seed_items, folds, cache_dir="outputs/cache")
     res.verdicts; res.log   # one row per fold: n_fit, n_judged
+    res.panel.judge(items)  # each item re-judged by its own fold's fitted panel (e.g. the anchoring probe)
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import pandas as pd
 
 from ..curation.split import check_disjoint
 from ..records import empty_table
+from .failfast import MAX_FAILURE_RATE
 
-__all__ = ["cross_fit", "CrossFit"]
+__all__ = ["cross_fit", "CrossFit", "FoldedPanel"]
 
 
 @dataclass
@@ -37,15 +39,69 @@ class CrossFit:
     """``fold -> item_ids`` each fold's panel judged."""
     stats: pd.DataFrame | None = None
     """The panels' per-judge run statistics, summed over folds."""
+    panels: dict = field(default_factory=dict)
+    """``fold -> Panel``: each fold's fitted panel."""
+
+    @property
+    def panel(self) -> "FoldedPanel":
+        """The fitted fold panels as one panel that judges each item with its own fold's panel."""
+        return FoldedPanel(self.panels, {str(i): f for f, ids in self.judged_ids.items() for i in ids})
+
+
+class FoldedPanel:
+    """The cross-fitted panels as one: an item is judged by the panel of its fold, fitted without it.
+
+    What a later step that re-judges seed items needs (the anchoring probe re-judges them with a claimed label):
+    the same fits as the out-of-fold verdicts, so a change of verdict comes from the new prompt, never from a
+    few-shot pool that holds the item. It has the panel's ``names``, ``judges``, ``without`` and ``judge``."""
+
+    def __init__(self, panels: dict, fold_of: dict[str, int]):
+        if not panels:
+            raise ValueError("a folded panel needs at least one fitted fold panel")
+        self.panels = dict(panels)
+        self.fold_of = dict(fold_of)
+        first = next(iter(self.panels.values()))
+        self.config, self.judges, self.taxonomy = first.config, first.judges, first.taxonomy
+
+    def __repr__(self) -> str:
+        return f"FoldedPanel({self.config.name!r}, judges={self.names}, folds={sorted(self.panels)})"
+
+    def __len__(self) -> int:
+        return len(self.judges)
+
+    @property
+    def names(self) -> list[str]:
+        return [j.name for j in self.judges]
+
+    def without(self, names) -> "FoldedPanel":
+        return FoldedPanel({f: p.without(names) for f, p in self.panels.items()}, self.fold_of)
+
+    def judge(self, items: pd.DataFrame, **kw) -> pd.DataFrame:
+        """``Panel.judge`` fold by fold; rows in item order (then judge order), ``stats_`` summed over folds."""
+        folds = items["item_id"].astype(str).map(self.fold_of)
+        if folds.isna().any():
+            raise ValueError(f"item {items.loc[folds.isna(), 'item_id'].iloc[0]!r} was not judged out of fold: "
+                             "no fold panel may judge it")
+        parts, stats = [], []
+        for f in sorted(folds.unique()):
+            pan = self.panels[f]
+            parts.append(pan.judge(items[(folds == f).to_numpy()], **kw))
+            stats.append(pan.stats_)
+        self.stats_ = pd.concat(stats).groupby("judge", sort=False).sum(numeric_only=True).reset_index()
+        v = pd.concat(parts, ignore_index=True)
+        order = {str(k): i for i, k in enumerate(items["item_id"])}
+        return v.iloc[v["item_id"].astype(str).map(order).argsort(kind="stable")].reset_index(drop=True)
 
 
 def cross_fit(make_panel: Callable, seed_items: pd.DataFrame, folds: pd.DataFrame, *, judge_ids=None,
-              pool: Callable | None = None, cache_dir=None, progress: bool = False) -> CrossFit:
+              pool: Callable | None = None, cache_dir=None, progress: bool = False,
+              max_failure_rate: float | None = MAX_FAILURE_RATE) -> CrossFit:
     """Judge ``judge_ids`` (default: every seed item) out of fold.
 
     ``make_panel()`` returns an unfitted panel; ``folds`` has ``item_id, fold`` for every row of ``seed_items``;
     ``pool(train, judged)`` turns the training rows into what the panel fits on (default: the rows themselves; it
-    must not add a judged text back, which is checked).
+    must not add a judged text back, which is checked). ``max_failure_rate`` is each fold's ``Panel.judge`` bound
+    on failed calls.
     """
     from ..data.stats import match_key
 
@@ -55,7 +111,7 @@ def cross_fit(make_panel: Callable, seed_items: pd.DataFrame, folds: pd.DataFram
     fold_of = folds.set_index("item_id")["fold"]
     seed = seed_items.assign(_fold=seed_items["item_id"].map(fold_of).to_numpy())
     wanted = seed if judge_ids is None else seed[seed["item_id"].isin(set(judge_ids))]
-    parts, rows, fit_ids, judged_ids, stats = [], [], {}, {}, []
+    parts, rows, fit_ids, judged_ids, stats, panels = [], [], {}, {}, [], {}
     for f in sorted(wanted["_fold"].unique()):
         judged = wanted[wanted["_fold"] == f].drop(columns="_fold")
         banned = set(judged["text"].map(match_key))
@@ -69,7 +125,8 @@ def cross_fit(make_panel: Callable, seed_items: pd.DataFrame, folds: pd.DataFram
             raise ValueError(f"cross-fit fold {f}: the fit pool holds {int(leaked.sum())} texts of the judged fold "
                              f"(first: {fit_on.loc[leaked, 'text'].iloc[0]!r})")
         pan = make_panel().fit(fit_on)
-        parts.append(pan.judge(judged, cache_dir=cache_dir, progress=progress))
+        parts.append(pan.judge(judged, cache_dir=cache_dir, progress=progress, max_failure_rate=max_failure_rate))
+        panels[int(f)] = pan
         if hasattr(pan, "stats_"):
             stats.append(pan.stats_)
         fit_ids[int(f)] = train["item_id"].tolist()
@@ -77,11 +134,11 @@ def cross_fit(make_panel: Callable, seed_items: pd.DataFrame, folds: pd.DataFram
         rows.append({"fold": int(f), "n_fit": len(fit_on), "n_judged": len(judged),
                      "n_dropped_duplicates": int(dup.sum())})
     if not parts:
-        return CrossFit(empty_table("verdicts"), pd.DataFrame(rows), fit_ids, judged_ids)
+        return CrossFit(empty_table("verdicts"), pd.DataFrame(rows), fit_ids, judged_ids, panels=panels)
     v = pd.concat(parts, ignore_index=True)
     order = {str(k): i for i, k in enumerate(wanted["item_id"])}
     v = v.iloc[v["item_id"].astype(str).map(order).argsort(kind="stable")].reset_index(drop=True)
     st = None
     if stats:
         st = pd.concat(stats).groupby("judge", sort=False).sum(numeric_only=True).reset_index()
-    return CrossFit(v, pd.DataFrame(rows), fit_ids, judged_ids, st)
+    return CrossFit(v, pd.DataFrame(rows), fit_ids, judged_ids, st, panels)
