@@ -191,11 +191,13 @@ def _execute(signals: _Signals, fn: Callable[[], Any], kernels: list) -> None:
         except BaseException as e:  # noqa: BLE001 - handed to the main thread
             box["error"] = e
 
+    if signals.received:
+        raise _Stop(signals.received)
     worker = threading.Thread(target=work, name="stage", daemon=True)
     worker.start()
     try:
-        signals.armed = signals.received is None
-        if not signals.armed:
+        signals.armed = True
+        if signals.received:  # it came while the worker started, before the handler could raise
             raise _Stop(signals.received)
         while worker.is_alive():
             worker.join(0.25)
