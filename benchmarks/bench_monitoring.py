@@ -26,7 +26,7 @@ def main() -> None:
     g = generate(dom.catalog, seed=7, n_production=1000, n_seed_solvable=300, n_seed_refusal=300, n_eval=40,
                  n_conflicts=20)
     for cycle in map(int, a.cycles.split(",")):
-        req = traffic_requests(dom.catalog, seed=7, cycle=cycle, n=a.n)
+        req = traffic_requests(dom.catalog, seed=7, cycle=cycle, n=a.n)  # the default drift schedule
         print(f"cycle {cycle}: {a.n} requests, planted {req['planted'].value_counts().to_dict()}")
         for method in a.methods.split(","):
             t = time.perf_counter()

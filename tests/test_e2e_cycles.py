@@ -174,3 +174,33 @@ def test_decision_heads_decide_in_every_stage_that_generates(lineage):
         assert set(m["notes"]["05_evaluate"]["decision_heads"]) >= {"production_only", "naive_merge", "curated"}
         preds = pd.read_parquet(art / "predictions.parquet")
         assert not preds.loc[preds["variant"] == "production_only", "refused"].any()  # its head never refuses
+
+
+def test_a_later_cycle_is_scored_on_the_drift_slice(lineage):
+    """Cycle 2's 05 scores the deployed model, the candidate and the store-consulting deployed model on held-out
+    instances of cycle 1's traffic scenarios (no traffic row among them) and promotes by both slices; its 06 reports
+    the patterns fixed and how the new scenarios entered the corpus."""
+    from flywheel_lib.training.datasets import near_duplicate_key
+
+    first, second = lineage[1]
+    m1 = read_json(first.run_dir / "manifest.json")
+    m2 = read_json(second.run_dir / "manifest.json")
+    assert "pass_rate_curated_drift" not in m1["metrics"]["05_evaluate"]  # a first cycle has no drift slice
+    ev = m2["metrics"]["05_evaluate"]
+    for v in ("deployed_prev", "curated", "deployed_store"):
+        assert ev[f"pass_rate_{v}_drift_lo"] <= ev[f"pass_rate_{v}_drift"] <= ev[f"pass_rate_{v}_drift_hi"]
+    for v in ("deployed_prev", "curated"):
+        assert 0 <= ev[f"pass_rate_{v}_original"] <= 1
+    assert ev["diff_drift_candidate_vs_deployed"] == pytest.approx(
+        ev["pass_rate_curated_drift"] - ev["pass_rate_deployed_prev_drift"], abs=1e-3)
+    assert 0 <= ev["p_drift_candidate_vs_deployed"] <= 1 and "diff_original_candidate_vs_deployed" in ev
+    drift = pd.read_parquet(second.run_dir / "artifacts" / "drift_items.parquet")
+    traffic = pd.read_parquet(first.run_dir / "artifacts" / "traffic.parquet")
+    assert len(drift) == 12 and set(drift["scenario_cycle"]) == {1}
+    assert not set(map(near_duplicate_key, drift["text"])) & set(map(near_duplicate_key, traffic["text"]))
+    promo = m2["notes"]["05_evaluate"]["promotion"]
+    assert promo["rule"] == "drift slice better, original non-inferior" and "drift" in promo
+    fw = m2["metrics"]["06_flywheel"]
+    patterns = pd.read_parquet(second.run_dir / "artifacts" / "drift_patterns.parquet")
+    assert fw["patterns_fixed"] == int((patterns["status"] == "fixed").sum())
+    assert fw["new_scenarios_labelled_panel"] >= 0 and fw["new_scenarios_labelled_review"] >= 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from flywheel_lib import load_taxonomy
-from flywheel_lib.flywheel import budget_sample, cycle_verdict, failure_patterns, log_traffic
+from flywheel_lib.flywheel import budget_sample, cycle_verdict, log_traffic
 from flywheel_lib.flywheel.traffic import answer_correct
 
 
@@ -71,18 +71,6 @@ def test_cycle_verdict_is_honest_about_noise():
     assert "gain beyond the intervals" in text
     text, delta = cycle_verdict(_summary(["curated", "curated"]).iloc[:1], _metrics(0.4, 0.6, 0.05))
     assert delta is None and "first cycle" in text
-
-
-def test_failure_patterns_appear_and_get_fixed(tmp_path):
-    for cycle, correct in ((1, [False, False, False, True]), (2, [True, True, True, False])):
-        run = tmp_path / f"run{cycle}"
-        (run / "artifacts").mkdir(parents=True)
-        (run / "manifest.json").write_text('{"parent": {"cycle": %d}}' % cycle)
-        pd.DataFrame({"item_id": list("abcd"), "true_label": "missing_capability", "scenario": "new",
-                      "correct": correct}).to_parquet(run / "artifacts" / "traffic_truth.parquet")
-    p = failure_patterns([tmp_path / "run1", tmp_path / "run2"])
-    assert p["status"].tolist() == ["appeared", "fixed"]
-    assert p["accuracy"].tolist() == [0.25, 0.75]
 
 
 def test_cycles_after_a_run_that_did_not_succeed_says_why(runs):

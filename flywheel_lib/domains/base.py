@@ -56,7 +56,9 @@ def traffic_simulator(domain: Any):
     """The domain's traffic simulator, or None (user data: the next cycle's log is a file instead).
 
     An optional hook: a domain that can simulate its users defines ``traffic_requests(seed=, cycle=, n=,
-    new_scenario_share=) -> items`` (new requests for a cycle, truth columns included) and
+    schedule=) -> items`` (new requests for a cycle as its drift schedule says, truth columns included),
+    ``drift_slice(seed=, upto=, schedule=, n_per_cycle=, exclude=) -> items`` (held-out, truth-labelled instances
+    of every drift scenario seen in the traffic so far: the slice a later cycle is scored on) and
     ``plant_requests(rows, seed=, rates=, key=, eligible=) -> rows`` (off-topic, foreign-language and injection
     requests planted at small rates, for the input validators). Stages branch on this hook, never on a domain name.
     """

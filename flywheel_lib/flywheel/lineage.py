@@ -2,8 +2,8 @@
 
 :func:`lineage_chain` walks from a run back to the first cycle; :func:`cycle_metrics` stacks every cycle's
 evaluation metrics (with their intervals) and :func:`cycle_summary` one row per cycle: corpus size, label changes,
-judge spend and cache hits, the promotion decision. :func:`failure_patterns` says which failure patterns (true
-category x phrasing family of the simulated traffic) appeared in a cycle and which the next model fixed.
+judge spend and cache hits, the promotion decision. Which failure patterns a cycle fixed comes from its drift
+slice (:func:`flywheel_lib.evaluation.drift.scenario_patterns`), not from a second traffic draw.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..stage import RunView, open_run
 
-__all__ = ["lineage_chain", "cycle_metrics", "cycle_summary", "cycle_verdict", "failure_patterns"]
+__all__ = ["lineage_chain", "cycle_metrics", "cycle_summary", "cycle_verdict"]
 
 
 def _view(run) -> RunView:
@@ -74,39 +74,6 @@ def cycle_summary(chain: list) -> pd.DataFrame:
             "taxonomy": ", ".join(str(v) for v in (m.get("taxonomy") or {}).values()),
         })
     return pd.DataFrame(rows)
-
-
-def failure_patterns(chain: list) -> pd.DataFrame:
-    """Per cycle and pattern (true category / scenario), how often the promoted model's traffic answer was wrong.
-
-    A pattern *appears* when it first shows failures, and is *fixed* when a later cycle's model gets it right at
-    least twice as often as before.
-    """
-    frames = []
-    for i, run in enumerate(map(_view, chain)):
-        if run.exists("traffic_truth"):
-            t = run.read("traffic_truth")
-            t["pattern"] = t["true_label"].astype(str) + " / " + t["scenario"].astype(str)
-            g = t.groupby("pattern")["correct"].agg(["mean", "size"]).reset_index()
-            frames.append(g.rename(columns={"mean": "accuracy", "size": "n"}).assign(cycle=_cycle(run, i)))
-    if not frames:
-        return pd.DataFrame(columns=["pattern", "cycle", "accuracy", "n", "status"])
-    df = pd.concat(frames, ignore_index=True).sort_values(["pattern", "cycle"])
-    status = []
-    for pattern, g in df.groupby("pattern", sort=False):
-        prev = None
-        for acc in g["accuracy"]:
-            if prev is None:
-                status.append("appeared" if acc < 0.5 else "handled")
-            elif (1 - acc) <= (1 - prev) / 2 and prev < 0.95:
-                status.append("fixed" if acc >= 0.5 else "improved")
-            elif acc < prev - 0.1:
-                status.append("regressed")
-            else:
-                status.append("unchanged")
-            prev = acc
-    df["status"] = status
-    return df.reset_index(drop=True)
 
 
 def cycle_verdict(summary: pd.DataFrame, metrics: pd.DataFrame, metric: str = "pass_rate") -> tuple[str, float | None]:

@@ -69,7 +69,8 @@ def log_traffic(requests: pd.DataFrame, answers: list[str], *, domain, taxonomy,
         row.update({k: r.random() < p[0 if ok else 1] for k, p in SIGNAL_P.items()})
         logs.append(row)
         truth.append({"item_id": req.item_id, "true_label": req.true_label, "gold_output": req.gold_output,
-                      "reason_key": req.reason_key, "family": req.family, "scenario": req.scenario, "correct": ok,
+                      "reason_key": req.reason_key, "family": req.family, "scenario": req.scenario,
+                      "scenario_id": getattr(req, "scenario_id", "") or "", "correct": ok,
                       "planted": getattr(req, "planted", "") or ""})
     out = pd.DataFrame(logs)
     truth = pd.DataFrame(truth)

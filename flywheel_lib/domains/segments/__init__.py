@@ -81,11 +81,22 @@ class SegmentsDomain:
 
         return query_grammar(self.schema)
 
-    def traffic_requests(self, *, seed: int, cycle: int, n: int, new_scenario_share: float = 0.5) -> pd.DataFrame:
-        """New simulated requests for a cycle (new phrasings and refusal scenarios); see ``traffic.py``."""
+    def traffic_requests(self, *, seed: int, cycle: int, n: int, schedule=None) -> pd.DataFrame:
+        """New simulated requests for a cycle, as the drift schedule says (a path or a loaded schedule; default
+        ``params/drift/segments.yaml``); see ``traffic.py``."""
         from .traffic import traffic_requests
 
-        return traffic_requests(self.catalog, seed=seed, cycle=cycle, n=n, new_scenario_share=new_scenario_share)
+        return traffic_requests(self.catalog, seed=seed, cycle=cycle, n=n, schedule=schedule)
+
+    def drift_slice(self, *, seed: int, upto: int, schedule=None, n_per_cycle: int = 200,
+                    exclude=()) -> pd.DataFrame:
+        """Held-out instances, labelled by the simulator's truth, of every drift scenario that appeared in the
+        traffic of cycles ``1..upto`` (never a text of ``exclude``); see ``drift.py``."""
+        from .drift import DriftSchedule, drift_slice, load_drift_schedule
+        from .traffic import DEFAULT_SCHEDULE
+
+        sched = schedule if isinstance(schedule, DriftSchedule) else load_drift_schedule(schedule or DEFAULT_SCHEDULE)
+        return drift_slice(self.catalog, sched, seed=seed, upto=upto, n_per_cycle=n_per_cycle, exclude=exclude)
 
     def plant_requests(self, rows: pd.DataFrame, **kw) -> pd.DataFrame:
         """Plant off-topic, foreign-language and injection requests among ``rows``; see ``traffic.py``."""

@@ -1,16 +1,19 @@
-"""New merchant traffic for the next cycle: phrasings and refusal scenarios the earlier corpus lacked.
+"""New merchant traffic for each cycle, following a drift schedule: what merchants start asking for over time.
 
 Once the improved model ships, merchants keep finding new ways to ask for the same thing and new things to ask
-for. :func:`traffic_requests` draws a cycle's requests from
+for. :func:`traffic_requests` draws cycle ``k``'s requests as its :class:`~flywheel_lib.domains.segments.drift.
+DriftSchedule` says (a YAML file, ``params/drift/segments.yaml`` by default):
 
-- **new sentence frames** that neither production, the seed nor the eval set use (families ``tr_*``), around the
-  training pool's condition phrasings, so the eval set stays unseen;
-- **new refusal scenarios**: unknown attributes the seed never mentions (shoe size, zodiac sign, employer, ...),
-  new vague words and new references to missing context, mixed in at ``new_scenario_share`` of the refusals;
-- the familiar scenarios, re-framed.
+- ``new_share`` of them from the **drift scenarios** that have appeared in cycles ``1..k`` (unknown attributes, new
+  vague words, new references to missing context; ``fresh_share`` of those from cycle ``k``'s own new ones);
+- the rest **familiar requests** (the training pool's scenarios at :data:`MIX`), each put into one of the new
+  sentence frames introduced so far (families ``tr_*``), so the eval set stays unseen.
 
-Rows carry the truth (``true_label``, ``gold_output``, ``reason_key``, ``family``, ``scenario``: ``new`` or
-``known``, ``planted``); the simulator in :mod:`flywheel_lib.flywheel.traffic` sends them to the promoted model.
+Rows carry the truth (``true_label``, ``gold_output``, ``reason_key``, ``family``, ``scenario``: ``new`` for a drift
+refusal scenario, else ``known``; ``scenario_id``: the drift scenario, ``frame:<id>`` for a familiar request in a
+new frame; ``planted``); the simulator in :mod:`flywheel_lib.flywheel.traffic` sends them to the promoted model.
+The drift slice (:func:`~flywheel_lib.domains.segments.drift.drift_slice`) holds held-out instances of the same
+scenarios.
 
 **Planted inputs** (what input validators must catch, :func:`plant_requests`): at small rates (:data:`PLANT_RATES`)
 a request is replaced by an off-topic one (a request for another product entirely: ``wrong_skill``), a segment
@@ -28,36 +31,12 @@ import pandas as pd
 from . import generator as G
 from . import noise as N
 
-__all__ = ["traffic_requests", "plant_requests", "PLANT_RATES", "PLANT_KINDS", "NEW_UNKNOWN", "NEW_VAGUE", "NEW_CONTEXT", "TRAFFIC_FRAMES"]
+__all__ = ["traffic_requests", "plant_requests", "PLANT_RATES", "PLANT_KINDS", "DEFAULT_SCHEDULE"]
 
-TRAFFIC_FRAMES = [
-    ("tr_any", "any customers who {c}?"),
-    ("tr_audience", "put together an audience of people who {c}"),
-    ("tr_folks_pls", "folks that {c}, please"),
-    ("tr_segment_for", "I'd like a segment for shoppers who {c}"),
-    ("tr_who_all", "who all {c}"),
-    ("tr_target", "target list: buyers who {c}"),
-]
+DEFAULT_SCHEDULE = "params/drift/segments.yaml"
+"""The drift schedule recipes name by default (relative to the project root)."""
+
 TRAFFIC_WRONG_FRAMES = [("tr_ws_hey", "hey, {c}"), ("tr_ws_could", "could you {c} for me"), ("tr_ws_todo", "todo: {c}")]
-NEW_UNKNOWN = {
-    "shoe_size": (["wear shoe size 9", "have size 10 feet", "take a size 7 shoe"], "customer_tags CONTAINS 'size 9'"),
-    "zodiac_sign": (["are Scorpios", "have the zodiac sign Leo", "are born under Aries"],
-                    "customer_tags CONTAINS 'scorpio'"),
-    "employer": (["work at Google", "are employed by Amazon", "work for a bank"], "customer_email_domain = 'google.com'"),
-    "religion": (["are Catholic", "celebrate Diwali", "go to church"], "customer_tags CONTAINS 'catholic'"),
-    "vehicle": (["drive a Tesla", "own an SUV", "ride motorcycles"], "customer_tags CONTAINS 'tesla'"),
-    "height": (["are taller than 6 feet", "are petite"], "customer_tags CONTAINS 'tall'"),
-}
-NEW_VAGUE = {
-    "vip_ish": (["are sort of VIP", "feel like VIPs"], "customer_tags CONTAINS 'vip'"),
-    "engaged": (["are engaged with the brand", "are really engaged"], "email_opened(date: -30d) = true"),
-    "at_risk": (["are at risk", "might churn soon"], "last_order_date < -90d"),
-}
-NEW_CONTEXT = {
-    "bundle": (["bought the bundle from before", "got that bundle"], "products_purchased(tag: 'bundle') = true"),
-    "segment": (["are in the segment I made earlier", "were in my previous list"], "customer_tags CONTAINS 'segment'"),
-}
-_NEW = {"missing_capability": NEW_UNKNOWN, "ambiguous": NEW_VAGUE, "needs_context": NEW_CONTEXT}
 PLANT_RATES = {"off_topic": 0.02, "foreign_language": 0.02, "injection": 0.01}
 """Default share of each planted kind in a cycle's traffic."""
 PLANT_KINDS = tuple(PLANT_RATES)
@@ -101,10 +80,11 @@ def _plant_text(r: random.Random, kind: str, text: str) -> tuple[str, dict]:
         ask = r.choice(_OFF_TOPIC_ASKS)
         out = ask.format(**{k: r.choice(v) for k, v in _OFF_TOPIC_SLOTS.items()})
         return out, {"true_label": "wrong_skill", "gold_output": None, "reason_key": "off_topic",
-                     "family": "plant_off_topic"}
+                     "family": "plant_off_topic", "scenario": "known", "scenario_id": ""}
     if kind == "foreign_language":
         out, gold = r.choice(_FOREIGN)
-        return out, {"true_label": "solvable", "gold_output": gold, "reason_key": None, "family": "plant_foreign"}
+        return out, {"true_label": "solvable", "gold_output": gold, "reason_key": None, "family": "plant_foreign",
+                     "scenario": "known", "scenario_id": ""}
     if kind == "injection":
         sep = r.choice([". ", " -- ", "\n", " "])
         return text.rstrip("?!. ") + sep + r.choice(_INJECTIONS), {}
@@ -135,8 +115,8 @@ def plant_requests(rows: pd.DataFrame, *, seed: int, rates: dict[str, float] | N
         edges.append((cum, kind))
     # column values as Python lists, written back once: a cell-by-cell write into an Arrow-backed string column
     # copies the column each time (quadratic at a million rows)
-    vals = {c: out[c].tolist() for c in ("text", "true_label", "gold_output", "reason_key", "family")
-            if c in out.columns}
+    vals = {c: out[c].tolist() for c in ("text", "true_label", "gold_output", "reason_key", "family", "scenario",
+                                         "scenario_id") if c in out.columns}
     planted = [""] * len(out)
     for i in range(len(out)):
         u = r.random()
@@ -160,8 +140,8 @@ def plant_requests(rows: pd.DataFrame, *, seed: int, rates: dict[str, float] | N
 MIX = {"solvable": 0.70, "missing_capability": 0.10, "ambiguous": 0.08, "wrong_skill": 0.07, "needs_context": 0.05}
 
 
-def _reframe(r: random.Random, d: G.Draft, frames) -> tuple[str, str]:
-    """Put a draft's condition phrase into a traffic frame (the draft text's frame is dropped)."""
+def _reframe(r: random.Random, d: G.Draft, frames: list) -> tuple[str, str]:
+    """Put a draft's condition phrase into one of ``frames`` (``(id, text)``; the draft text's frame is dropped)."""
     known = [f[2] for k in ("segment", "wrong_skill") for f in G.P.FRAMES[k]]
     for frame in sorted(known, key=lambda f: -len(f.replace("{c}", ""))):  # most specific frame first
         head, _, tail = frame.partition("{c}")
@@ -172,30 +152,41 @@ def _reframe(r: random.Random, d: G.Draft, frames) -> tuple[str, str]:
     return d.text, d.family
 
 
-def traffic_requests(catalog: dict, *, seed: int, cycle: int, n: int, new_scenario_share: float = 0.5,
+def traffic_requests(catalog: dict, *, seed: int, cycle: int, n: int, schedule=None,
                      mix: dict[str, float] | None = None, plant_rates: dict[str, float] | None = None) -> pd.DataFrame:
-    """``n`` new requests for cycle ``cycle`` (deterministic in ``seed`` and ``cycle``); ``plant_rates`` (default
+    """``n`` new requests for cycle ``cycle`` following ``schedule`` (a :class:`DriftSchedule` or a path; default
+    :data:`DEFAULT_SCHEDULE`), deterministic in ``seed`` and ``cycle``; ``plant_rates`` (default
     :data:`PLANT_RATES`, ``{}`` for none) plants off-topic, foreign-language and injection requests."""
+    from .drift import DriftSchedule, load_drift_schedule, scenario_request
+
+    sched = schedule if isinstance(schedule, DriftSchedule) else load_drift_schedule(schedule or DEFAULT_SCHEDULE)
+    cd = sched.at(cycle)
+    seen = sched.scenarios(upto=cycle)
+    drift_ids = seen.loc[seen["category"] != "solvable", "scenario_id"].tolist()
+    fresh = [s for s in drift_ids if int(seen.set_index("scenario_id").loc[s, "cycle"]) == cycle]
+    frames = [(f.id, f.text) for f in sched.frames_upto(cycle)]
+    by_id = {f.id: f for f in sched.frames_upto(cycle)}
+    if not frames:
+        raise ValueError(f"{sched.path or sched.name}: no sentence frames introduced by cycle {cycle}")
     r = random.Random(f"{seed}:traffic:{cycle}")
     V = G._Vocab(catalog)
     rows = []
     for i, category in enumerate(G._plan(r, mix or MIX, n)):
-        scenario = "known"
-        if category in _NEW and r.random() < new_scenario_share:
-            key = r.choice(sorted(_NEW[category]))
-            phrases, emitted = _NEW[category][key]
-            fid, frame = r.choice(TRAFFIC_FRAMES)
+        if drift_ids and r.random() < cd.new_share:
+            pool = fresh if fresh and r.random() < cd.fresh_share else drift_ids
+            sid = r.choice(pool)
+            fid = r.choice(frames)[0]
+            d = scenario_request(r, sched, sid, by_id[fid], V)
             scenario = "new"
-            d = G.Draft(frame.format(c=r.choice(phrases)), category, key, None, emitted, fid)
         else:
             d = G._draft(r, category, "train", V)
-            frames = TRAFFIC_WRONG_FRAMES if category == "wrong_skill" else TRAFFIC_FRAMES
-            d.text, d.family = _reframe(r, d, frames)
+            d.text, d.family = _reframe(r, d, TRAFFIC_WRONG_FRAMES if category == "wrong_skill" else frames)
+            scenario, sid = "known", f"frame:{d.family}" if d.family in by_id else ""
         text = N.noise(r, d.text)
         rows.append({"item_id": f"c{cycle}-traffic-{i:06d}", "text": text, "source": "traffic",
                      "workload_id": "customer_segmentation",
                      "timestamp": pd.Timestamp("2026-07-01", tz="UTC") + pd.Timedelta(days=30 * (cycle - 1),
                                                                                        seconds=r.randrange(30 * 86400)),
                      "true_label": d.category, "gold_output": d.gold, "reason_key": d.reason_key,
-                     "family": d.family, "scenario": scenario, "naive_output": d.emitted})
+                     "family": d.family, "scenario": scenario, "scenario_id": sid, "naive_output": d.emitted})
     return plant_requests(pd.DataFrame(rows), seed=seed, rates=plant_rates, key=f"traffic-plant:{cycle}")

@@ -1,0 +1,175 @@
+"""A world that drifts: the schedule changes traffic across cycles, the drift slice holds no traffic row, labels
+accumulate into the corpus, the example store changes a head's decision, and the two-slice promotion rule."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+
+from flywheel_lib.curation.datasets import carry_corpus
+from flywheel_lib.domains.segments.drift import DriftScheduleError, load_drift_schedule
+from flywheel_lib.evaluation.drift import decide_promotion_slices, scenario_patterns
+from flywheel_lib.training.datasets import near_duplicate_key
+
+SCHEDULE = "params/drift/segments.yaml"
+
+
+@pytest.fixture(scope="module")
+def sched():
+    return load_drift_schedule(SCHEDULE)
+
+
+def test_the_default_schedule_has_three_cycles_of_new_scenarios(sched):
+    seen = sched.scenarios(upto=3)
+    assert sched.n_cycles == 3 and sorted(seen["cycle"].unique()) == [1, 2, 3]
+    for c in (1, 2, 3):  # every cycle brings refusal scenarios of every kind and new frames
+        cats = set(seen.loc[seen["cycle"] == c, "category"])
+        assert cats == {"missing_capability", "ambiguous", "needs_context", "solvable"}
+    shares = [sched.cycles[c].new_share for c in (1, 2, 3)]
+    assert shares == sorted(shares) and shares[0] < shares[-1]
+
+
+def _write(tmp_path, data) -> str:
+    p = tmp_path / "drift.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return str(p)
+
+
+@pytest.mark.parametrize("edit, where", [
+    (lambda d: d["cycles"].pop(2), "cycles"),                                               # a gap: 1, 3
+    (lambda d: d["cycles"][3]["unknown_attributes"].update(
+        shoe_size=d["cycles"][1]["unknown_attributes"]["shoe_size"]), "already appeared"),  # a scenario twice
+    (lambda d: d["cycles"][1]["frames"].append({"id": "tr_x", "text": "no slot"}), "frames"),
+    (lambda d: d["slice_frames"].append({"id": "tr_any", "text": "x {c}"}), "held out"),    # slice reuses traffic
+    (lambda d: d["cycles"][1].update(new_share=1.5), "new_share"),
+    (lambda d: d["cycles"][1].update(surprise=1), "surprise"),
+])
+def test_a_bad_schedule_names_its_file_and_key(tmp_path, edit, where):
+    data = yaml.safe_load(open(SCHEDULE))
+    edit(data)
+    path = _write(tmp_path, data)
+    with pytest.raises(DriftScheduleError, match=where) as e:
+        load_drift_schedule(path)
+    assert "drift.yaml" in str(e.value)
+
+
+def test_the_schedule_changes_traffic_across_cycles(dom, sched):
+    t = {c: dom.traffic_requests(seed=7, cycle=c, n=600, schedule=sched) for c in (1, 2, 3)}
+    by = {c: set(x.loc[x["scenario"] == "new", "scenario_id"]) for c, x in t.items()}
+    seen = sched.scenarios(upto=3).set_index("scenario_id")["cycle"]
+    for c in (1, 2, 3):  # cycle c's traffic holds its own new scenarios and none from later cycles
+        assert {s for s in seen.index if seen[s] == c and not s.startswith("frame:")} <= by[c]
+        assert all(seen[s] <= c for s in by[c])
+    new_share = [float((t[c]["scenario"] == "new").mean()) for c in (1, 2, 3)]
+    assert new_share[0] < new_share[1] < new_share[2]
+    frames = {c: set(t[c]["family"]) for c in t}
+    assert "tr_who_all" in frames[3] and "tr_who_all" not in frames[1] | frames[2]
+    # a schedule the workbench was not tuned on: one cycle, one scenario, every request new
+    data = {"name": "tiny", "slice_frames": [{"id": "sl_x", "text": "all clients who {c}"}],
+            "cycles": {1: {"new_share": 0.9, "fresh_share": 1.0, "frames": [{"id": "tr_y", "text": "ppl who {c}"}],
+                           "unknown_attributes": {"blood_type": {"phrasings": ["have blood type O", "are type A+"],
+                                                                 "emitted": "customer_tags CONTAINS 'o'"}}}}}
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        p = f"{d}/tiny.yaml"
+        open(p, "w").write(yaml.safe_dump(data))
+        tiny = dom.traffic_requests(seed=7, cycle=1, n=200, schedule=p)
+    new = tiny[tiny["scenario"] == "new"]
+    assert len(new) > 150 and set(new["scenario_id"]) == {"missing_capability:blood_type"}
+    assert set(new["true_label"]) == {"missing_capability"}
+
+
+def test_the_drift_slice_holds_no_traffic_row_and_grows_by_cycle(dom, sched):
+    traffic = pd.concat([dom.traffic_requests(seed=7, cycle=c, n=800, schedule=sched) for c in (1, 2)])
+    s1 = dom.drift_slice(seed=7, upto=1, schedule=sched, n_per_cycle=60, exclude=traffic["text"])
+    s2 = dom.drift_slice(seed=7, upto=2, schedule=sched, n_per_cycle=60, exclude=traffic["text"])
+    keys = set(map(near_duplicate_key, traffic["text"]))
+    assert not keys & set(map(near_duplicate_key, s2["text"]))
+    assert s2["text"].map(near_duplicate_key).is_unique
+    assert len(s1) == 60 and len(s2) == 120
+    pd.testing.assert_frame_equal(s2[s2["scenario_cycle"] == 1].reset_index(drop=True), s1)
+    assert set(s2["scenario_id"]) == set(sched.scenarios(upto=2)["scenario_id"])
+    assert (s2["label"] == s2["true_label"]).all()
+    solv = s2[s2["label"] == "solvable"]
+    assert len(solv) and all(dom.check_output(q).valid for q in solv["output"])
+    slice_frames = {f.id for f in sched.slice_frames}
+    refusals = s2[~s2["scenario_id"].str.startswith("frame:")]
+    assert set(refusals["family"]) <= slice_frames  # refusal scenarios appear in frames no traffic uses
+
+
+def test_a_scenario_labelled_in_cycle_k_is_in_cycle_k_plus_1s_corpus():
+    cols = ["item_id", "variant", "text", "label", "output", "source", "reason_key"]
+    parent = pd.DataFrame([["s1", "curated", "customers who spent $10", "solvable", "amount_spent > 10", "seed", ""],
+                           ["t1", "curated", "any customers who wear shoe size 9?", "missing_capability", None,
+                            "production", "shoe_size"]], columns=cols)
+    new = pd.DataFrame([["t2", "curated", "folks that are Catholic, please", "missing_capability", None,
+                         "production", "religion"]], columns=cols)
+    from flywheel_lib.curation.datasets import TRAIN_COLUMNS
+
+    grown = carry_corpus(new.reindex(columns=TRAIN_COLUMNS), parent.reindex(columns=TRAIN_COLUMNS))
+    assert {"s1", "t1", "t2"} == set(grown["item_id"])  # accumulated, never replaced
+
+
+@pytest.mark.slow
+def test_the_store_changes_a_head_decision_for_a_stored_neighbour(dom):
+    from flywheel_lib.levers import ExampleRetriever
+    from flywheel_lib.levers.store import append_examples
+    from flywheel_lib.levers.store_head import StoreConsultedHead, consult_store
+    from flywheel_lib.training.head import DecisionHead
+
+    data = dom.generate(seed=7, n_production=200, n_seed_solvable=80, n_seed_refusal=80, n_eval=20, n_conflicts=5)
+    head = DecisionHead(encoder="minilm").fit(data["seed"]["text"].tolist(), data["seed"]["label"].tolist())
+    asks = ["customers who drive a Tesla", "show me customers who own an electric car"]
+    control = "customers who spent more than $500"
+    labels, _, _ = head.decide(asks + [control])
+    stored = pd.DataFrame({"item_id": ["t1", "t2"], "text": ["any customers who drive a Tesla?",
+                                                            "customers that own an electric car"],
+                           "label": ["missing_capability"] * 2, "output": [None, None]})
+    store = append_examples(None, stored, cycle=2)
+    sh = StoreConsultedHead(head, ExampleRetriever(store, k=3), min_score=0.7, min_share=0.6)
+    got, p_refuse, best = sh.decide(asks + [control])
+    assert got[:2] == ["missing_capability"] * 2 and all(p_refuse[:2] == 1.0)
+    assert sh.consulted_[2] is None and got[2] == labels[2]  # an unrelated request: the head decides as before
+    assert sh.summary()["decided_by_store"] == 2
+
+    class Gen:  # consult_store swaps a generator's head and gives it back
+        heads_ = {"deployed_prev": head}
+    g = Gen()
+    with consult_store(g, "deployed_prev", sh):
+        assert g.heads_["deployed_prev"] is sh
+    assert g.heads_["deployed_prev"] is head
+
+
+def _outcomes(variant_rates: dict[str, list[float]], frr: dict[str, list[float]] | None = None) -> pd.DataFrame:
+    rows = []
+    for v, xs in variant_rates.items():
+        for i, x in enumerate(xs):
+            rows.append({"item_id": i, "variant": v, "pass_rate": x,
+                         "false_refusal_rate": (frr or {}).get(v, [0.0] * len(xs))[i]})
+    return pd.DataFrame(rows)
+
+
+def test_promotion_weighs_both_slices():
+    n = 60
+    original = _outcomes({"deployed_prev": [1.0] * 40 + [0.0] * 20, "curated": [1.0] * 40 + [0.0] * 20})
+    drift_better = _outcomes({"deployed_prev": [0.0] * n, "curated": [1.0] * 30 + [0.0] * 30})
+    d = decide_promotion_slices(original, drift_better, candidate="curated", baseline="deployed_prev", margin=0.02)
+    assert d["promoted"] and d["drift"]["diff"] == 0.5
+    worse = _outcomes({"deployed_prev": [1.0] * 40 + [0.0] * 20, "curated": [1.0] * 36 + [0.0] * 24})
+    d = decide_promotion_slices(worse, drift_better, candidate="curated", baseline="deployed_prev", margin=0.02)
+    assert not d["promoted"] and "original" in d["reason"]
+    same = _outcomes({"deployed_prev": [1.0] * 30 + [0.0] * 30, "curated": [1.0] * 31 + [0.0] * 29})
+    d = decide_promotion_slices(original, same, candidate="curated", baseline="deployed_prev", margin=0.02)
+    assert not d["promoted"] and "drift slice" in d["reason"]
+    d = decide_promotion_slices(original, None, candidate="curated", baseline="deployed_prev")
+    assert not d["promoted"] and "rule" not in d  # no drift slice: the first cycle's rule
+
+
+def test_scenario_patterns_say_what_the_candidate_fixed():
+    items = pd.DataFrame({"item_id": range(8), "scenario_id": ["a"] * 4 + ["b"] * 4, "scenario_cycle": 1})
+    pred = pd.DataFrame({"item_id": list(range(8)) * 2, "variant": ["dep"] * 8 + ["cand"] * 8,
+                         "passed": [False] * 4 + [True] * 4 + [True] * 3 + [False] + [False] * 4})
+    p = scenario_patterns(pred, items, deployed="dep", candidate="cand").set_index("scenario_id")
+    assert p.loc["a", "status"] == "fixed" and p.loc["b", "status"] == "broken"
+    assert p.loc["a", "candidate"] == 0.75 and p.loc["a", "n"] == 4
