@@ -9,11 +9,14 @@ correlation of the judges' errors, with the effective number of independent vote
 eigenvalue count of Li & Ji (2005, Heredity 95:221-227). Four judges whose errors correlate at 0.5 are worth
 1.6 independent votes, which is why unanimity of a correlated panel is weaker evidence than it looks.
 :func:`apply_gate` flags judges below a kappa threshold and, if asked, excludes them; a judge below the kappa
-floor (``min_kappa``) is excluded in any case.
+floor (``min_kappa``) is excluded in any case. :func:`compare_with_baseline` sets the panel beside a TF-IDF
+logistic regression fitted on the same folds (:mod:`flywheel_lib.judges.baseline`): the gate's precision at its
+coverage against the baseline's precision on its most confident answers at the same coverage.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import combinations
 from typing import Iterable
 
@@ -33,6 +36,9 @@ __all__ = [
     "confused_pairs",
     "apply_gate",
     "panel_record",
+    "BaselineComparison",
+    "precision_at_coverage",
+    "compare_with_baseline",
 ]
 
 ABSTAIN = "<abstain>"
@@ -69,6 +75,7 @@ def judge_report(verdicts: pd.DataFrame, gold: pd.Series, *, labels: list[str]) 
         try:
             res = cohens_kappa(sq)  # 95% interval from the asymptotic standard error
             kappa, lo, hi = float(res.kappa), float(res.kappa_low), float(res.kappa_upp)
+            lo, hi = float(np.clip(lo, -1.0, 1.0)), float(np.clip(hi, -1.0, 1.0))  # kappa lies in [-1, 1]
         except Exception:  # degenerate table (one class only)
             kappa = lo = hi = float("nan")
         rows.append({"judge": judge, "n": n, "answered": answered,
@@ -221,3 +228,104 @@ def panel_record(report: pd.DataFrame, confusions: dict[str, pd.DataFrame], *, k
         "kappa": {r.judge: (None if pd.isna(r.kappa) else float(r.kappa)) for r in report.itertuples()},
         "confusion": {j: {g: {p: int(c) for p, c in row.items()} for g, row in m.iterrows()} for j, m in confusions.items()},
     }
+
+
+def precision_at_coverage(verdicts: pd.DataFrame, gold: pd.Series, confidence: pd.Series,
+                          coverage: float) -> dict:
+    """One judge's precision on its ``coverage`` share most confident answers over the gold items.
+
+    ``verdicts``: that judge's rows (``item_id, category``); ``confidence``: ``item_id -> score`` (higher is
+    surer). Returns ``{"coverage", "accepted", "correct", "precision"}`` (precision None when nothing is taken).
+
+    >>> v = pd.DataFrame({"item_id": ["a", "b", "c", "d"], "category": ["x", "y", "x", "x"]})
+    >>> g = pd.Series({"a": "x", "b": "x", "c": "x", "d": "y"})
+    >>> precision_at_coverage(v, g, pd.Series({"a": .9, "b": .8, "c": .7, "d": .6}), 0.5)["precision"]
+    0.5
+    """
+    gold = gold.dropna()
+    v = verdicts[verdicts["item_id"].isin(gold.index) & verdicts["category"].notna()].drop_duplicates("item_id")
+    conf = confidence.reindex(v["item_id"].astype(str)).to_numpy(dtype=float)
+    order = np.argsort(-np.nan_to_num(conf, nan=-np.inf), kind="stable")
+    take = min(int(round(float(coverage) * len(gold))), len(v))
+    top = v.iloc[order[:take]]
+    correct = int((top["category"].to_numpy() == gold.reindex(top["item_id"]).to_numpy()).sum())
+    return {"coverage": take / len(gold) if len(gold) else float("nan"), "accepted": take, "correct": correct,
+            "precision": correct / take if take else None}
+
+
+@dataclass
+class BaselineComparison:
+    """The panel against the baseline judge, on the same out-of-fold seed items."""
+
+    baseline_kappa: float
+    """The baseline's Cohen's kappa (NaN when undefined)."""
+    baseline_kappa_lo: float
+    """Lower end of its 95% interval."""
+    baseline_kappa_hi: float
+    """Upper end of its 95% interval."""
+    best_judge: str | None
+    """The panel judge with the highest kappa (None when no judge has one)."""
+    best_kappa: float
+    """That judge's kappa."""
+    gate_precision: float | None
+    """The gate's out-of-fold precision (None when it accepts nothing)."""
+    gate_coverage: float
+    """The share of the seed items the gate labels."""
+    baseline_precision: float | None
+    """The baseline's precision on its most confident answers at the gate's coverage."""
+    panel_beats_baseline: bool
+    """The gate is more precise than the baseline at the same coverage."""
+    best_judge_beats_baseline: bool
+    """The best panel judge's kappa is above the baseline's."""
+
+    def sentence(self) -> str:
+        def f(x):
+            return "n/a" if x is None or pd.isna(x) else f"{x:.3f}"
+
+        gate = (f"the gate's out-of-fold precision is {f(self.gate_precision)} at coverage {self.gate_coverage:.3f}; "
+                f"the baseline (TF-IDF logistic regression, same folds) is {f(self.baseline_precision)} on its most "
+                f"confident answers at the same coverage")
+        judge = (f"the best judge ({self.best_judge}) has kappa {f(self.best_kappa)} against the baseline's "
+                 f"{f(self.baseline_kappa)} [{f(self.baseline_kappa_lo)}, {f(self.baseline_kappa_hi)}]")
+        if self.panel_beats_baseline and self.best_judge_beats_baseline:
+            verdict = "The panel beats the baseline"
+        elif self.panel_beats_baseline:
+            verdict = "The gate beats the baseline, but no single judge does"
+        else:
+            verdict = "WARNING: the panel does not beat the baseline"
+        return f"{verdict}: {gate}; {judge}."
+
+    def as_dict(self) -> dict:
+        def clean(x):
+            return None if isinstance(x, float) and np.isnan(x) else x
+
+        return {k: clean(v) for k, v in self.__dict__.items()} | {"sentence": self.sentence()}
+
+
+def compare_with_baseline(report: pd.DataFrame, baseline_verdicts: pd.DataFrame, gold: pd.Series, choice: dict, *,
+                          labels: list[str], confidence: pd.Series | None = None) -> BaselineComparison:
+    """The panel (``report`` of :func:`judge_report`, and the gate ``choice`` with ``precision`` and ``coverage``)
+    against the baseline judge's out-of-fold verdicts on the same ``gold`` items.
+
+    ``confidence``: ``item_id -> score`` ranking the baseline's answers (default: read from its verdicts with
+    :func:`flywheel_lib.judges.baseline.confidence`). A gate that accepts nothing does not beat the baseline."""
+    if confidence is None:
+        from ..judges.baseline import confidence as read_confidence
+
+        confidence = read_confidence(baseline_verdicts)
+    names = baseline_verdicts["judge"].unique()
+    if len(names) != 1:
+        raise ValueError(f"compare_with_baseline: expected one baseline judge's verdicts, got {list(names)}")
+    b = judge_report(baseline_verdicts, gold, labels=labels).iloc[0]
+    k = report.dropna(subset=["kappa"])
+    best = k.loc[k["kappa"].idxmax()] if len(k) else None
+    coverage = float(choice.get("coverage") or 0.0)
+    gate_p = choice.get("precision")
+    gate_p = None if gate_p is None or pd.isna(gate_p) else float(gate_p)
+    base_p = precision_at_coverage(baseline_verdicts, gold, confidence, coverage)["precision"]
+    beats = gate_p is not None and (base_p is None or gate_p > base_p)
+    best_kappa = float(best["kappa"]) if best is not None else float("nan")
+    best_beats = best is not None and (pd.isna(b["kappa"]) or best_kappa > float(b["kappa"]))
+    return BaselineComparison(float(b["kappa"]), float(b["kappa_lo"]), float(b["kappa_hi"]),
+                              None if best is None else str(best["judge"]), best_kappa, gate_p, coverage, base_p,
+                              bool(beats), bool(best_beats))

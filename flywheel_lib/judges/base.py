@@ -249,6 +249,7 @@ BACKENDS = Registry("judge backend", {
     "local": "flywheel_lib.judges.local:LocalJudge",
     "knn": "flywheel_lib.judges.knn:KNNJudge",
     "linear": "flywheel_lib.judges.linear:LinearJudge",
+    "baseline": "flywheel_lib.judges.baseline:BaselineJudge",
     "rules": "flywheel_lib.judges.rules:RulesJudge",
     "encoder": "flywheel_lib.judges.encoder:EncoderJudge",
     "fake": "flywheel_lib.judges.fake:FakeJudge",
