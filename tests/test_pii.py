@@ -25,6 +25,24 @@ CASES = [
     ("ask Dr. Chen about it", "ask [NAME] about it"),
     ("a customer named Zanele Mbeki", "a customer named [NAME]"),
     ("from sarah johnson, customers in Toronto", "from [NAME], customers in Toronto"),
+    ("send the samples to 12 Cedar Court", "send the samples to [ADDRESS]"),  # capitalised: an everyday suffix counts
+    ("a customer named Zanele", "a customer named [NAME]"),  # one unknown word after a word for a person
+    ("the staff member called Kenji Tanaka", "the staff member called [NAME]"),
+]
+
+# Requests that read like an address or a name to a looser pattern but are not personal data.
+NOT_PII = [
+    # a record id's tail is no house number, and "take place" is no street
+    "patient 031-17834 take place",
+    "when did the first microbiology test of patient 031-17834 take place in 2105?",
+    "how many events take place in 2 days this way",
+    "customers who placed 5 orders in the square",
+    # a drug (or any thing) that is named or called is not a person
+    "what is the price of the drug called Lasix?",
+    "patients who were prescribed the drug named Sodium Chloride",
+    "count the medications called Heparin Flush",
+    "the table named Orders has a column called Status",
+    "what was something called Oreo",
 ]
 
 CLEAN = [
@@ -48,6 +66,11 @@ def test_scrub_examples(text, expected):
 @pytest.mark.parametrize("text", CLEAN)
 def test_no_false_alarms_on_ordinary_text(text):
     assert find_pii(text) == []
+
+
+@pytest.mark.parametrize("text", NOT_PII)
+def test_ids_verbs_and_drug_names_are_kept(text):
+    assert scrub_text(text)[0] == text
 
 
 def test_scrub_frame_reports_types_not_values():

@@ -8,9 +8,14 @@ alone are no better than these. Each finding is replaced by a typed placeholder:
 ``[EMAIL]``   ``local@domain.tld``
 ``[CARD]``    13-19 digits in groups (spaces or dashes) that pass the Luhn check
 ``[PHONE]``   10-15 digits with phone punctuation: ``(415) 555-0132``, ``+1 415 555 0132``, ``+44 20 7946 0958``
-``[ADDRESS]`` a house number, street words and a street suffix (``42 Maple Street, Apt 4``)
+``[ADDRESS]`` a house number on its own (not the tail of ``031-17834``), street words and a street suffix
+              (``42 Maple Street, Apt 4``); a suffix that is also an everyday word (place, way, court, drive,
+              square, lane, terrace ...) only after capitalised street words (``12 Cedar Court``, not ``17834 take
+              place``)
 ``[NAME]``    a known given name followed by a capitalised word or a known surname; an honorific and a name;
-              ``named``/``called`` and a capitalised word
+              ``named``/``called`` and a person's name: two capitalised words, a known name, or one capitalised
+              word after a word for a person (``a customer named Zanele``); never after a word for a thing
+              (``a drug called Lasix``, ``the table named Orders``)
 ============  ===============================================================================================
 
 >>> scrub_text("customers like John Smith, mail jane.doe@example.com or call (415) 555-0132")[0]
@@ -65,8 +70,11 @@ _PHONE = re.compile(
 )
 _STREET = (r"(?:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|way|court|ct|place|pl|terrace|"
            r"parkway|pkwy|highway|hwy|square|sq|crescent|cres)")
+# Suffixes that are everyday words too ("take place", "this way", "in court"): an address only after capitalised
+# street words.
+_PLAIN_SUFFIX = {"lane", "drive", "dr", "way", "court", "ct", "place", "pl", "terrace", "square", "sq", "crescent"}
 _ADDRESS = re.compile(
-    rf"\b\d{{1,5}}\s+(?:[A-Za-z][A-Za-z'.-]*\s+){{1,3}}{_STREET}\b\.?(?:\s+[NSEW]\b)?"
+    rf"(?<![\w./-])\d{{1,5}}\s+(?:[A-Za-z][A-Za-z'.-]*\s+){{1,3}}{_STREET}\b\.?(?:\s+[NSEW]\b)?"
     r"(?:,?\s+(?:apt|apartment|suite|unit|#)\.?\s*\w+)?",
     re.IGNORECASE,
 )
@@ -77,7 +85,16 @@ items customers people shoppers buyers""".split())
 _WORD = r"[A-Za-z][A-Za-z'-]+"
 _TOKEN = re.compile(_WORD)
 _HONORIFIC = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.?\s+[A-Z][A-Za-z'-]+(?:\s+[A-Z][A-Za-z'-]+)?")
-_NAMED = re.compile(r"\b(?:named|called)\s+([A-Z][A-Za-z'-]+(?:\s+[A-Z][A-Za-z'-]+)?)")
+_NAMED = re.compile(r"(?:\b([A-Za-z]+)\s+)?\b(?:named|called)\s+([A-Z][A-Za-z'-]+(?:\s+[A-Z][A-Za-z'-]+)?)")
+# "<person word> named X" names a person even when X is one unknown word; "<thing word> called X" never does.
+_PERSON_WORDS = set("""customer customers client clients user users person people patient patients man woman guy
+girl boy kid child member members staff employee employees agent rep someone somebody doctor nurse friend buyer
+shopper seller owner manager contact student teacher player author artist actor singer driver""".split())
+_THING_WORDS = set("""drug drugs medication medications medicine medicines pill pills product products item items
+brand brands table tables column columns field fields file files database company companies store stores shop
+app apps tool tools song songs film films movie movies show shows book books album albums team teams city cities
+town place places street country project feature segment segments list report tag tags category game games
+thing something anything dish recipe procedure test tests diagnosis treatment device vaccine hospital""".split())
 
 
 @dataclass(frozen=True)
@@ -106,7 +123,13 @@ def _names(text: str) -> Iterable[tuple[int, int]]:
     for m in _HONORIFIC.finditer(text):
         yield m.start(), m.end()
     for m in _NAMED.finditer(text):
-        yield m.start(1), m.end(1)
+        before = (m.group(1) or "").lower()
+        if before in _THING_WORDS:
+            continue
+        words = m.group(2).split()
+        known = any(w.lower() in GIVEN or w.lower() in SURNAMES for w in words)
+        if len(words) == 2 or known or before in _PERSON_WORDS:
+            yield m.start(2), m.end(2)
     toks = list(_TOKEN.finditer(text))
     for a, b in zip(toks, toks[1:]):
         if text[a.end():b.start()] != " ":
@@ -143,9 +166,13 @@ def find_pii(text: str) -> list[Finding]:
         if 10 <= len(re.sub(r"\D", "", m.group())) <= 15:
             add("PHONE", m.start(), m.end())
     for m in _ADDRESS.finditer(text):
-        words = re.findall(r"[A-Za-z'.-]+", m.group())[:-1]
-        if not any(w.lower().strip(".") in _NOT_STREET for w in words[:3]):
-            add("ADDRESS", m.start(), m.end())
+        head = re.match(rf"\d+\s+((?:[A-Za-z][A-Za-z'.-]*\s+){{1,3}}?)({_STREET})\b", m.group(), re.IGNORECASE)
+        words = head.group(1).split()
+        if any(w.lower().strip(".") in _NOT_STREET for w in words):
+            continue
+        if head.group(2).lower() in _PLAIN_SUFFIX and not all(w[0].isupper() for w in words):
+            continue
+        add("ADDRESS", m.start(), m.end())
     for s, e in _names(text):
         add("NAME", s, e)
     return sorted(found, key=lambda f: f.start)
