@@ -1,4 +1,7 @@
-"""Plots for 01_calibrate and 03_resolve (matplotlib; each function returns a Figure)."""
+"""Plots for 01_calibrate and 03_resolve (matplotlib; each function returns a Figure).
+
+A plot with nothing to show (no judge with a kappa, no strategy, no resolution) is a small figure that says so in a
+sentence (:func:`nothing_to_show`), never empty axes."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import json
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_confusions", "plot_kappa", "plot_matrix", "plot_precision_coverage", "plot_actions",
+__all__ = ["nothing_to_show", "plot_confusions", "plot_kappa", "plot_matrix", "plot_precision_coverage", "plot_actions",
            "plot_selection_bias"]
 
 
@@ -17,10 +20,28 @@ def _plt():
     return plt
 
 
+def nothing_to_show(sentence: str):
+    """A small figure holding only ``sentence``: what a plot with no data shows instead of empty axes."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 1.2))
+    ax.text(0.5, 0.5, sentence, ha="center", va="center", wrap=True)
+    ax.set_axis_off()
+    return fig
+
+
+def _error_bars(value, lo, hi) -> np.ndarray:
+    """``[[below], [above]]`` error bar lengths, never negative (an interval end a hair inside its value, e.g. a
+    precision of 1.0 whose upper bound rounds below it, draws no bar instead of failing) and 0 where undefined."""
+    value, lo, hi = (np.asarray(x, dtype=float) for x in (value, lo, hi))
+    return np.clip(np.nan_to_num(np.vstack([value - lo, hi - value])), 0, None)
+
+
 def plot_confusions(confusions: dict[str, pd.DataFrame], *, normalize: bool = True):
     """One confusion-matrix panel per judge (rows gold, columns predicted; row-normalised by default)."""
     plt = _plt()
-    n = max(len(confusions), 1)
+    if not confusions:
+        return nothing_to_show("no judge to show a confusion matrix for")
+    n = len(confusions)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.2), squeeze=False)
     for ax, (judge, m) in zip(axes[0], confusions.items()):
         vals = m.to_numpy(dtype=float)
@@ -40,18 +61,24 @@ def plot_confusions(confusions: dict[str, pd.DataFrame], *, normalize: bool = Tr
     return fig
 
 
-def plot_kappa(report: pd.DataFrame, *, threshold: float | None = None):
-    """Cohen's kappa per judge with its confidence interval; flagged judges in red; the gate as a line."""
+def plot_kappa(report: pd.DataFrame, *, threshold: float | None = None, baseline: float | None = None):
+    """Cohen's kappa per judge with its confidence interval; flagged judges in red; the gate as a line; the
+    baseline judge's kappa (TF-IDF logistic regression on the same folds) as a grey line."""
     plt = _plt()
+    if not len(report) or report["kappa"].isna().all():
+        return nothing_to_show("no judge has a defined kappa (too few gold items or classes) to plot")
     fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(report), 3.4))
     x = np.arange(len(report))
     k = report["kappa"].to_numpy(dtype=float)
-    err = np.vstack([k - report["kappa_lo"].to_numpy(dtype=float), report["kappa_hi"].to_numpy(dtype=float) - k])
+    err = _error_bars(k, report["kappa_lo"], report["kappa_hi"])
     colors = ["tab:red" if f else "tab:blue" for f in report.get("flagged", pd.Series(False, index=report.index))]
     ax.bar(x, k, color=colors, alpha=0.8)
-    ax.errorbar(x, k, yerr=np.nan_to_num(err), fmt="none", ecolor="black", capsize=4)
+    ax.errorbar(x, np.nan_to_num(k), yerr=err, fmt="none", ecolor="black", capsize=4)
     if threshold is not None:
         ax.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"gate {threshold}")
+    if baseline is not None and not pd.isna(baseline):
+        ax.axhline(baseline, color="grey", ls=":", lw=1.5, label=f"baseline {baseline:.2f}")
+    if threshold is not None or (baseline is not None and not pd.isna(baseline)):
         ax.legend(loc="lower right")
     ax.set_xticks(x, report["judge"])
     ax.set_ylabel("Cohen's kappa vs humans")
@@ -79,17 +106,22 @@ def plot_matrix(m: pd.DataFrame, *, title: str = "", vmin: float = -1, vmax: flo
 def plot_precision_coverage(table: pd.DataFrame):
     """Precision of accepted labels (Wilson interval) against coverage, one point per strategy."""
     plt = _plt()
+    if not len(table) or table["precision"].isna().all():
+        return nothing_to_show("no strategy accepted any item: no precision to plot")
     fig, ax = plt.subplots(figsize=(5.2, 4))
     for r in table.itertuples():
-        yerr = [[r.precision - r.precision_lo], [r.precision_hi - r.precision]]
+        if pd.isna(r.precision):  # accepted nothing: no point to draw
+            continue
+        yerr = _error_bars([r.precision], [r.precision_lo], [r.precision_hi])
         single = str(r.strategy).startswith("judge:")  # single judges: the 'confidence' baseline, in grey
-        ax.errorbar(r.coverage, r.precision, yerr=np.nan_to_num(yerr), fmt="x" if single else "o", capsize=4,
+        ax.errorbar(r.coverage, r.precision, yerr=yerr, fmt="x" if single else "o", capsize=4,
                     label=r.strategy, color="grey" if single else None, alpha=0.7 if single else 1.0)
     ax.legend(fontsize=7, loc="lower left")
     ax.set_xlabel("coverage (share of items labelled)")
     ax.set_ylabel("precision vs human labels")
     ax.set_xlim(0, 1.02)
-    ax.set_ylim(max(0, float(np.nanmin(table["precision_lo"])) - 0.05) if len(table) else 0, 1.01)
+    ax.set_ylim(max(0, float(np.nanmin(table["precision_lo"])) - 0.05) if table["precision_lo"].notna().any() else 0,
+                1.01)
     ax.grid(alpha=0.3)
     ax.set_title("consensus vs coverage on the calibration hold-out")
     fig.tight_layout()
@@ -99,6 +131,8 @@ def plot_precision_coverage(table: pd.DataFrame):
 def plot_actions(resolutions: pd.DataFrame):
     """Actions taken per category (the accepted category, or 'no consensus' for opt-outs), stacked bars."""
     plt = _plt()
+    if not len(resolutions):
+        return nothing_to_show("no production item to resolve: no actions to plot")
 
     def cat(r):
         if r.label_after is not None and not (isinstance(r.label_after, float)):

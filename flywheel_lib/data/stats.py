@@ -1,7 +1,9 @@
 """Descriptive statistics of an items table for the 00_data stage: balance, lengths, conflicts, signals, zero results.
 
 Every function takes the items table (the items contract) and returns a small DataFrame or dict that the notebook
-shows and records; nothing here writes files.
+shows and records; nothing here writes files. Where there is nothing to show (user data without a truth column, a
+domain that cannot execute), the result says why in words (``why``, :func:`nothing_to_show`) instead of ``None``
+rows or an empty table.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import pandas as pd
 
 from ..taxonomy import Taxonomy
 
-__all__ = ["match_key", "class_balance", "length_stats", "exact_refusal_conflicts", "signal_rates", "zero_result_rate",
+__all__ = ["UNLABELLED", "nothing_to_show", "match_key", "class_balance", "length_stats", "exact_refusal_conflicts", "signal_rates", "zero_result_rate",
            "dedup_report"]
 
 
@@ -25,9 +27,30 @@ def match_key(text: str) -> str:
     return " ".join(re.sub(r"[^\w$%@.+-]+", " ", str(text).lower()).replace(" . ", " ").split()).strip(" .")
 
 
+UNLABELLED = "(unlabelled)"
+"""The row of :func:`class_balance` that counts rows without a value in the column (production logs carry none)."""
+
+
+def nothing_to_show(table, what: str) -> str | None:
+    """A sentence saying ``what`` has nothing to show when ``table`` (a DataFrame, Series or dict) is empty or all
+    missing; None when there is something to show.
+
+    >>> nothing_to_show(pd.DataFrame(), "implicit feedback signals")
+    'no implicit feedback signals to show'
+    """
+    if table is None:
+        return f"no {what} to show"
+    if isinstance(table, dict):
+        empty = not table or all(v is None for v in table.values())
+    else:
+        empty = table.empty or bool(table.isna().all(axis=None) if isinstance(table, pd.DataFrame) else table.isna().all())
+    return f"no {what} to show" if empty else None
+
+
 def class_balance(items: pd.DataFrame, column: str = "label") -> pd.DataFrame:
-    """Counts of ``column`` per source (rows: labels, columns: sources, plus a total)."""
-    t = pd.crosstab(items[column].fillna("(none)"), items["source"], margins=True, margins_name="total")
+    """Counts of ``column`` per source (rows: labels, columns: sources, plus a total). Rows without a value count
+    under ``(unlabelled)``, not as a class."""
+    t = pd.crosstab(items[column].fillna(UNLABELLED), items["source"], margins=True, margins_name="total")
     return t
 
 
@@ -85,16 +108,20 @@ def zero_result_rate(items: pd.DataFrame, domain, taxonomy: Taxonomy) -> dict:
 
     Should-refuse rows are production rows whose ``true_label`` (when known) is not the solvable id. Returns
     ``{"rows", "executed", "invalid", "zero", "zero_rate"}``; ``zero_rate`` is zero-result outputs over executed ones
-    (the failure the first seed document describes). ``None`` values when the domain cannot execute.
+    (the failure the first seed document describes). ``zero_rate`` is None when it cannot be measured, and ``why``
+    then says why in words (no truth column, no outputs, a domain that cannot execute).
     """
     prod = items[items["source"] == "production"]
     if "true_label" not in prod.columns:
-        return {"rows": 0, "executed": 0, "invalid": 0, "zero": 0, "zero_rate": None}
+        return {"rows": 0, "executed": 0, "invalid": 0, "zero": 0, "zero_rate": None,
+                "why": "not measured: production rows carry no true_label, so no row is known to need a refusal"}
     rows = prod[prod["true_label"].notna() & (prod["true_label"] != taxonomy.solvable_id)]
     outs = [o for o in rows["output"] if isinstance(o, str) and o.strip()]
     execute = getattr(domain, "execute", None)
     if execute is None or not outs:
-        return {"rows": int(len(rows)), "executed": 0, "invalid": 0, "zero": 0, "zero_rate": None}
+        why = ("not measured: the domain cannot execute outputs" if execute is None else
+               f"not measured: none of the {len(rows):,} should-refuse production rows has a logged output")
+        return {"rows": int(len(rows)), "executed": 0, "invalid": 0, "zero": 0, "zero_rate": None, "why": why}
     cache: dict[str, int | None] = {}
     executed = invalid = zero = 0
     for o in outs:
@@ -110,4 +137,5 @@ def zero_result_rate(items: pd.DataFrame, domain, taxonomy: Taxonomy) -> dict:
             executed += 1
             zero += n == 0
     return {"rows": int(len(rows)), "executed": executed, "invalid": invalid, "zero": zero,
-            "zero_rate": zero / executed if executed else None}
+            "zero_rate": zero / executed if executed else None,
+            "why": "" if executed else f"not measured: none of the {invalid:,} outputs executed"}
