@@ -4,17 +4,20 @@ the human review queue and the training sets built from them.
 Modules, one method each: ``split`` (stratified few-shot / hold-out split), ``calibration`` (per-judge and
 panel statistics, the kappa gate), ``consensus/`` (``unanimous``, ``k_of_n``, ``majority``, ``dawid_skene``),
 ``conflicts`` (exact and paraphrase conflicts between sources), ``resolve`` (the seed's decision tree),
-``review`` (export / import of the review queue), ``datasets`` (production_only, naive_merge, curated) and
+``review`` (export / import of the review queue, who answers it), ``audit`` (the gate's precision on production
+from a reviewed stratified sample), ``datasets`` (production_only, naive_merge, curated) and
 ``plots``.
 """
 
 from __future__ import annotations
 
 from ._votes import normalize_reason_key, vote_matrix
+from .audit import AuditEstimate, audit_precision, audit_size, draw_audit
 from .conflicts import find_conflicts
 from .datasets import build_train_sets
 from .resolve import check_outputs, resolve
-from .review import ReviewError, export_review, import_review, review_queue
+from .review import (ReviewError, ReviewSource, decide_review_source, export_review, import_review, review_queue,
+                     with_audit)
 from .split import check_disjoint, stratified_split
 from .consensus import (
     STRATEGIES,
@@ -28,6 +31,13 @@ from .consensus import (
 )
 
 __all__ = [
+    "AuditEstimate",
+    "ReviewSource",
+    "audit_precision",
+    "audit_size",
+    "decide_review_source",
+    "draw_audit",
+    "with_audit",
     "STRATEGIES",
     "ConsensusStrategy",
     "DawidSkene",

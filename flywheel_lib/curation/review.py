@@ -7,6 +7,11 @@ optionally ``human_output`` and ``note``) and as Label Studio tasks JSON with a 
 :func:`import_review` reads either back (a CSV, or a Label Studio JSON export) and checks every label against the
 taxonomy, naming the file, the row and the column of the first problem. A human decision overrides everything
 in :func:`~flywheel_lib.curation.resolve.resolve` and is recorded there as ``decided_by = human``.
+
+:func:`with_audit` adds the audit sample (:func:`~flywheel_lib.curation.audit.draw_audit`: accepted labels drawn at
+random to measure the gate's precision on production) to the same file, marked ``audit = 1`` and shown without the
+judges' votes, so a reviewer labels them blind; :func:`import_review` keeps the mark. Who answers the file is
+:func:`decide_review_source`'s decision: people, or (where a simulator knows the truth) a simulated reviewer.
 """
 
 from __future__ import annotations
@@ -19,15 +24,81 @@ from xml.sax.saxutils import escape
 import numpy as np
 import pandas as pd
 
+from dataclasses import dataclass
+
 from ..io import atomic_path, write_json
 from ..taxonomy import Taxonomy
 from ._votes import is_missing
 
-__all__ = ["ReviewError", "review_queue", "export_review", "import_review", "label_studio_config", "REVIEW_COLUMNS"]
+__all__ = ["ReviewError", "review_queue", "export_review", "import_review", "label_studio_config", "REVIEW_COLUMNS",
+           "with_audit", "ReviewSource", "decide_review_source", "REVIEW_SOURCES"]
 
 REVIEW_COLUMNS = ["item_id", "text", "source", "label_before", "action", "rule", "votes", "entropy", "reasons",
                   "conflict_with",
-                  "conflict_label", "conflict_text", "priority", "human_label", "human_output", "note", "reviewer"]
+                  "conflict_label", "conflict_text", "priority", "audit", "human_label", "human_output", "note",
+                  "reviewer"]
+
+REVIEW_SOURCES = ("people", "simulated", "auto")
+"""Who answers the review file: ``people`` (export, then import a filled file), ``simulated`` (the truth table
+answers) or ``auto`` (simulated only where a generator made the data and so knows the truth)."""
+
+
+@dataclass(frozen=True)
+class ReviewSource:
+    """Who answers the review queue and the audit in this run, and why."""
+
+    source: str
+    """``people`` or ``simulated``."""
+    requested: str
+    """The ``review_source`` parameter as given (``people``, ``simulated`` or ``auto``)."""
+    why: str
+    """The reason, in a sentence, for the manifest."""
+
+    @property
+    def simulated(self) -> bool:
+        return self.source == "simulated"
+
+
+def decide_review_source(requested: str, *, source_kind: str | None, has_truth: bool,
+                         review_import: bool = False) -> ReviewSource:
+    """Decide who answers the review: never a simulation where one cannot know the truth, never one that passes
+    for people.
+
+    ``source_kind``: 00_data's ``source_kind`` (``generate`` or ``files``; ``None`` when the run does not record
+    it). ``has_truth``: the run has a truth table with ``true_label``. ``review_import``: a filled review file
+    is being imported (people's answers). ``auto`` is ``simulated`` only for generated data with a truth table
+    and no imported file; ``simulated`` needs a truth table (a generator's, or a mapped ``true_label`` column)
+    and no imported file, else it is an error.
+
+    >>> decide_review_source("auto", source_kind="files", has_truth=True).source
+    'people'
+    >>> decide_review_source("auto", source_kind="generate", has_truth=True).source
+    'simulated'
+    """
+    if requested not in REVIEW_SOURCES:
+        raise ValueError(f"review_source {requested!r}: expected one of {', '.join(REVIEW_SOURCES)}")
+    if requested == "simulated":
+        if review_import:
+            raise ValueError("review_source 'simulated' with a review_import file: the file holds people's answers; "
+                             "set review_source to people (or auto) to fold them in, or empty review_import")
+        if not has_truth:
+            raise ValueError("review_source 'simulated' needs a truth table with true_label (generated data, or a "
+                             "true_label column mapped in 00_data); this run has none: use people")
+        return ReviewSource("simulated", requested, "requested; the simulated reviewer answers from the truth table")
+    if requested == "people":
+        return ReviewSource("people", requested, "requested; the queue is exported for people")
+    if review_import:
+        return ReviewSource("people", requested, "a filled review file is imported: people's answers")
+    if source_kind == "generate" and has_truth:
+        return ReviewSource("simulated", requested, "generated data: the generator's truth answers as a simulated "
+                                                    "reviewer")
+    if source_kind is None:
+        why = "00_data's source_kind is not recorded for this run, so no simulator is known to hold the truth"
+    elif source_kind != "generate":
+        why = f"user data (00_data source_kind {source_kind!r}): people review it"
+    else:
+        why = "generated data without a truth table: nothing to simulate from"
+    return ReviewSource("people", requested, why)
 
 
 class ReviewError(ValueError):
@@ -87,13 +158,48 @@ def review_queue(resolutions: pd.DataFrame, items: pd.DataFrame, verdicts: pd.Da
             "label_before": r.label_before, "action": r.action, "rule": ev.get("rule", ""), "votes": json.dumps(votes), "entropy": round(_entropy(votes), 4),
             "reasons": reasons.get(r.item_id, "{}"),
             "conflict_with": cf.get("other_id") or "", "conflict_label": cf.get("other_label") or "",
-            "conflict_text": cf.get("other_text") or "", "priority": 0 if cf else (1 if refuses else 2),
+            "conflict_text": cf.get("other_text") or "", "priority": 0 if cf else (1 if refuses else 2), "audit": 0,
             "human_label": "", "human_output": "", "note": "", "reviewer": "",
         })
     out = pd.DataFrame(rows, columns=REVIEW_COLUMNS)
     out["entropy"] = out["entropy"].astype(float)
     out = out.sort_values(["priority", "entropy", "item_id"], ascending=[True, False, True], kind="stable")
     return out.reset_index(drop=True)
+
+
+def with_audit(queue: pd.DataFrame, sample: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
+    """The review file: the audit sample first (``audit = 1``, ``priority = -1``), then the queue.
+
+    ``sample``: ``item_id, category`` from :func:`~flywheel_lib.curation.audit.draw_audit`. An audit item shows
+    only its request (no votes, reasons or gate label: the reviewer labels it blind, so the answer measures the
+    gate rather than agrees with it); one that is already in the queue keeps its queue row, marked ``audit = 1``.
+    Every audit row needs an answer: the estimate uses the answered ones, and a category left unanswered widens
+    its interval.
+    """
+    q = queue.copy()
+    if "audit" not in q.columns:
+        q["audit"] = 0
+    in_queue = q["item_id"].isin(sample["item_id"])
+    q.loc[in_queue, "audit"] = 1
+    new = sample[~sample["item_id"].isin(q["item_id"])]
+    mine = items[items["item_id"].isin(new["item_id"])].drop_duplicates("item_id").set_index("item_id")
+    rows = [{"item_id": iid, "text": mine["text"].get(iid, ""), "source": mine["source"].get(iid, ""),
+             "label_before": mine["label"].get(iid, "") if "label" in mine.columns else "", "action": "audit",
+             "rule": "audit_sample", "votes": "{}", "entropy": 0.0, "reasons": "{}", "conflict_with": "",
+             "conflict_label": "", "conflict_text": "", "priority": -1, "audit": 1, "human_label": "",
+             "human_output": "", "note": "", "reviewer": ""} for iid in new["item_id"]]
+    head = pd.DataFrame(rows, columns=REVIEW_COLUMNS)
+    out = pd.concat([head, q[REVIEW_COLUMNS]], ignore_index=True) if len(head) else q[REVIEW_COLUMNS]
+    out["audit"] = out["audit"].astype(int)
+    out["entropy"] = out["entropy"].astype(float)
+    return out.reset_index(drop=True)
+
+
+def _flag(x) -> bool:
+    """An ``audit`` cell as written by a spreadsheet or Label Studio: 1, "1", true, "yes" ..."""
+    if is_missing(x):
+        return False
+    return str(x).strip().lower() in ("1", "1.0", "true", "yes", "y")
 
 
 def label_studio_config(taxonomy: Taxonomy) -> str:
@@ -150,7 +256,8 @@ def _check(df: pd.DataFrame, taxonomy: Taxonomy, path: Path, row_name: str) -> p
 
 def import_review(path: str | Path, *, taxonomy: Taxonomy) -> pd.DataFrame:
     """Read a reviewed CSV or a Label Studio JSON export: ``item_id, human_label, human_output, note, reviewer,
-    row, source_file``. Rows without a ``human_label`` (not yet reviewed) are skipped."""
+    row, audit, source_file`` (``audit``: the row was an audit item; False where the file has no such column).
+    Rows without a ``human_label`` (not yet reviewed) are skipped."""
     p = Path(path)
     if not p.exists():
         raise ReviewError(f"review file {p} does not exist")
@@ -182,8 +289,8 @@ def import_review(path: str | Path, *, taxonomy: Taxonomy) -> pd.DataFrame:
             who = anns[-1].get("completed_by")
             rows.append({"item_id": data["item_id"], "human_label": res["label"], "human_output": res.get("output"),
                          "note": res.get("note"), "reviewer": str(who.get("email", who) if isinstance(who, dict) else (who or "")),
-                         "row": k})
-        df = pd.DataFrame(rows, columns=cols)
+                         "row": k, "audit": _flag(data.get("audit"))})
+        df = pd.DataFrame(rows, columns=[*cols, "audit"])
         row_name = "task"
     else:
         try:
@@ -198,9 +305,12 @@ def import_review(path: str | Path, *, taxonomy: Taxonomy) -> pd.DataFrame:
         raw = raw[raw["human_label"] != ""]
         for c in ("human_output", "note", "reviewer"):
             raw[c] = raw[c].where(raw[c].str.strip() != "", None) if c in raw.columns else None
-        df = raw[cols].reset_index(drop=True)
+        raw["audit"] = [_flag(x) for x in raw["audit"]] if "audit" in raw.columns else False
+        df = raw[[*cols, "audit"]].reset_index(drop=True)
         row_name = "line"
     _check(df, taxonomy, p, row_name)
+    audit = df["audit"].astype(bool).to_numpy()
     df = pd.DataFrame({c: pd.Series([None if is_missing(x) else x for x in df[c]], dtype=object) for c in cols})
+    df["audit"] = audit
     df["source_file"] = str(p)
     return df.drop_duplicates("item_id", keep="last").reset_index(drop=True)
