@@ -110,3 +110,31 @@ def test_a_panel_that_does_not_beat_the_baseline_is_flagged():
     nothing = compare_with_baseline(_report({"j1": 0.9}), BASE, GOLD, {"precision": None, "coverage": 0.0},
                                     labels=["x", "y"])
     assert not nothing.panel_beats_baseline  # a gate that accepts nothing does not beat anything
+    assert "the gate accepts none of the out-of-fold seed items" in nothing.sentence()
+
+
+def test_01_calibrate_reports_the_baseline_and_warns_of_a_class_without_seed_rows(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    (run / "artifacts").mkdir(parents=True)
+    seed = toy_seed()
+    seed[seed["label"] != "ambiguous"].to_parquet(run / "artifacts" / "items.parquet", index=False)
+    out = run / "01_calibrate.ipynb"
+    cmd = [sys.executable, "-m", "papermill", "notebooks/01_calibrate.ipynb", str(out), "-k", "python3",
+           "-p", "run_dir", str(run), "-p", "cache_dir", str(tmp_path / "cache"), "-p", "cv_folds", "3",
+           "-p", "anchoring_n", "0"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rec = json.loads((run / "metrics" / "01_calibrate.json").read_text())
+    m, notes = rec["metrics"], rec["notes"]
+    assert -1 <= m["kappa_baseline_lo"] <= m["kappa_baseline"] <= m["kappa_baseline_hi"] <= 1
+    assert isinstance(m["panel_beats_baseline"], bool) and isinstance(m["best_judge_beats_baseline"], bool)
+    assert notes["baseline"]["baseline_kappa"] == pytest.approx(m["kappa_baseline"], abs=1e-4)
+    assert "baseline" not in json.loads((run / "artifacts" / "panel.json").read_text())["judges"]
+    assert any(w.startswith("taxonomy class 'ambiguous' (clarify) has no seed rows") for w in notes["warnings"])
+    text = json.dumps(json.loads(out.read_text())["cells"])
+    assert "WARNING: taxonomy class 'ambiguous' (clarify) has no seed rows" in text
+    assert "the panel does not beat the baseline" in text or "beats the baseline" in text

@@ -282,9 +282,12 @@ class BaselineComparison:
         def f(x):
             return "n/a" if x is None or pd.isna(x) else f"{x:.3f}"
 
-        gate = (f"the gate's out-of-fold precision is {f(self.gate_precision)} at coverage {self.gate_coverage:.3f}; "
-                f"the baseline (TF-IDF logistic regression, same folds) is {f(self.baseline_precision)} on its most "
-                f"confident answers at the same coverage")
+        if self.gate_precision is None:
+            gate = "the gate accepts none of the out-of-fold seed items, so it adds no label at any precision"
+        else:
+            gate = (f"the gate's out-of-fold precision is {f(self.gate_precision)} at coverage "
+                    f"{self.gate_coverage:.3f}; the baseline (TF-IDF logistic regression, same folds) is "
+                    f"{f(self.baseline_precision)} on its most confident answers at the same coverage")
         judge = (f"the best judge ({self.best_judge}) has kappa {f(self.best_kappa)} against the baseline's "
                  f"{f(self.baseline_kappa)} [{f(self.baseline_kappa_lo)}, {f(self.baseline_kappa_hi)}]")
         if self.panel_beats_baseline and self.best_judge_beats_baseline:
