@@ -5,6 +5,7 @@
     flywheel show RUN
     flywheel compare RUN_A RUN_B
     flywheel params NOTEBOOK          # the parameters a stage notebook declares, with their bounds
+    flywheel track RUN [RUN ...]      # log runs to MLflow (again); see flywheel_lib.tracking
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     pa = sub.add_parser("params", help="list the parameters a stage notebook declares")
     pa.add_argument("notebook", help="stage name (02_judge) or notebook path")
+
+    from .tracking.cli import add_track_command
+
+    add_track_command(sub)
 
     _extend(sub)
     return p

@@ -32,6 +32,7 @@ from typing import Any, Callable
 from ..io import file_sha256, text_hash
 from ..paths import ARTIFACTS, FIGURES, find_run, is_partial, progress_path, project_root, resolve_path, runs_dir
 from ..progress import PROGRESS_ENV, ProgressTail
+from ..tracking import track_run, tracking_for
 from .manifest import Heartbeat, Manifest, environment, git_state_async, now, pid_alive, run_state, runner_identity
 from .params import check_recipe, in_effect
 from .recipe import Recipe, RecipeError, load_recipe
@@ -351,7 +352,8 @@ def run_recipe(
     if unknown:
         raise RecipeError(f"--stages {','.join(unknown)}: not in recipe {r.path or r.name} ({', '.join(r.stages)})")
     notebooks = stage_notebooks(r.stages, r.notebook_dir)
-    declared = check_recipe(r, notebooks)  # every key and type, before anything runs
+    tracking = tracking_for(r)  # MLflow tracking (optional): params.tracking or $MLFLOW_TRACKING_URI, checked here
+    declared = check_recipe(tracking.strip(r), notebooks)  # every key and type, before anything runs
     passed = {s: {k: v for k, v in r.for_stage(s, set(declared[s])).items() if k != "run_dir"} for s in r.stages}
     parent_dir = find_run(from_run) if from_run else None
     if parent_dir:
@@ -401,6 +403,10 @@ def run_recipe(
         (run_dir / "recipe.yaml").write_text(_dump_recipe(r))
         result = _run_stages(r, to_run, notebooks, declared, passed, manifest, git_future, signals,
                              progress=progress, render_html=render_html, echo=echo)
+
+    # --- MLflow tracking (optional): logs the final manifest; a failure is noted in it, never raised ----------------
+    track_run(run_dir, tracking, echo=echo)
+
     if result.signal:
         raise RunInterrupted(result)
     return result
