@@ -21,6 +21,16 @@ def add_commands(sub) -> None:
     r.add_argument("runs", nargs="*", help="run ids (or prefixes); none with --lineage")
     r.add_argument("--lineage", help="every run of this lineage, in cycle order")
     r.add_argument("-o", "--out", help="output HTML (default outputs/reports/<name>.html)")
+    r.add_argument("--results", nargs="+", metavar="RUN_OR_LINEAGE",
+                   help="instead of HTML: the docs' results table from these run folders, folders of runs, lineage "
+                        "ids, run ids or a results extract (.json)")
+    r.add_argument("--extract", default="docs/results/runs.json",
+                   help="with --results: the extract to write from run folders (default docs/results/runs.json)")
+    r.add_argument("--pages", nargs="+", default=["docs/results.md", "README.md"],
+                   help="with --results: pages whose table between the results markers is replaced")
+    r.add_argument("--cpu", help="with --results: the CPU to record for runs whose manifest names none")
+    r.add_argument("--check", action="store_true",
+                   help="with --results: write nothing; exit 1 when a page's table differs from the generated one")
     r.set_defaults(func=_report)
 
 
@@ -36,7 +46,37 @@ def _cycles(args) -> int:
     return 0 if results and all(r.ok for r in results) and len(results) == args.cycles else 1
 
 
+def _results(args) -> int:
+    from ..stage import project_root
+    from .results import collect_runs, replace_between_markers, results_table, write_extract
+
+    root = project_root()
+    runs = collect_runs(args.results, cpu=args.cpu)
+    if not runs:
+        print("flywheel report --results: no runs found", file=sys.stderr)
+        return 2
+    table = results_table(runs)
+    stale = []
+    if not args.check and not all(a.endswith(".json") for a in args.results):
+        print(write_extract(runs, root / args.extract))
+    for page in args.pages:
+        path = root / page
+        text = path.read_text(encoding="utf-8")
+        new = replace_between_markers(text, table, where=page)
+        if new != text:
+            stale.append(page)
+            if not args.check:
+                path.write_text(new, encoding="utf-8")
+                print(path)
+    if args.check and stale:
+        print(f"flywheel report --results: table out of date in {', '.join(stale)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _report(args) -> int:
+    if args.results:
+        return _results(args)
     from ..runner import find_run
     from ..stage import runs_dir
     from .report import lineage_runs, write_multi_report
