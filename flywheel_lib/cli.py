@@ -58,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extend(sub) -> None:
-    """Subcommands added by later layers (multi-cycle runs, reports) register here when present."""
+    """Subcommands added by later layers (multi-cycle runs, reports, sweeps) register here when present."""
+    from .sweep.cli import add_commands as add_sweep
+
+    add_sweep(sub)
     try:
         from .flywheel.cli import add_commands
     except ImportError:

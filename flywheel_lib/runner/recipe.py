@@ -180,6 +180,8 @@ class Recipe(BaseModel):
     """Where the stage notebooks are (relative to the project root)."""
     cycles: dict[str, Any] = Field(default_factory=dict)
     """Settings for ``flywheel cycles`` (multi-cycle runs)."""
+    sweep: dict[str, Any] = Field(default_factory=dict)
+    """Settings for ``flywheel sweep``: ``grid`` (``--set`` key -> values), ``seeds``, ``seed_key``."""
     path: str = ""
     """Where it was read from."""
 
