@@ -1,0 +1,112 @@
+"""The documentation: the site builds with warnings as errors, the generated pages equal their generators' output,
+the results table equals the committed run extract, and the README stays a front page."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flywheel_lib.cli import main
+from flywheel_lib.flywheel.results import BEGIN, END, read_extract, results_table
+
+ROOT = Path(__file__).resolve().parent.parent
+MKDOCS = Path(sys.executable).parent / "mkdocs"
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("gen_reference", ROOT / "docs" / "gen_reference.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _between_markers(text: str) -> str:
+    m = re.search(re.escape(BEGIN) + r"\n(.*?)" + re.escape(END), text, re.S)
+    assert m, "no results markers"
+    return m.group(1)
+
+
+def test_docs_build_strict(tmp_path):
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    r = subprocess.run([str(MKDOCS), "build", "--strict", "-q", "-d", str(tmp_path / "site")], cwd=ROOT, env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "site" / "reference" / "parameters" / "index.html").is_file()
+
+
+@pytest.mark.parametrize("page", ["parameters.md", "cli.md", "api.md"])
+def test_reference_page_is_current(page):
+    gen = _generator()
+    committed = (ROOT / "docs" / "reference" / page).read_text(encoding="utf-8")
+    assert committed == gen.PAGES[page](), f"docs/reference/{page} is stale: run .venv/bin/python docs/gen_reference.py"
+
+
+def test_results_tables_match_the_extract():
+    table = results_table(read_extract(ROOT / "docs" / "results" / "runs.json"))
+    for page in ("docs/results.md", "README.md"):
+        assert _between_markers((ROOT / page).read_text(encoding="utf-8")) == table, (
+            f"{page}: run .venv/bin/flywheel report --results docs/results/runs.json")
+
+
+def _fake_run(runs: Path, run_id: str, cycle: int, pass_rate: float, promoted: bool) -> Path:
+    d = runs / run_id
+    d.mkdir(parents=True)
+    manifest = {
+        "run_id": run_id, "recipe": "demo", "status": "succeeded", "duration_s": 600.0, "machine": "x86_64",
+        "parent": {"lineage": "L_lineage", "cycle": cycle, "parent_run": None},
+        "git": {"commit": "0123456789abcdef", "branch": "main", "dirty": cycle == 2},
+        "params_in_effect": {"05_evaluate": {"candidate": "curated"}},
+        "notes": {},
+        "metrics": {"05_evaluate": {"n_eval": 40, "pass_rate_curated": pass_rate, "refusal_recall_curated": 0.5,
+                                    "false_refusal_rate_curated": 0.25, "query_pass_rate_curated": 0.75,
+                                    "pass_rate_naive_merge": 0.1, "promoted": promoted}},
+    }
+    (d / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return d
+
+
+def test_report_results_from_run_folders(tmp_path):
+    runs = tmp_path / "runs"
+    _fake_run(runs, "20990101-000000_demo_bbbbbb", 2, 0.6, False)
+    _fake_run(runs, "20990101-000000_demo_aaaaaa", 1, 0.5, True)
+    page = tmp_path / "page.md"
+    page.write_text(f"# Results\n\n{BEGIN}\nold\n{END}\n\nafter\n", encoding="utf-8")
+    extract = tmp_path / "runs.json"
+    args = ["report", "--results", str(runs), "--extract", str(extract), "--pages", str(page)]
+    assert main(args + ["--check"]) == 1                      # the page is stale; --check writes nothing
+    assert not extract.exists()
+    assert main(args + ["--cpu", "Test CPU"]) == 0
+    got = read_extract(extract)
+    assert [r["run_id"] for r in got] == ["20990101-000000_demo_aaaaaa", "20990101-000000_demo_bbbbbb"]
+    assert got[0]["commit"] == "0123456" and got[0]["cpu"] == "Test CPU" and got[0]["source"] == "manifest"
+    text = page.read_text(encoding="utf-8")
+    assert text.endswith("\n\nafter\n") and "old" not in text
+    rows = _between_markers(text).splitlines()
+    assert rows[2] == "| 20990101-000000_demo_aaaaaa | 1 | 0123456 | Test CPU | 10.0 | 0.500 [0.35, 0.65] | 0.500 | 0.250 | yes |"
+    assert rows[3].startswith("| 20990101-000000_demo_bbbbbb | 2 | 0123456-dirty |")
+    # the extract alone regenerates the same table, and the page is then current
+    assert main(["report", "--results", str(extract), "--pages", str(page), "--check"]) == 0
+
+
+def test_readme_is_a_front_page():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    assert len(lines) <= 200
+    assert [i + 1 for i, line in enumerate(lines) if len(line) > 120] == []
+    assert "```bash\nmake test\n```" in text                 # CI's check greps this line
+    assert "```bash\nmake demo\n```" in text
+
+
+def test_docs_speak_of_the_product():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    for p in pages:
+        text = p.read_text(encoding="utf-8")
+        assert not re.search(r"session|round|issue", text, re.I), p
+        assert not re.search(r"seed'?s? (document|figure)|the seed's figure", text, re.I), p
