@@ -72,15 +72,22 @@ def parameters_page() -> str:
 
 
 def cli_page() -> str:
-    os.environ["COLUMNS"] = WIDTH
     from flywheel_lib.cli import build_parser
 
-    parser = build_parser()
-    parts = [HEADER, "# The `flywheel` command\n", "Each command's `--help`, from the parser.\n",
-             "```text", parser.format_help().rstrip(), "```\n"]
-    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
-    for name, sub in subs.choices.items():
-        parts += [f"## `flywheel {name}`\n", "```text", sub.format_help().rstrip(), "```\n"]
+    before = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = WIDTH
+    try:
+        parser = build_parser()
+        parts = [HEADER, "# The `flywheel` command\n", "Each command's `--help`, from the parser.\n",
+                 "```text", parser.format_help().rstrip(), "```\n"]
+        subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
+        for name, sub in subs.choices.items():
+            parts += [f"## `flywheel {name}`\n", "```text", sub.format_help().rstrip(), "```\n"]
+    finally:
+        if before is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = before
     return "\n".join(parts)
 
 
