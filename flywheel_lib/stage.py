@@ -95,9 +95,15 @@ class RunView:
 
     def deployed_model(self) -> tuple[str, str]:
         """``(variant, adapter)`` of the model this run deployed: 05_evaluate's promotion winner."""
-        promo = (self.records_of("05_evaluate").get("notes") or {}).get("promotion") or {}
+        notes = self.records_of("05_evaluate").get("notes") or {}
+        promo = notes.get("promotion") or {}
         if not promo.get("winner"):
             raise FileNotFoundError(f"run {self.run_id} has no promotion decision: run its 05_evaluate first")
+        if promo["winner"] == "deployed_prev":  # this run kept the model its parent deployed: follow the lineage
+            parent = (notes.get("baseline") or {}).get("parent_run")
+            if not parent:
+                raise FileNotFoundError(f"run {self.run_id} kept 'deployed_prev' but names no parent run")
+            return open_run(parent).deployed_model()
         return promo["winner"], self.adapter(promo["winner"])
 
 

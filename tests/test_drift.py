@@ -9,7 +9,8 @@ import yaml
 
 from flywheel_lib.curation.datasets import carry_corpus
 from flywheel_lib.domains.segments.drift import DriftScheduleError, load_drift_schedule
-from flywheel_lib.evaluation.drift import decide_promotion_slices, scenario_patterns
+from flywheel_lib.evaluation.drift import (SliceReport, choose_candidate, decide_promotion_slices,
+                                          scenario_patterns, slice_pass_rates)
 from flywheel_lib.training.datasets import near_duplicate_key
 
 SCHEDULE = "params/drift/segments.yaml"
@@ -173,3 +174,47 @@ def test_scenario_patterns_say_what_the_candidate_fixed():
     p = scenario_patterns(pred, items, deployed="dep", candidate="cand").set_index("scenario_id")
     assert p.loc["a", "status"] == "fixed" and p.loc["b", "status"] == "broken"
     assert p.loc["a", "candidate"] == 0.75 and p.loc["a", "n"] == 4
+
+
+def test_the_better_of_two_candidates_is_kept_and_the_choice_says_why():
+    original = _outcomes({"curated": [1.0] * 30 + [0.0] * 30, "curated_continued": [1.0] * 20 + [0.0] * 40})
+    pred = pd.DataFrame({"item_id": list(range(10)) * 2, "variant": ["curated"] * 10 + ["curated_continued"] * 10,
+                         "passed": [True] * 4 + [False] * 6 + [True] * 7 + [False] * 3})
+    drift = SliceReport(pred, pd.DataFrame(), slice_pass_rates(pred), pd.DataFrame())
+    chosen, why = choose_candidate(original, drift, ["curated", "curated_continued"])
+    assert chosen == "curated_continued" and why["by"] == "drift" and why["pass_rates"]["curated"] == 0.4
+    chosen, why = choose_candidate(original, None, ["curated", "curated_continued"])  # no drift slice
+    assert chosen == "curated" and why["by"] == "original"
+
+
+def test_the_oracle_relabels_the_candidates_rows_with_the_truth():
+    from flywheel_lib.curation.datasets import oracle_train_set
+
+    ts = pd.DataFrame({"item_id": ["a", "b", "c", "d"], "text": ["w", "x", "y", "z"],
+                       "label": ["solvable", "solvable", "ambiguous", "solvable"],
+                       "output": ["amount_spent > 1", "amount_spent > 2", None, "amount_spent > 4"],
+                       "reason_key": [""] * 4, "variant": "curated"})
+    older = pd.DataFrame({"item_id": ["c"], "true_label": ["solvable"], "gold_output": ["number_of_orders = 1"]})
+    newer = pd.DataFrame({"item_id": ["b"], "true_label": ["missing_capability"], "gold_output": [None]})
+    o = oracle_train_set(ts, [newer, older]).set_index("item_id")
+    assert (o["variant"] == "oracle").all() and list(o.index) == ["a", "b", "c", "d"]
+    assert o.loc["b", "label"] == "missing_capability" and o.loc["b", "output"] is None
+    assert o.loc["c", "label"] == "solvable" and o.loc["c", "output"] == "number_of_orders = 1"
+    assert o.loc["a", "label"] == "solvable" and o.loc["a", "output"] == "amount_spent > 1"  # unknown: kept
+    with pytest.raises(ValueError, match="no truth table"):
+        oracle_train_set(ts, [pd.DataFrame({"item_id": ["a"]})])
+
+
+def test_the_gain_since_the_first_cycle_and_the_oracles_share():
+    from flywheel_lib.evaluation.drift import versus_first_cycle
+
+    oc = _outcomes({"first_cycle": [0.0] * 40, "deployed_prev": [1.0] * 10 + [0.0] * 30,
+                    "curated": [1.0] * 20 + [0.0] * 20, "oracle": [1.0] * 30 + [0.0] * 10})
+    rep = SliceReport(pd.DataFrame({"variant": ["x"]}), oc, pd.DataFrame(), pd.DataFrame())
+    g = versus_first_cycle(rep, "curated")
+    assert g["diff_drift_vs_first_cycle"] == 0.5 and g["p_drift_vs_first_cycle"] < 0.001
+    assert g["oracle_gap"] == 0.75 and g["oracle_gap_closed"] == pytest.approx(0.6667, abs=1e-4)
+    cycle2 = SliceReport(pd.DataFrame({"variant": ["x"]}), oc[oc["variant"] != "first_cycle"], pd.DataFrame(),
+                         pd.DataFrame())
+    assert versus_first_cycle(cycle2, "curated")["diff_drift_vs_first_cycle"] == 0.25  # vs the deployed model
+    assert versus_first_cycle(cycle2, "deployed_prev") == {}  # kept the deployed model: no gain to state

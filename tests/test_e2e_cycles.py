@@ -28,13 +28,16 @@ def lineage(tmp_path_factory):
         name, first, _ = run_cycles("params/smoke.yaml", 1, progress=False)
         again, second, report = run_cycles("params/smoke.yaml", 1, progress=False,
                                            after=first[0].run_dir if first and first[0].ok else None)
-        yield (name if again == name else f"{name} != {again}"), first + second, report
+        # a third cycle: scored against cycle 1's model too (lineage[3])
+        third = run_cycles("params/smoke.yaml", 1, progress=False, after=second[0].run_dir)[1] \
+            if second and second[0].ok else []
+        yield (name if again == name else f"{name} != {again}"), first + second, report, third
     finally:
         mp.undo()
 
 
 def test_two_cycles_run_every_stage(lineage):
-    name, results, report = lineage
+    name, results, report, _ = lineage
     assert [r.status for r in results] == ["succeeded", "succeeded"], [r.failure for r in results]
     for cycle, r in enumerate(results, 1):
         m = read_json(r.run_dir / "manifest.json")
@@ -159,11 +162,16 @@ def test_decision_heads_decide_in_every_stage_that_generates(lineage):
     for r in lineage[1]:
         art = r.run_dir / "artifacts"
         m = read_json(r.run_dir / "manifest.json")
-        for v in ("production_only", "naive_merge", "curated"):
+        first = r is lineage[1][0]  # a later cycle trains only the candidate (04's later_variants)
+        for v in ("production_only", "naive_merge", "curated") if first else ("curated",):
             head = DecisionHead.load(art / "models" / v)
             assert head.n_fit_ > 0 and 0 <= m["metrics"]["04_finetune"][f"head_val_accuracy_{v}"] <= 1
             assert head.encoder == "hybrid" and (head.ngrams_ is not None) == (v != "production_only")
-        assert DecisionHead.load(art / "models" / "production_only").classes_ == ["solvable"]
+        if first:
+            assert DecisionHead.load(art / "models" / "production_only").classes_ == ["solvable"]
+        else:
+            assert not (art / "models" / "production_only").exists()
+            assert "naive_merge" in m["notes"]["04_finetune"]["later_cycle_variants"]
         ev = m["metrics"]["05_evaluate"]
         if r is lineage[1][0]:
             assert 0 <= ev["pass_rate_curated_nohead"] <= 1 and "false_refusal_rate_curated_nohead" in ev
@@ -171,7 +179,8 @@ def test_decision_heads_decide_in_every_stage_that_generates(lineage):
         else:  # a later cycle skips both comparisons (compare_every_cycle: false)
             assert "pass_rate_curated_nohead" not in ev and "pass_rate_curated_free" not in ev
             assert m["notes"]["05_evaluate"]["comparisons"].startswith("skipped in a later cycle")
-        assert set(m["notes"]["05_evaluate"]["decision_heads"]) >= {"production_only", "naive_merge", "curated"}
+        assert set(m["notes"]["05_evaluate"]["decision_heads"]) >= (
+            {"production_only", "naive_merge", "curated"} if first else {"curated", "deployed_prev"})
         preds = pd.read_parquet(art / "predictions.parquet")
         assert not preds.loc[preds["variant"] == "production_only", "refused"].any()  # its head never refuses
 
@@ -204,3 +213,18 @@ def test_a_later_cycle_is_scored_on_the_drift_slice(lineage):
     patterns = pd.read_parquet(second.run_dir / "artifacts" / "drift_patterns.parquet")
     assert fw["patterns_fixed"] == int((patterns["status"] == "fixed").sum())
     assert fw["new_scenarios_labelled_panel"] >= 0 and fw["new_scenarios_labelled_review"] >= 0
+
+
+def test_a_third_cycle_compares_with_the_first_cycles_model(lineage):
+    """Cycle 3 scores the lineage's first deployed model on the drift slice of cycles 1-2 and records what the loop
+    gained since; its baseline is whatever cycle 2 deployed (followed through the lineage when cycle 2 kept it)."""
+    third = lineage[3]
+    assert [r.status for r in third] == ["succeeded"], [r.failure for r in third]
+    m = read_json(third[0].run_dir / "manifest.json")
+    ev = m["metrics"]["05_evaluate"]
+    assert -1 <= ev["diff_drift_vs_first_cycle"] <= 1 and 0 <= ev["p_drift_vs_first_cycle"] <= 1
+    drift = pd.read_parquet(third[0].run_dir / "artifacts" / "drift_items.parquet")
+    assert set(drift["scenario_cycle"]) == {1, 2} and len(drift) == 24
+    preds = pd.read_parquet(third[0].run_dir / "artifacts" / "drift_predictions.parquet")
+    assert {"deployed_prev", "curated", "first_cycle", "deployed_store"} <= set(preds["variant"])
+    assert m["parent"]["cycle"] == 3

@@ -56,6 +56,13 @@ def test_a_few_lora_steps_lower_the_loss_and_the_adapter_generates(tmp_path):
                         progress=False) == out
     assert gen.generate(["what were my total sales last month"], variant="base", max_new_tokens=12,
                         progress=False) == base
+    # training continues from a saved adapter (a later cycle's <candidate>_continued): it starts where that one
+    # ended, far below a fresh adapter's loss, and is saved as a folder of its own
+    more = get_backend("local-lora", max_steps=2, batch_size=4, lr=3e-3, lora_r=8, max_len=64, warmup_steps=1,
+                       seed=3, progress=False, init_adapter=str(tmp_path / "adapter")).train(
+        ds, out_dir=tmp_path / "continued")
+    assert more.metrics["val_loss_before"] < 0.7 * m["val_loss_before"], (more.metrics, m)
+    assert (tmp_path / "continued" / "adapter_model.safetensors").exists()
 
 
 @pytest.mark.slow

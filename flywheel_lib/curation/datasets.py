@@ -132,3 +132,28 @@ def policy_variant(items: pd.DataFrame, resolutions: pd.DataFrame, taxonomy: Tax
     name = parse_policy(policy)[2]
     sets = build_train_sets(items, resolutions, taxonomy, reviewed=reviewed, **kw)
     return sets[sets["variant"] == "curated"].assign(variant=name).reset_index(drop=True)
+
+
+def oracle_train_set(train_sets: pd.DataFrame, truths: list[pd.DataFrame], *, variant: str = "curated",
+                     name: str = "oracle") -> pd.DataFrame:
+    """The ceiling a curation can reach: ``variant``'s rows with the simulator's true labels (``true_label``, and
+    ``gold_output`` as the query of a solvable row) wherever a truth table knows the item; rows it does not know keep
+    their label. Trained the same way as the candidate, it says how much of the gap to perfect labels the loop has
+    closed. ``truths``: the lineage's truth tables (newest first wins)."""
+    rows = train_sets[train_sets["variant"] == variant].copy()
+    if rows.empty:
+        raise ValueError(f"oracle_train_set: train_sets has no rows of variant {variant!r}")
+    have = [t for t in truths if {"item_id", "true_label"} <= set(t.columns)]
+    if not have:
+        raise ValueError("oracle_train_set: no truth table with item_id and true_label (user data without truth)")
+    truth = pd.concat(have, ignore_index=True).drop_duplicates("item_id").set_index("item_id")
+    known = rows["item_id"].isin(truth.index)
+    lab = truth["true_label"].reindex(rows["item_id"]).to_numpy()
+    gold = truth["gold_output"].reindex(rows["item_id"]).to_numpy() if "gold_output" in truth else None
+    rows.loc[known, "label"] = lab[known.to_numpy()]
+    if gold is not None:
+        solv = (rows["label"] == "solvable").to_numpy()
+        rows["output"] = pd.Series([g if k and s else (None if k else o) for k, s, g, o in
+                                    zip(known.to_numpy(), solv, gold, rows["output"])], index=rows.index, dtype=object)
+    rows = rows[~((rows["label"] == "solvable") & rows["output"].isna())]  # a solvable row needs its query
+    return rows.assign(variant=name)[TRAIN_COLUMNS].reset_index(drop=True)

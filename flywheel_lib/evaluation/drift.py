@@ -25,7 +25,8 @@ from .metrics import item_outcomes, wilson
 from .promote import decide_promotion
 
 __all__ = ["SliceReport", "evaluate_slices", "slice_pass_rates", "scenario_table", "scenario_patterns",
-           "decide_promotion_slices", "slice_manifest_metrics", "plot_scenarios"]
+           "decide_promotion_slices", "slice_manifest_metrics", "plot_scenarios", "choose_candidate",
+           "versus_first_cycle"]
 
 
 @dataclass
@@ -207,3 +208,41 @@ def plot_scenarios(by_scenario: pd.DataFrame, title: str = "Drift slice: pass ra
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def choose_candidate(original: pd.DataFrame, drift: SliceReport | None, candidates: list[str]) -> tuple[str, dict]:
+    """Of ``candidates`` (e.g. the model retrained on the grown corpus and the deployed model trained further), the
+    one with the higher drift-slice pass rate (the original eval's without a drift slice); the first on a tie.
+    Returns the choice and the evidence: ``{"chosen", "by", "pass_rates"}``."""
+    have = [c for c in candidates if c in set(original["variant"])]
+    if not have:
+        raise KeyError(f"choose_candidate: none of {candidates} has predictions")
+    if drift is not None and not drift.predictions.empty:
+        by, rates = "drift", drift.pass_rates.set_index("variant")["value"]
+    else:
+        by, rates = "original", original.groupby("variant")["pass_rate"].mean()
+    scores = {c: round(float(rates.get(c, float("nan"))), 4) for c in have}
+    chosen = max(have, key=lambda c: (scores[c], -have.index(c)))
+    return chosen, {"chosen": chosen, "by": by, "pass_rates": scores}
+
+
+def versus_first_cycle(drift: SliceReport | None, model: str, *, first: str = "first_cycle",
+                       deployed: str = "deployed_prev", oracle: str = "oracle") -> dict[str, float]:
+    """What the loop gained since its first cycle, on the whole drift slice (every scenario seen so far):
+    ``diff_drift_vs_first_cycle`` and ``p_drift_vs_first_cycle`` of ``model`` (the model this cycle deploys) against
+    the lineage's first deployed model (``first``; in cycle 2 that is ``deployed``), and with an ``oracle`` scored
+    too, ``oracle_gap_closed``: the share of the gap between the first model and the oracle that ``model`` closes."""
+    if drift is None or drift.outcomes.empty:
+        return {}
+    names = set(drift.outcomes["variant"])
+    base = first if first in names else deployed
+    if model == base or not {base, model} <= names:
+        return {}
+    d = mcnemar_pair(drift.outcomes, base, model, "pass_rate")
+    out = {"diff_drift_vs_first_cycle": d["diff"], "p_drift_vs_first_cycle": d["p_value"]}
+    if oracle in names:
+        o = mcnemar_pair(drift.outcomes, base, oracle, "pass_rate")
+        out["oracle_gap"] = o["diff"]
+        if o["diff"] > 0:
+            out["oracle_gap_closed"] = round(d["diff"] / o["diff"], 4)
+    return out

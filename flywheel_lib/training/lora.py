@@ -104,6 +104,9 @@ class LoRAConfig(BaseModel):
     """Average the loss per example first (a short query weighs as much as a long refusal); else per token."""
     val_batches: int = 4
     """Validation batches scored before and after training (0 = skip)."""
+    init_adapter: str | None = None
+    """A saved LoRA adapter folder to continue training from (its rank and target modules win over ``lora_r`` and
+    ``target_modules``); None starts a fresh adapter."""
     cache_dir: str | None = None
     """Converted-model cache (default outputs/cache)."""
     device: str | None = None
@@ -244,9 +247,14 @@ def train_lora(train_chats, val_chats, cfg: LoRAConfig, out_dir: str | Path, *, 
     targets = list(cfg.target_modules)
     if len(targets) == 1 and targets[0] in LORA_TARGETS:
         targets = list(LORA_TARGETS[targets[0]])
-    model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha or 2 * cfg.lora_r,
-                                             lora_dropout=cfg.lora_dropout, target_modules=targets,
-                                             task_type="CAUSAL_LM"))
+    if cfg.init_adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, cfg.init_adapter, is_trainable=True)
+    else:
+        model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha or 2 * cfg.lora_r,
+                                                 lora_dropout=cfg.lora_dropout, target_modules=targets,
+                                                 task_type="CAUSAL_LM"))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(cfg.warmup_steps, 0)
