@@ -4,7 +4,8 @@ the human review queue and the training sets built from them.
 Modules, one method each: ``split`` (stratified few-shot / hold-out split), ``calibration`` (per-judge and
 panel statistics, the kappa gate), ``consensus/`` (``unanimous``, ``k_of_n``, ``majority``, ``dawid_skene``),
 ``conflicts`` (exact and paraphrase conflicts between sources), ``resolve`` (the seed's decision tree),
-``review`` (export / import of the review queue, who answers it), ``audit`` (the gate's precision on production
+``review`` (export / import of the review queue, who answers it), ``reviewers`` (several reviewers per item:
+assignment, agreement, resolution), ``audit`` (the gate's precision on production
 from a reviewed stratified sample), ``datasets`` (production_only, naive_merge, curated) and
 ``plots``.
 """
@@ -18,6 +19,8 @@ from .datasets import build_train_sets
 from .resolve import check_outputs, resolve
 from .review import (ReviewError, ReviewSource, decide_review_source, export_review, import_review, review_queue,
                      with_audit)
+from .reviewers import (Agreement, ReviewAggregator, agreement, assign_reviewers, export_assigned, read_answers,
+                        requeue_file, review_files)
 from .split import check_disjoint, stratified_split
 from .consensus import (
     STRATEGIES,
@@ -31,7 +34,15 @@ from .consensus import (
 )
 
 __all__ = [
+    "Agreement",
     "AuditEstimate",
+    "ReviewAggregator",
+    "agreement",
+    "assign_reviewers",
+    "export_assigned",
+    "read_answers",
+    "requeue_file",
+    "review_files",
     "ReviewSource",
     "audit_precision",
     "audit_size",

@@ -31,7 +31,7 @@ from ..taxonomy import Taxonomy
 from ._votes import is_missing
 
 __all__ = ["ReviewError", "review_queue", "export_review", "import_review", "label_studio_config", "REVIEW_COLUMNS",
-           "with_audit", "ReviewSource", "decide_review_source", "REVIEW_SOURCES"]
+           "with_audit", "ReviewSource", "decide_review_source", "REVIEW_SOURCES", "label_studio_answer"]
 
 REVIEW_COLUMNS = ["item_id", "text", "source", "label_before", "action", "rule", "votes", "entropy", "reasons",
                   "conflict_with",
@@ -254,6 +254,21 @@ def _check(df: pd.DataFrame, taxonomy: Taxonomy, path: Path, row_name: str) -> p
     return df
 
 
+def label_studio_answer(annotation: dict) -> dict:
+    """One Label Studio annotation as ``{label, output, note, reviewer}`` (``reviewer``: ``completed_by``'s email,
+    or its id; ``""`` where the export has neither)."""
+    res = {}
+    for x in annotation.get("result") or []:
+        v = x.get("value") or {}
+        if "choices" in v:
+            res[x.get("from_name", "label")] = (v["choices"] or [None])[0]
+        elif "text" in v:
+            res[x.get("from_name", "")] = "\n".join(v["text"]) if isinstance(v["text"], list) else v["text"]
+    who = annotation.get("completed_by")
+    return {"label": res.get("label"), "output": res.get("output"), "note": res.get("note"),
+            "reviewer": str(who.get("email", who) if isinstance(who, dict) else (who or ""))}
+
+
 def import_review(path: str | Path, *, taxonomy: Taxonomy) -> pd.DataFrame:
     """Read a reviewed CSV or a Label Studio JSON export: ``item_id, human_label, human_output, note, reviewer,
     row, audit, source_file`` (``audit``: the row was an audit item; False where the file has no such column).
@@ -277,19 +292,11 @@ def import_review(path: str | Path, *, taxonomy: Taxonomy) -> pd.DataFrame:
             anns = [a for a in (t.get("annotations") or []) if not a.get("was_cancelled")]
             if not anns:
                 continue
-            res = {}
-            for x in anns[-1].get("result") or []:
-                v = x.get("value") or {}
-                if "choices" in v:
-                    res[x.get("from_name", "label")] = (v["choices"] or [None])[0]
-                elif "text" in v:
-                    res[x.get("from_name", "")] = "\n".join(v["text"]) if isinstance(v["text"], list) else v["text"]
-            if is_missing(res.get("label")):
+            res = label_studio_answer(anns[-1])
+            if is_missing(res["label"]):
                 continue
-            who = anns[-1].get("completed_by")
-            rows.append({"item_id": data["item_id"], "human_label": res["label"], "human_output": res.get("output"),
-                         "note": res.get("note"), "reviewer": str(who.get("email", who) if isinstance(who, dict) else (who or "")),
-                         "row": k, "audit": _flag(data.get("audit"))})
+            rows.append({"item_id": data["item_id"], "human_label": res["label"], "human_output": res["output"],
+                         "note": res["note"], "reviewer": res["reviewer"], "row": k, "audit": _flag(data.get("audit"))})
         df = pd.DataFrame(rows, columns=[*cols, "audit"])
         row_name = "task"
     else:
