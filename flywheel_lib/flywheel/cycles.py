@@ -13,14 +13,15 @@ cycle before paying for the next.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 from ..runner import RecipeError, load_recipe, run_recipe
 from ..runner.execute import RunResult, stage_notebooks
 from ..runner.params import inspect_params
 from ..stage import runs_dir
+from .lineage import lineage_chain
 from .report import write_multi_report
 
 __all__ = ["run_cycles"]
@@ -50,7 +51,7 @@ def run_cycles(
     first, earlier = 1, []
     if after is not None:
         parent, lineage, first = _continue(after, lineage)
-        earlier = [parent.run_dir]
+        earlier = [v.run_dir for v in lineage_chain(parent.run_dir)]  # the report covers the whole lineage
     for cycle in range(first, first + n_cycles):
         extra = [f"cycle={cycle}"] if "cycle" in declared else []
         if parent is not None:
