@@ -162,8 +162,9 @@ def traffic_requests(catalog: dict, *, seed: int, cycle: int, n: int, schedule=N
     sched = schedule if isinstance(schedule, DriftSchedule) else load_drift_schedule(schedule or DEFAULT_SCHEDULE)
     cd = sched.at(cycle)
     seen = sched.scenarios(upto=cycle)
+    first = dict(zip(seen["scenario_id"], seen["cycle"]))
     drift_ids = seen.loc[seen["category"] != "solvable", "scenario_id"].tolist()
-    fresh = [s for s in drift_ids if int(seen.set_index("scenario_id").loc[s, "cycle"]) == cycle]
+    fresh = [s for s in drift_ids if first[s] == cycle]
     frames = [(f.id, f.text) for f in sched.frames_upto(cycle)]
     by_id = {f.id: f for f in sched.frames_upto(cycle)}
     if not frames:
