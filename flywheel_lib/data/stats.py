@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..taxonomy import Taxonomy
 
-__all__ = ["UNLABELLED", "nothing_to_show", "match_key", "class_balance", "length_stats", "exact_refusal_conflicts", "signal_rates", "zero_result_rate",
+__all__ = ["UNLABELLED", "nothing_to_show", "match_key", "class_balance", "class_shares", "length_stats", "exact_refusal_conflicts", "signal_rates", "zero_result_rate",
            "dedup_report"]
 
 
@@ -52,6 +52,31 @@ def class_balance(items: pd.DataFrame, column: str = "label") -> pd.DataFrame:
     under ``(unlabelled)``, not as a class."""
     t = pd.crosstab(items[column].fillna(UNLABELLED), items["source"], margins=True, margins_name="total")
     return t
+
+
+def class_shares(items: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Each source's share of each class, for the class-balance plot, and a sentence per source left out.
+
+    A source is shown by its hidden truth (``true_label``) where it has one, else by the label the data gives; the
+    row says which (``production (true_label)``, ``seed (label)``; production's label is the logged one). Rows
+    without a value are left out, never drawn as a class; a source with no value at all is left out with a sentence.
+
+    >>> t = pd.DataFrame({"source": ["seed", "production"], "label": ["a", None]})
+    >>> class_shares(t)[1]
+    ['production: no label to show (1 rows)']
+    """
+    rows, why = {}, []
+    for source, g in items.groupby("source", sort=True):
+        col = "true_label" if "true_label" in g.columns and g["true_label"].notna().any() else "label"
+        vals = g[col].dropna()
+        what = "logged label" if col == "label" and source == "production" else col
+        if vals.empty:
+            why.append(f"{source}: no {what} to show ({len(g):,} rows)")
+            continue
+        rows[f"{source} ({what})"] = vals.value_counts(normalize=True)
+        if len(vals) < len(g):
+            why.append(f"{source}: {len(g) - len(vals):,} of {len(g):,} rows without a {what} left out")
+    return pd.DataFrame(rows).T.fillna(0.0), why
 
 
 def length_stats(items: pd.DataFrame) -> pd.DataFrame:
@@ -99,7 +124,7 @@ def signal_rates(items: pd.DataFrame, by: str = "true_label") -> pd.DataFrame:
         return pd.DataFrame()
     data = prod[cols].astype(float)
     if by in prod.columns:
-        return data.groupby(prod[by].fillna("(none)")).mean().round(3)
+        return data.groupby(prod[by].fillna(UNLABELLED)).mean().round(3)
     return data.mean().round(3).to_frame("all").T
 
 
@@ -128,7 +153,7 @@ def zero_result_rate(items: pd.DataFrame, domain, taxonomy: Taxonomy) -> dict:
         if o not in cache:
             try:
                 cache[o] = len(execute(o))
-            except Exception:  # an invalid output, or a domain without an executor
+            except Exception:  # noqa: BLE001 - an invalid output, or a domain without an executor
                 cache[o] = None
         n = cache[o]
         if n is None:
