@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..io import read_json, write_json
+from ..io import atomic_path, read_json, write_json
 from ..runner.manifest import Manifest, now
 
 __all__ = ["run_point", "link_run", "result_path", "ENV_KEYS", "main"]
@@ -54,7 +54,8 @@ def link_run(run_dir: Path, job: dict[str, Any]) -> None:
             f"{escape(job['point_id'])}, {escape(job['config'])}"
             + (f", seed {job['seed']}" if job["seed"] is not None else "") + "</p>")
     text = index.read_text(encoding="utf-8")
-    index.write_text(text.replace("</h1>", "</h1>" + link, 1), encoding="utf-8")
+    with atomic_path(index) as tmp:
+        tmp.write_text(text.replace("</h1>", "</h1>" + link, 1), encoding="utf-8")
 
 
 def _outcome(run_dir: Path) -> dict[str, Any]:
