@@ -8,7 +8,9 @@ wraps it in a small form for JupyterLab::
     editor.widget()          # category ▾  field ▾  [text]  (re-judge) (save version)
 
 Every re-judge goes through the verdict cache, so only prompts that the edit changed cost anything; each result is
-compared with the version the editor started from (kappa per judge, the items whose verdict moved).
+compared with the version the editor started from (kappa per judge, the items whose verdict moved), on the seed's
+hold-out and, given ``rejudge_production`` and ``production_gold`` (a production slice with a hidden truth), on
+production too; :meth:`TaxonomyEditor.scores` labels the two.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Callable
 import pandas as pd
 
 from .taxonomy import Taxonomy
-from .taxonomy_lab import LabReport, compare_versions
+from .taxonomy_lab import LabReport, compare_versions, scores_table
 
 __all__ = ["TaxonomyEditor", "EDITABLE_FIELDS"]
 
@@ -28,10 +30,13 @@ EDITABLE_FIELDS = ("description", "rule", "add_positive", "add_negative", "sugge
 
 
 class TaxonomyEditor:
-    """Edit one taxonomy interactively; ``rejudge(taxonomy) -> verdicts`` judges the hold-out under a version."""
+    """Edit one taxonomy interactively; ``rejudge(taxonomy) -> verdicts`` judges the hold-out under a version,
+    ``rejudge_production`` (optional) a production slice whose truth is ``production_gold``."""
 
     def __init__(self, taxonomy: Taxonomy, *, rejudge: Callable[[Taxonomy], pd.DataFrame], gold: pd.Series,
-                 save_dir: str | Path, baseline: pd.DataFrame | None = None):
+                 save_dir: str | Path, baseline: pd.DataFrame | None = None,
+                 rejudge_production: Callable[[Taxonomy], pd.DataFrame] | None = None,
+                 production_gold: pd.Series | None = None, production_baseline: pd.DataFrame | None = None):
         self.base = taxonomy
         self.current = taxonomy
         self.rejudge = rejudge
@@ -39,6 +44,17 @@ class TaxonomyEditor:
         self.save_dir = Path(save_dir)
         self.baseline_ = baseline if baseline is not None else rejudge(taxonomy)
         """Verdicts under the version the editor started from."""
+        self.rejudge_production = rejudge_production
+        self.production_gold = production_gold
+        self.production_baseline_ = None
+        """Verdicts on the production slice under the starting version (None without a slice)."""
+        if rejudge_production is not None:
+            if production_gold is None:
+                raise ValueError("rejudge_production needs production_gold, the slice's hidden truth")
+            self.production_baseline_ = (production_baseline if production_baseline is not None
+                                         else rejudge_production(taxonomy))
+        self.production_report_: LabReport | None = None
+        """The last comparison on the production slice (None without a slice)."""
         self.history_: list[dict] = []
         """One entry per edit: category, field, value, version and the kappa change per judge."""
         self.report_: LabReport | None = None
@@ -53,10 +69,23 @@ class TaxonomyEditor:
         self.current = self.current.edited(category, field, value)
         after = self.rejudge(self.current)
         self.report_ = compare_versions(self.baseline_, after, self.gold, labels=self.base.ids)
-        self.history_.append({"category": category, "field": field, "value": value,
-                              "version": self.current.version_id,
-                              **{f"kappa_change_{r.judge}": r.kappa_change for r in self.report_.kappa.itertuples()}})
+        entry = {"category": category, "field": field, "value": value, "version": self.current.version_id,
+                 **{f"kappa_change_{r.judge}": r.kappa_change for r in self.report_.kappa.itertuples()}}
+        if self.rejudge_production is not None:
+            self.production_report_ = compare_versions(self.production_baseline_, self.rejudge_production(self.current),
+                                                       self.production_gold, labels=self.base.ids)
+            entry.update({f"production_kappa_change_{r.judge}": r.kappa_change
+                          for r in self.production_report_.kappa.itertuples()})
+        self.history_.append(entry)
         return self.report_
+
+    def scores(self) -> pd.DataFrame:
+        """The last edit's kappa per judge before and after, one row per judge and slice, each slice named
+        (the seed out of fold; the production slice against its truth, when there is one)."""
+        if self.report_ is None:
+            raise ValueError("no edit was made yet")
+        return scores_table(self.report_, self.production_report_, n_seed=len(self.gold),
+                            n_production=0 if self.production_gold is None else len(self.production_gold))
 
     def save(self) -> Path:
         """Write the current version as ``<save_dir>/<name>.v<version>.yaml``."""
@@ -94,7 +123,7 @@ class TaxonomyEditor:
                     print(f"not applied: {e}")
                     return
                 print(f"version {self.current.version_id}: kappa per judge against the starting version")
-                display(rep.kappa.round(3))
+                display(self.scores().round(3))
                 print(f"{len(rep.moved)} verdicts moved")
                 display(rep.moved.head(20))
                 show_current()

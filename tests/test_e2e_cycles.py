@@ -111,10 +111,12 @@ def test_taxonomy_lab_scripted_edit_moves_kappa(lineage, tmp_path):
              "our nicest customers", "customers who feel premium"]
     out = tmp_path / "lab.ipynb"
     papermill.execute_notebook("notebooks/taxonomy_lab.ipynb", str(out), kernel_name="python3", progress_bar=False,
-                               parameters={"run_dir": str(run), "edit_category": "ambiguous",
+                               parameters={"run_dir": str(run), "lab_run_id": f"{run.name}-lab",
+                                           "edit_category": "ambiguous",
                                            "edit_field": "add_positive", "edit_value": extra,
                                            "save_as": str(new_tax)})
-    rec = read_json(run / "metrics" / "taxonomy_lab.json")
+    assert not (run / "metrics" / "taxonomy_lab.json").exists()  # the lab writes a new run, started from this one
+    rec = read_json(run.parent / f"{run.name}-lab" / "metrics" / "taxonomy_lab.json")
     met = rec["metrics"]
     changes = [met[f"kappa_after_{j}"] - met[f"kappa_before_{j}"] for j in ("knn", "linear")]
     assert any(abs(c) > 1e-6 for c in changes), met  # the edit's effect on kappa shows
