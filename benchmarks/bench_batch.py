@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_judges import items, panel_for  # noqa: E402
+from bench_judges import items, panel_for
 
-from flywheel_lib.taxonomy import load_taxonomy  # noqa: E402
+from flywheel_lib.taxonomy import load_taxonomy
 
 
 class BatchServerProcess:

@@ -23,9 +23,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flywheel_lib.judges import load_panel  # noqa: E402
-from flywheel_lib.taxonomy import load_taxonomy  # noqa: E402
-from flywheel_lib.testing import toy_seed  # noqa: E402
+from flywheel_lib.judges import load_panel
+from flywheel_lib.taxonomy import load_taxonomy
+from flywheel_lib.testing import toy_seed
 
 
 class ServerProcess:

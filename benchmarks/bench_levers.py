@@ -21,8 +21,7 @@ def main() -> None:
 
     from flywheel_lib import load_taxonomy
     from flywheel_lib.domains import get_domain
-    from flywheel_lib.levers import (BradleyTerry, ExampleRetriever, OfflinePairwiseJudge, append_examples,
-                                     judge_battles)
+    from flywheel_lib.levers import BradleyTerry, ExampleRetriever, OfflinePairwiseJudge, append_examples, judge_battles
     from flywheel_lib.levers.dpo import DPOConfig, train_dpo
 
     tax, dom = load_taxonomy("params/taxonomy/segments.yaml"), get_domain("segments")

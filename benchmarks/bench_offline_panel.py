@@ -35,7 +35,8 @@ DOMAINS = {
 
 def load_items(domain: str, n: int, seed: int) -> pd.DataFrame:
     if domain == "triagesql":
-        rows = [json.loads(x) for x in open("../shared/data/triagesql/triagesql_visible.jsonl")]
+        with open("../shared/data/triagesql/triagesql_visible.jsonl") as f:
+            rows = [json.loads(x) for x in f]
         df = pd.DataFrame({"item_id": [r["id"] for r in rows], "text": [r["question"] for r in rows],
                            "context": [json.dumps(r["schema"]) for r in rows], "label": [r["label"] for r in rows]})
         df["reason_key"] = None

@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from flywheel_lib import executors  # noqa: E402
-from flywheel_lib.judges import load_panel  # noqa: E402
-from flywheel_lib.taxonomy import load_taxonomy  # noqa: E402
+from flywheel_lib import executors
+from flywheel_lib.judges import load_panel
+from flywheel_lib.taxonomy import load_taxonomy
 
 
 def main() -> None:

@@ -47,7 +47,6 @@ from flywheel_lib.training.datasets import head_rows
 from flywheel_lib.training.head import DecisionHead, _refusal_scores
 
 
-
 def _heads(a, tax, val: pd.DataFrame) -> None:
     ts = pd.read_parquet(Path(a.run) / "artifacts" / "train_sets.parquet")
     ds = build_dataset(ts, variant=a.variant, taxonomy=tax, seed=7, max_refusal_share=a.share, n_train=960)
@@ -110,7 +109,7 @@ def _adapters(a, tax, dom, val: pd.DataFrame) -> None:
     def ok(answer, gold) -> bool:
         try:
             return bool(dom.same_result(answer, gold))
-        except Exception:  # an answer the executor rejects is a fail
+        except Exception:  # noqa: BLE001 - an answer the executor rejects is a fail
             return False
 
     print(f"adapters: the query each writes for the {len(s)} solvable validation items (query-only grammar)")

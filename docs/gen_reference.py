@@ -80,7 +80,7 @@ def cli_page() -> str:
         parser = build_parser()
         parts = [HEADER, "# The `flywheel` command\n", "Each command's `--help`, from the parser.\n",
                  "```text", parser.format_help().rstrip(), "```\n"]
-        subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
+        subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         for name, sub in subs.choices.items():
             parts += [f"## `flywheel {name}`\n", "```text", sub.format_help().rstrip(), "```\n"]
     finally:

@@ -15,8 +15,8 @@ production too; :meth:`TaxonomyEditor.scores` labels the two.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 

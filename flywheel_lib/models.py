@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["BUILTIN_MODELS", "PLAIN_CHAT_TEMPLATE", "load_base_model", "model_dir", "resolve_model_cache",
            "gguf_source", "ensure_chat_template", "bf16_supported"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 __all__ = ["project_root", "runs_dir", "resolve_path", "latest_run", "find_run", "artifact_path", "record_path",
            "manifest_path", "progress_path", "heartbeat_path", "partial_path", "is_partial", "atomic_dir",

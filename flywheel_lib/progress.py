@@ -111,7 +111,7 @@ class ProgressTail:
         self._pending: dict[str, str] = {}
         self._printed: dict[str, str] = {}
 
-    def __enter__(self) -> "ProgressTail":
+    def __enter__(self) -> ProgressTail:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.touch()
         self._thread.start()

@@ -162,7 +162,7 @@ class Verdict:
         return {c: getattr(self, c) for c in VERDICTS}
 
     @classmethod
-    def abstain(cls, item_id: str, judge: str, why: str, **kw) -> "Verdict":
+    def abstain(cls, item_id: str, judge: str, why: str, **kw) -> Verdict:
         """An explicit abstention: never a guessed label."""
         return cls(item_id=item_id, judge=judge, category=None, error=why, **kw)
 

@@ -14,7 +14,8 @@ KeyError: "unknown fruit 'pear'; registered: apple"
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["Registry"]
 

@@ -18,15 +18,24 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .io import file_sha256, read_json, read_table, write_json, write_table
-from .paths import (FIGURES, artifact_path, find_run, latest_run, manifest_path, project_root, record_path,
-                    resolve_path, runs_dir)
+from .paths import (
+    FIGURES,
+    artifact_path,
+    find_run,
+    latest_run,
+    manifest_path,
+    project_root,
+    record_path,
+    resolve_path,
+    runs_dir,
+)
 from .records import check_table
 
 __all__ = ["Stage", "RunView", "open_stage", "open_run", "project_root", "runs_dir", "resolve_path", "latest_run"]
@@ -130,7 +139,7 @@ class Stage:
         self._record.setdefault("headline", [])
         self._record.setdefault("notes", {})
         self._record.setdefault("inputs", {})
-        self._record["opened_at"] = datetime.now(timezone.utc).isoformat()
+        self._record["opened_at"] = datetime.now(UTC).isoformat()
         self._save()
 
     def __repr__(self) -> str:

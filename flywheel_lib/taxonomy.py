@@ -25,8 +25,9 @@ a taxonomy for another domain (TriageSQL's ``answerable``) plugs in unchanged.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 import pandas as pd
 import yaml
@@ -94,7 +95,7 @@ class Taxonomy(BaseModel):
     """The file it was read from (set by :func:`load_taxonomy`)."""
 
     @model_validator(mode="after")
-    def _check(self) -> "Taxonomy":
+    def _check(self) -> Taxonomy:
         ids = [c.id for c in self.categories]
         if len(ids) < 2:
             raise ValueError("a taxonomy needs at least two categories")
@@ -187,7 +188,7 @@ class Taxonomy(BaseModel):
         return pd.DataFrame(rows, columns=["item_id", "text", "source", "workload_id", "timestamp", "label", "output",
                                            "context", "split", "reason_key"])
 
-    def edited(self, category: str, field: str, value) -> "Taxonomy":
+    def edited(self, category: str, field: str, value) -> Taxonomy:
         """A new version with one field of one category changed.
 
         ``field`` is ``description``, ``rule``, ``reason_key``, ``suggestion``, ``title``, ``examples.positive`` or

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 __all__ = ["free_cores", "set_threads", "max_threads", "idle_share", "cpu_times"]
 

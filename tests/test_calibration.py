@@ -6,13 +6,20 @@ import math
 
 import pandas as pd
 import pytest
+from test_consensus import verdicts
 
 from flywheel_lib.curation.calibration import (
-    apply_gate, confused_pairs, confusion_table, effective_votes, error_correlation, judge_report, panel_agreement,
-    panel_record, per_category,
+    apply_gate,
+    confused_pairs,
+    confusion_table,
+    effective_votes,
+    error_correlation,
+    judge_report,
+    panel_agreement,
+    panel_record,
+    per_category,
 )
 from flywheel_lib.curation.split import check_disjoint, stratified_split
-from test_consensus import verdicts
 
 LABELS = ["x", "y"]
 GOLD = pd.Series({"a": "x", "b": "x", "c": "x", "d": "y", "e": "y", "f": "y"})

@@ -267,8 +267,12 @@ def test_curated_only_train_sets_and_policy_summary_match_the_full_build():
     reads, without stacking a large corpus three times); compare_policies is policy_summary per column, and
     compare_gate_policies the same over every policy."""
     from flywheel_lib.curation.datasets import build_train_sets
-    from flywheel_lib.curation.diagnostics import (compare_gate_policies, compare_policies, policy_summary,
-                                                   production_pool)
+    from flywheel_lib.curation.diagnostics import (
+        compare_gate_policies,
+        compare_policies,
+        policy_summary,
+        production_pool,
+    )
 
     res = resolve(ITEMS, CONSENSUS, TAX, conflicts=CONFLICTS, gate_scope="changes", contradiction="majority")
     full = build_train_sets(ITEMS, res, TAX)

@@ -3,14 +3,21 @@ accumulate into the corpus, the example store changes a head's decision, and the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import yaml
 
 from flywheel_lib.curation.datasets import carry_corpus
 from flywheel_lib.domains.segments.drift import DriftScheduleError, load_drift_schedule
-from flywheel_lib.evaluation.drift import (SliceReport, choose_candidate, decide_promotion_slices,
-                                          scenario_patterns, slice_pass_rates)
+from flywheel_lib.evaluation.drift import (
+    SliceReport,
+    choose_candidate,
+    decide_promotion_slices,
+    scenario_patterns,
+    slice_pass_rates,
+)
 from flywheel_lib.training.datasets import near_duplicate_key
 
 SCHEDULE = "params/drift/segments.yaml"
@@ -47,7 +54,7 @@ def _write(tmp_path, data) -> str:
     (lambda d: d["cycles"][1].update(surprise=1), "surprise"),
 ])
 def test_a_bad_schedule_names_its_file_and_key(tmp_path, edit, where):
-    data = yaml.safe_load(open(SCHEDULE))
+    data = yaml.safe_load(Path(SCHEDULE).read_text())
     edit(data)
     path = _write(tmp_path, data)
     with pytest.raises(DriftScheduleError, match=where) as e:
@@ -74,7 +81,7 @@ def test_the_schedule_changes_traffic_across_cycles(dom, sched):
     import tempfile
     with tempfile.TemporaryDirectory() as d:
         p = f"{d}/tiny.yaml"
-        open(p, "w").write(yaml.safe_dump(data))
+        Path(p).write_text(yaml.safe_dump(data))
         tiny = dom.traffic_requests(seed=7, cycle=1, n=200, schedule=p)
     new = tiny[tiny["scenario"] == "new"]
     assert len(new) > 150 and set(new["scenario_id"]) == {"missing_capability:blood_type"}

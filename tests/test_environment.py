@@ -19,7 +19,7 @@ def _norm(req: str) -> tuple[str, str]:
 def _pyproject() -> dict[str, str]:
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
     reqs = list(data["project"]["dependencies"])
-    for extra, items in data["project"]["optional-dependencies"].items():
+    for items in data["project"]["optional-dependencies"].values():
         reqs += [r for r in items if not r.startswith("flywheel-workbench")]
     return dict(_norm(r) for r in reqs)
 

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -77,7 +78,7 @@ def _corpus(n_rep: int = 12) -> pd.DataFrame:
 
 
 def _panel_file(tmp_path, srv) -> str:
-    cfg = yaml.safe_load(open("params/judges/offline.yaml"))
+    cfg = yaml.safe_load(Path("params/judges/offline.yaml").read_text())
     cfg["judges"].append({"name": "vllm", "backend": "openai-compatible", "model": "m", "base_url": srv.url,
                           "options": {"timeout_s": 5, "max_tokens": 100},
                           "fewshot": {"strategy": "stratified", "per_category": 1},

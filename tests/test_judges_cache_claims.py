@@ -73,7 +73,7 @@ def test_two_processes_on_one_cache_pay_each_prompt_once(tmp_path):
                  for me in ("a", "b")]
         outs = [p.communicate(timeout=300) for p in procs]
         seen = dict(srv.seen)
-    for p, (out, err) in zip(procs, outs):
+    for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
     a, b = (json.loads(o.strip().splitlines()[-1]) for o, _ in outs)
     assert len(seen) == n and max(seen.values()) == 1, f"{sum(seen.values())} requests for {n} prompts"

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -126,7 +127,7 @@ def test_02_judge_stops_naming_the_dead_judge_and_the_offline_ones_are_kept(tmp_
     items = pd.concat([toy_seed(), prod, many], ignore_index=True)
     items.to_parquet(run / "artifacts" / "items.parquet", index=False)
     with FaultServer(faults={"500": 1.0}) as srv:
-        panel = yaml.safe_load(open("params/judges/offline.yaml"))
+        panel = yaml.safe_load(Path("params/judges/offline.yaml").read_text())
         panel["judges"].append(_api_judge(srv, retries=0))
         f = tmp_path / "panel.yaml"
         f.write_text(yaml.safe_dump(panel))

@@ -2,7 +2,6 @@
 server on 127.0.0.1 serving SmolLM2 (flywheel_lib/testing/model_server.py). SmolLM2-135M is weak: these tests
 check that every verdict is parseable or an explicit abstention, not that it is right."""
 
-import pandas as pd
 import pytest
 import yaml
 

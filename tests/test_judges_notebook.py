@@ -4,6 +4,7 @@ never appears in the executed notebook, its HTML, the stage record or the cache.
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -24,7 +25,7 @@ def test_02_judge_runs_and_never_leaks_the_key(tmp_path, monkeypatch):
     monkeypatch.setenv("FLYWHEEL_NB_KEY", KEY)
     with FaultServer(faults={"429": 0.2, "truncated": 0.2}, retry_after_s=0.01) as srv:
         panel = tmp_path / "panel.yaml"
-        offline = yaml.safe_load(open("params/judges/offline.yaml"))
+        offline = yaml.safe_load(Path("params/judges/offline.yaml").read_text())
         offline["judges"].append({
             "name": "api", "backend": "openai-compatible", "model": "m", "base_url": srv.url,
             "api_key_env": "FLYWHEEL_NB_KEY", "options": {"timeout_s": 5},

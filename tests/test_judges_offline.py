@@ -253,8 +253,8 @@ def test_knn_auto_attribute_share_recovers_more_compound_attribute_sets(tax):
 
 
 def test_rules_judge_learns_category_phrases_and_vetoes_misleading_matches(tax):
-    from flywheel_lib.judges.rules import RulesJudge
     from flywheel_lib.judges.config import JudgeConfig
+    from flywheel_lib.judges.rules import RulesJudge
 
     rows = [("customers on the list i uploaded", "needs_context", "customer_list"),
             ("buyers who are on the list i uploaded", "needs_context", "customer_list"),

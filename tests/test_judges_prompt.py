@@ -71,8 +71,8 @@ def test_fewshot_strategies_and_prompt_hash(tax):
     strat = make_judge(JudgeConfig(name="f", backend="fake", fewshot={"strategy": "stratified", "per_category": 1}),
                        taxonomy=tax).fit(seed)
     reqs = strat.requests(items)
-    labels = [l for l in ("solvable", "needs_context", "missing_capability", "wrong_skill", "ambiguous")
-              if f'"category": "{l}"' in reqs[0].messages[1]["content"]]
+    labels = [c for c in ("solvable", "needs_context", "missing_capability", "wrong_skill", "ambiguous")
+              if f'"category": "{c}"' in reqs[0].messages[1]["content"]]
     assert len(labels) == 5  # one example per category
     assert len({r.key for r in reqs}) == len(items)
     near = make_judge(JudgeConfig(name="f", backend="fake", fewshot={"strategy": "nearest", "k": 2}),

@@ -9,10 +9,22 @@ import pytest
 
 from flywheel_lib import load_taxonomy
 from flywheel_lib.domains import get_domain
-from flywheel_lib.levers import (BradleyTerry, ExampleRetriever, LLMPairwiseJudge, OfflinePairwiseJudge,
-                                 append_examples, build_preference_pairs, fewshot_prompts, judge_battles,
-                                 known_queries, parse_pairwise, position_bias, store_growth, to_hf_folder,
-                                 to_openai_jsonl)
+from flywheel_lib.levers import (
+    BradleyTerry,
+    ExampleRetriever,
+    LLMPairwiseJudge,
+    OfflinePairwiseJudge,
+    append_examples,
+    build_preference_pairs,
+    fewshot_prompts,
+    judge_battles,
+    known_queries,
+    parse_pairwise,
+    position_bias,
+    store_growth,
+    to_hf_folder,
+    to_openai_jsonl,
+)
 
 TAX = "params/taxonomy/segments.yaml"
 

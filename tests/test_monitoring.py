@@ -6,16 +6,28 @@ import pytest
 
 from flywheel_lib import load_taxonomy
 from flywheel_lib.domains.segments.traffic import PLANT_KINDS, plant_requests
+from flywheel_lib.judges.base import make_judge
 from flywheel_lib.judges.config import JudgeConfig, PanelConfig
 from flywheel_lib.judges.panel import Panel
-from flywheel_lib.judges.base import make_judge
 from flywheel_lib.monitoring import ValidatorConfig, route, run_validators, score_validators
 from flywheel_lib.monitoring.drift import drift_alarm, fresh_slice
-from flywheel_lib.monitoring.feedback import (FeedbackParams, accuracy_estimates, implicit_failures,
-                                              latency_buckets, simulate_feedback)
+from flywheel_lib.monitoring.feedback import (
+    FeedbackParams,
+    accuracy_estimates,
+    implicit_failures,
+    latency_buckets,
+    simulate_feedback,
+)
 from flywheel_lib.monitoring.probes import anchor_text, anchoring_probe
-from flywheel_lib.monitoring.validators import (detect_language, flag_anomaly, flag_injection, flag_language,
-                                                flag_length, flag_personal_data, flag_topic)
+from flywheel_lib.monitoring.validators import (
+    detect_language,
+    flag_anomaly,
+    flag_injection,
+    flag_language,
+    flag_length,
+    flag_personal_data,
+    flag_topic,
+)
 
 SEED_TEXTS = pd.Series([
     "customers who spent more than 100 dollars", "shoppers in Chicago who ordered twice",

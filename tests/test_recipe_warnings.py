@@ -7,13 +7,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
+import pandas as pd
+import pytest
 
-from flywheel_lib.curation import plots  # noqa: E402
-from flywheel_lib.curation.warnings import recipe_warnings  # noqa: E402
-from flywheel_lib.data.stats import UNLABELLED, class_balance, nothing_to_show, zero_result_rate  # noqa: E402
-from flywheel_lib.taxonomy import load_taxonomy  # noqa: E402
+from flywheel_lib.curation import plots
+from flywheel_lib.curation.warnings import recipe_warnings
+from flywheel_lib.data.stats import UNLABELLED, class_balance, nothing_to_show, zero_result_rate
+from flywheel_lib.taxonomy import load_taxonomy
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import json
 
 import pandas as pd
 import pytest
+from test_resolve import CONFLICTS, CONSENSUS, ITEMS, TAX, VALID
 
 from flywheel_lib.curation.resolve import resolve
 from flywheel_lib.curation.review import REVIEW_COLUMNS, ReviewError, export_review, import_review, review_queue
-from test_resolve import CONFLICTS, CONSENSUS, ITEMS, TAX, VALID
 
 
 @pytest.fixture

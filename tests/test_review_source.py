@@ -9,13 +9,19 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_resolve import CONFLICTS, CONSENSUS, ITEMS, TAX, VALID
 
 from flywheel_lib.curation.audit import audit_precision, draw_audit
 from flywheel_lib.curation.resolve import resolve
-from flywheel_lib.curation.review import (REVIEW_COLUMNS, decide_review_source, export_review, import_review,
-                                          review_queue, with_audit)
+from flywheel_lib.curation.review import (
+    REVIEW_COLUMNS,
+    decide_review_source,
+    export_review,
+    import_review,
+    review_queue,
+    with_audit,
+)
 from flywheel_lib.curation.reviewer import simulate_review
-from test_resolve import CONFLICTS, CONSENSUS, ITEMS, TAX, VALID
 
 ACCEPTED = CONSENSUS.loc[CONSENSUS["status"] == "accepted", ["item_id", "category"]]
 

@@ -10,14 +10,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_resolve import CONFLICTS, CONSENSUS, ITEMS, TAX, VALID
 
 from flywheel_lib.curation.audit import draw_audit
 from flywheel_lib.curation.resolve import resolve
 from flywheel_lib.curation.review import REVIEW_COLUMNS, ReviewError, review_queue, with_audit
-from flywheel_lib.curation.reviewers import (ANSWER_COLUMNS, ReviewAggregator, agreement, assign_reviewers,
-                                             cohen_kappa, export_assigned, fleiss_kappa, krippendorff_alpha,
-                                             read_answers, requeue_file, review_files, reviewer_names)
-from test_resolve import CONFLICTS, CONSENSUS, ITEMS, TAX, VALID
+from flywheel_lib.curation.reviewers import (
+    ANSWER_COLUMNS,
+    ReviewAggregator,
+    agreement,
+    assign_reviewers,
+    cohen_kappa,
+    export_assigned,
+    fleiss_kappa,
+    krippendorff_alpha,
+    read_answers,
+    requeue_file,
+    review_files,
+    reviewer_names,
+)
 
 # Fleiss (1971)-style worked example: 10 items, 14 raters each, 5 categories; kappa = 0.210
 FLEISS_TABLE = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],

@@ -63,7 +63,7 @@ def test_manifest_records_params_env_inputs_timings_and_metrics(ok_run):
     assert len(m["git"]["commit"]) == 40
     if m["git"]["dirty"] is None:  # git could not check this checkout: the manifest must say why, not guess
         assert m["git"]["dirty_error"]
-        warnings.warn(f"git could not tell whether the checkout is dirty: {m['git']['dirty_error']}")
+        warnings.warn(f"git could not tell whether the checkout is dirty: {m['git']['dirty_error']}", stacklevel=1)
     else:
         assert isinstance(m["git"]["dirty"], bool)
     assert m["python"].startswith("3.") and m["packages"]["papermill"]

@@ -12,9 +12,25 @@ from hypothesis import strategies as st
 from flywheel_lib.domains.base import DomainError
 from flywheel_lib.domains.segments import language as L
 from flywheel_lib.domains.segments.catalog import load_catalog
-from flywheel_lib.domains.segments.language import (And, Attribute, Between, Bool, Comparison, Contains, Enum,
-                                                    Function, IsNull, Number, Or, ParseError, RelDate, String,
-                                                    parse, subjects, to_text)
+from flywheel_lib.domains.segments.language import (
+    And,
+    Attribute,
+    Between,
+    Bool,
+    Comparison,
+    Contains,
+    Enum,
+    Function,
+    IsNull,
+    Number,
+    Or,
+    ParseError,
+    RelDate,
+    String,
+    parse,
+    subjects,
+    to_text,
+)
 from flywheel_lib.domains.segments.validator import ValidationError, validate
 
 DOC_EXAMPLES = [ln.strip() for ln in L.__doc__.split("::")[1].split("Public API")[0].splitlines() if ln.strip()]
@@ -123,7 +139,7 @@ def test_validator_accepts_quoted_enums_and_all_operator_kinds():
 def test_every_catalog_operator_parses():
     cat = load_catalog()
     example = {"number": "1", "integer": "1", "date": "-1d", "enum": "X", "string": "'s'", "bool": "true"}
-    for t, spec in cat.types.items():
+    for spec in cat.types.values():
         for op in spec["operators"]:
             v = example[spec["value"]]
             tail = f" BETWEEN {v} AND {v}" if op == "BETWEEN" else f" {op}" if "NULL" in op else f" {op} {v}"

@@ -60,7 +60,7 @@ def server(tmp_path_factory):
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     cmd = [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
            "--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}", "--default-artifact-root", str(tmp / "artifacts")]
-    log = open(tmp / "server.log", "w")
+    log = open(tmp / "server.log", "w")  # noqa: SIM115 - the server writes to it until the fixture closes it
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp)
     uri = f"http://127.0.0.1:{port}"
     try:

@@ -15,13 +15,6 @@ from __future__ import annotations
 from ._votes import normalize_reason_key, vote_matrix
 from .audit import AuditEstimate, audit_precision, audit_size, draw_audit
 from .conflicts import find_conflicts
-from .datasets import build_train_sets
-from .resolve import check_outputs, resolve
-from .review import (ReviewError, ReviewSource, decide_review_source, export_review, import_review, review_queue,
-                     with_audit)
-from .reviewers import (Agreement, ReviewAggregator, agreement, assign_reviewers, export_assigned, read_answers,
-                        requeue_file, review_files)
-from .split import check_disjoint, stratified_split
 from .consensus import (
     STRATEGIES,
     ConsensusStrategy,
@@ -32,6 +25,28 @@ from .consensus import (
     make_strategy,
     precision_coverage,
 )
+from .datasets import build_train_sets
+from .resolve import check_outputs, resolve
+from .review import (
+    ReviewError,
+    ReviewSource,
+    decide_review_source,
+    export_review,
+    import_review,
+    review_queue,
+    with_audit,
+)
+from .reviewers import (
+    Agreement,
+    ReviewAggregator,
+    agreement,
+    assign_reviewers,
+    export_assigned,
+    read_answers,
+    requeue_file,
+    review_files,
+)
+from .split import check_disjoint, stratified_split
 
 __all__ = [
     "Agreement",

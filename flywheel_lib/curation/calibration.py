@@ -16,9 +16,9 @@ coverage against the baseline's precision on its most confident answers at the s
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -76,7 +76,7 @@ def judge_report(verdicts: pd.DataFrame, gold: pd.Series, *, labels: list[str]) 
             res = cohens_kappa(sq)  # 95% interval from the asymptotic standard error
             kappa, lo, hi = float(res.kappa), float(res.kappa_low), float(res.kappa_upp)
             lo, hi = float(np.clip(lo, -1.0, 1.0)), float(np.clip(hi, -1.0, 1.0))  # kappa lies in [-1, 1]
-        except Exception:  # degenerate table (one class only)
+        except Exception:  # noqa: BLE001 - degenerate table (one class only)
             kappa = lo = hi = float("nan")
         rows.append({"judge": judge, "n": n, "answered": answered,
                      "abstain_rate": 1 - answered / n if n else float("nan"),
@@ -153,7 +153,7 @@ def effective_votes(corr: pd.DataFrame) -> dict:
     rho = float(off.mean()) if off.size else 0.0
     n_eff = n / (1 + (n - 1) * max(rho, 0.0)) if n else 0.0
     lam = np.clip(np.linalg.eigvalsh(m), 0, None) if n else np.array([])
-    n_eig = float(sum((l >= 1) + (l - np.floor(l)) for l in lam))
+    n_eig = float(sum((ev >= 1) + (ev - np.floor(ev)) for ev in lam))
     return {"n": n, "mean_rho": rho, "n_eff": float(n_eff), "n_eff_eigen": n_eig}
 
 

@@ -23,7 +23,7 @@ other_label, text, other_text, source, other_source``; ``df.attrs`` carries coun
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd

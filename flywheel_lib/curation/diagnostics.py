@@ -30,8 +30,8 @@ value distributions (``0`` same, ``1`` disjoint; lengths in 5-word bins). A regi
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
 import pandas as pd
-
-from dataclasses import dataclass
 
 from ..io import atomic_path, write_json
 from ..taxonomy import Taxonomy
@@ -241,7 +240,7 @@ def export_review(queue: pd.DataFrame, csv_path: str | Path, *, taxonomy: Taxono
 def _check(df: pd.DataFrame, taxonomy: Taxonomy, path: Path, row_name: str) -> pd.DataFrame:
     known = set(taxonomy.ids)
     seen: dict[str, str] = {}
-    for k, r in enumerate(df.itertuples(index=False)):
+    for r in df.itertuples(index=False):
         where = f"{path}: {row_name} {r.row}"
         if is_missing(r.item_id):
             raise ReviewError(f"{where}: column item_id is empty")

@@ -309,7 +309,7 @@ class ReviewAggregator:
         self.min_answers = min_answers
         self.min_posterior = min_posterior
 
-    def fit(self, answers: pd.DataFrame) -> "ReviewAggregator":
+    def fit(self, answers: pd.DataFrame) -> ReviewAggregator:
         if self.rule not in RESOLUTIONS:
             raise ValueError(f"review_resolution {self.rule!r}: expected one of {', '.join(RESOLUTIONS)}")
         missing = {"item_id", "reviewer", "label"} - set(answers.columns)

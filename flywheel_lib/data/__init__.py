@@ -9,8 +9,15 @@
 from .ingest import TRUTH_COLUMNS, gather_from_parent, gather_items, order_columns, scrub_items, split_truth
 from .loaders import DataError, load_items, read_any, split_labelled
 from .pii import PII_TYPES, find_pii, scrub_frame, scrub_text, span_recall
-from .stats import (class_balance, dedup_report, exact_refusal_conflicts, length_stats, match_key, signal_rates,
-                    zero_result_rate)
+from .stats import (
+    class_balance,
+    dedup_report,
+    exact_refusal_conflicts,
+    length_stats,
+    match_key,
+    signal_rates,
+    zero_result_rate,
+)
 
 __all__ = [
     "TRUTH_COLUMNS", "gather_from_parent", "gather_items", "order_columns", "scrub_items", "split_truth",

@@ -8,7 +8,8 @@ raise before anything is written, so the notebook's single atomic write is all-o
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 

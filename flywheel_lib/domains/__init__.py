@@ -7,7 +7,7 @@ what it selects, and a data generator. ``get_domain(name)`` returns the register
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..registry import Registry
 from .base import Domain, DomainError, OutputCheck

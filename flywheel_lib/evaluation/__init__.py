@@ -10,8 +10,16 @@ torch/transformers load only when :class:`VariantGenerator` is built.
 
 from .compare import SEED_TABLES, compare_variants, mcnemar_pair, seed_tables
 from .generate import BASE_VARIANT, VariantGenerator, openai_generate, score_predictions, select_eval_items
-from .metrics import (METRICS, category_recall, compute_metrics, confusion, item_outcomes, manifest_metrics,
-                      predicted_label, wilson)
+from .metrics import (
+    METRICS,
+    category_recall,
+    compute_metrics,
+    confusion,
+    item_outcomes,
+    manifest_metrics,
+    predicted_label,
+    wilson,
+)
 from .plots import plot_category_recall, plot_confusion, plot_metric_bars, plot_training_loss
 from .promote import decide_promotion
 

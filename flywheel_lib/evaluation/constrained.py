@@ -133,7 +133,7 @@ class ConstrainedDecoder:
         return m.is_completed() if hasattr(m, "is_completed") else m.accept_token(next(iter(self.eos_ids)))
 
     def processor(self, max_new_tokens: int | None = None, finish_tokens: int = 24,
-                  group_tokens: int = 40) -> "GrammarLogitsProcessor":
+                  group_tokens: int = 40) -> GrammarLogitsProcessor:
         """A fresh processor for one ``generate`` call; with ``max_new_tokens``, the last ``finish_tokens`` steps
         steer every unfinished answer to its nearest end, and no parenthesised group opens in the last
         ``group_tokens`` steps, so no answer is cut off mid-query."""

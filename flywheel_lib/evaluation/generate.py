@@ -18,7 +18,8 @@ when decoding is constrained) or the refusal's sentence after a forced ``REFUSE 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 
@@ -44,10 +45,9 @@ class VariantGenerator:
                 raise ValueError(f"zero_result_floor must be in [0, 1], got {zero_result_floor}")
         import torch
 
-        from ..training.head import DecisionHead
-
         from ..models import bf16_supported, load_base_model
         from ..threads import set_threads
+        from ..training.head import DecisionHead
 
         self.threads_ = set_threads(threads)
         self.model, self.tok = load_base_model(base_model, cache_dir=cache_dir, device=device)
@@ -179,7 +179,7 @@ class VariantGenerator:
                 continue
             try:
                 got = self.execute_(out[i])
-            except Exception:  # not a query that runs: nothing to guard
+            except Exception:  # noqa: BLE001 - not a query that runs: nothing to guard
                 continue
             if got is not None and len(got) == 0:
                 hit.append(i)
@@ -267,7 +267,7 @@ def openai_generate(model_id: str, texts: list[str], *, base_url: str | None = N
 def _execute(domain, q: str) -> frozenset | None:
     try:
         return domain.execute(q)
-    except Exception:  # DomainError or anything the executor raises: the output does not execute
+    except Exception:  # noqa: BLE001 - DomainError or anything the executor raises: the output does not execute
         return None
 
 
@@ -298,7 +298,7 @@ def score_predictions(items: pd.DataFrame, texts: list[str], *, variant: str, do
                 if same is not None:
                     try:
                         passed = bool(same(ans.output, it.output))
-                    except Exception:
+                    except Exception:  # noqa: BLE001 - an answer the executor rejects is a fail
                         passed = False
                 else:
                     if it.item_id not in gold_cache:

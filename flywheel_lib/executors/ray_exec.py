@@ -55,7 +55,7 @@ def _map(ex: Executor, df: pd.DataFrame, fn_cls, ctor: dict, scratch: Path, prog
     """Write ``df`` as Parquet blocks, map them through an actor pool of ``fn_cls``, yield the output blocks."""
     import pyarrow.parquet as pq
 
-    ray = init_ray(ex)
+    init_ray(ex)
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = bool(progress)

@@ -38,7 +38,7 @@ def answer_correct(true_label: str, gold: str | None, refused: bool, category: s
             return False
         try:
             return bool(domain.same_result(output, gold))
-        except Exception:  # an answer that does not run is wrong
+        except Exception:  # noqa: BLE001 - an answer that does not run is wrong
             return False
     return refused and category == true_label
 

@@ -11,8 +11,18 @@ LLM in-process), ``knn``, ``linear``, ``rules`` (offline, no LLM) and ``fake`` (
 runs). Each backend module imports its SDK inside itself.
 """
 
-from .base import (BACKENDS, Completion, Judge, LLMJudge, OfflineJudge, PermanentError, Request, TransientError,
-                   make_judge, register_backend)
+from .base import (
+    BACKENDS,
+    Completion,
+    Judge,
+    LLMJudge,
+    OfflineJudge,
+    PermanentError,
+    Request,
+    TransientError,
+    make_judge,
+    register_backend,
+)
 from .cache import VerdictCache
 from .config import JudgeConfig, PanelConfig, PanelError, read_panel_config
 from .failfast import JudgeFailureError

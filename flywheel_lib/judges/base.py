@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -87,7 +88,7 @@ class Judge(Protocol):
     config: JudgeConfig
     kind: str
 
-    def fit(self, fewshot: pd.DataFrame) -> "Judge":
+    def fit(self, fewshot: pd.DataFrame) -> Judge:
         """Calibrate on the seed's few-shot pool (items with ``label`` and ``reason_key``); return self."""
 
 
@@ -144,7 +145,7 @@ class LLMJudge(_JudgeBase):
     TRANSPORT_PARAMS: ClassVar[frozenset] = frozenset({"transport"})
     """``params`` keys that change how a prompt travels, not its answer: left out of the cache key."""
 
-    def fit(self, fewshot: pd.DataFrame) -> "LLMJudge":
+    def fit(self, fewshot: pd.DataFrame) -> LLMJudge:
         from .fewshot import FewShotPicker
 
         self.picker_ = FewShotPicker(self.config.fewshot, self.taxonomy).fit(fewshot)

@@ -35,7 +35,7 @@ from pathlib import Path
 from ..records import Verdict
 from .base import LLMJudge, PermanentError, Request, TransientError
 from .batch_journal import BatchJournal, Slot
-from .batch_providers import Outcome, OpenAIBatches, provider_for
+from .batch_providers import OpenAIBatches, Outcome, provider_for
 from .cache import VerdictCache
 from .prompt import ParseError, parse_verdict
 

@@ -22,8 +22,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from .base import Completion, PermanentError, Request, TransientError
 

@@ -24,8 +24,8 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from ..records import Verdict
 from ..sqlite_wal import connect_wal

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 from .base import Request
 from .cache import CLAIM_TTL_S, VerdictCache, new_owner

@@ -144,7 +144,7 @@ class JudgeConfig(_Strict):
     """Polling and splitting in batch mode."""
 
     @model_validator(mode="after")
-    def _no_inline_keys(self) -> "JudgeConfig":
+    def _no_inline_keys(self) -> JudgeConfig:
         for k in self.params:
             if "key" in k.lower() and k.lower() not in {"reason_key"}:
                 raise ValueError(f"params.{k}: put secrets in an environment variable and name it in api_key_env")
@@ -161,7 +161,7 @@ class PanelConfig(_Strict):
     """The file it was read from."""
 
     @model_validator(mode="after")
-    def _unique(self) -> "PanelConfig":
+    def _unique(self) -> PanelConfig:
         names = [j.name for j in self.judges]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:

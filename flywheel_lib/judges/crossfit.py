@@ -15,8 +15,8 @@ training folds only. ``02_judge`` then refits on the whole seed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import pandas as pd
 
@@ -43,7 +43,7 @@ class CrossFit:
     """``fold -> Panel``: each fold's fitted panel."""
 
     @property
-    def panel(self) -> "FoldedPanel":
+    def panel(self) -> FoldedPanel:
         """The fitted fold panels as one panel that judges each item with its own fold's panel."""
         return FoldedPanel(self.panels, {str(i): f for f, ids in self.judged_ids.items() for i in ids})
 
@@ -73,7 +73,7 @@ class FoldedPanel:
     def names(self) -> list[str]:
         return [j.name for j in self.judges]
 
-    def without(self, names) -> "FoldedPanel":
+    def without(self, names) -> FoldedPanel:
         return FoldedPanel({f: p.without(names) for f, p in self.panels.items()}, self.fold_of)
 
     def judge(self, items: pd.DataFrame, **kw) -> pd.DataFrame:

@@ -84,7 +84,7 @@ class EncoderJudge(OfflineJudge):
         pooled = (out * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         return self.head_(torch.nn.functional.dropout(pooled, 0.1, self.model_.training))
 
-    def fit(self, fewshot: pd.DataFrame) -> "EncoderJudge":
+    def fit(self, fewshot: pd.DataFrame) -> EncoderJudge:
         import copy
 
         import torch

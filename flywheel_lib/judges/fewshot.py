@@ -20,7 +20,7 @@ class FewShotPicker:
         self.config = config
         self.taxonomy = taxonomy
 
-    def fit(self, pool: pd.DataFrame) -> "FewShotPicker":
+    def fit(self, pool: pd.DataFrame) -> FewShotPicker:
         cols = ["text", "label", "reason_key"]
         missing = [c for c in cols if c not in pool.columns]
         if missing:

@@ -138,7 +138,7 @@ class KNNJudge(OfflineJudge):
     def _rows(v, sl):
         return (v[0][sl], v[1][sl]) if isinstance(v, tuple) else v[sl]
 
-    def fit(self, fewshot: pd.DataFrame) -> "KNNJudge":
+    def fit(self, fewshot: pd.DataFrame) -> KNNJudge:
         pool = fewshot.loc[fewshot["label"].notna()].reset_index(drop=True)
         self.taxonomy.check_labels(pool["label"], where=f"judge {self.name}: few-shot pool")
         self.labels_ = pool["label"].astype(str).to_numpy()

@@ -71,7 +71,7 @@ class LinearJudge(OfflineJudge):
             return OneVsRestClassifier(lr)
         return lr
 
-    def fit(self, fewshot: pd.DataFrame) -> "LinearJudge":
+    def fit(self, fewshot: pd.DataFrame) -> LinearJudge:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.multiclass import OneVsRestClassifier
         from sklearn.pipeline import FeatureUnion

@@ -175,7 +175,7 @@ def load_scorer(name: str, cache_dir: str | None = None) -> ChoiceScorer:
 class LocalJudge(LLMJudge):
     Params = LocalParams
 
-    def fit(self, fewshot: pd.DataFrame) -> "LocalJudge":
+    def fit(self, fewshot: pd.DataFrame) -> LocalJudge:
         super().fit(fewshot)
         pool = fewshot.loc[fewshot["label"].notna()]
         self.reasons_ = {}

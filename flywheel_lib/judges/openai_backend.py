@@ -18,7 +18,6 @@ honours Retry-After. The key travels in the Authorization header only.
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import functools
 import importlib.util
@@ -173,7 +172,7 @@ class OpenAIJudge(LLMJudge):
         try:
             async with session.post(self._url, data=json.dumps(self._kwargs(req)).encode()) as r:
                 return r.status, r.headers, await r.read()
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TransientError("timeout") from None
         except aiohttp.ClientError as e:
             raise TransientError(f"connection error ({type(e).__name__})") from None

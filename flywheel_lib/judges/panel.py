@@ -11,17 +11,17 @@ judge (items, called, cached, abstained, errors, retries, tokens, cost, wall tim
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 
+from ..executors import current as current_executor
+from ..executors import run_llm_with, run_offline_with  # local, or Ray Data (executor: ray)
 from ..records import VERDICTS, check_table, empty_table
 from .base import LLMJudge, OfflineJudge, make_judge
 from .cache import VerdictCache
 from .config import PanelConfig, PanelError, read_panel_config
-from ..executors import current as current_executor
-from ..executors import run_llm_with, run_offline_with  # local, or Ray Data (executor: ray)
 from .failfast import MAX_FAILURE_RATE, check_stats
 
 __all__ = ["Panel", "load_panel"]
@@ -52,7 +52,7 @@ class Panel:
     def names(self) -> list[str]:
         return [j.name for j in self.judges]
 
-    def without(self, names: Iterable[str] | str) -> "Panel":
+    def without(self, names: Iterable[str] | str) -> Panel:
         """A new panel without the named judges (the fitted judges are shared, not refitted)."""
         drop = {names} if isinstance(names, str) else set(names)
         unknown = drop - set(self.names)
@@ -64,7 +64,7 @@ class Panel:
         cfg = self.config.model_copy(update={"judges": [j.config for j in keep]})
         return Panel(cfg, keep, taxonomy=self.taxonomy, domain=self.domain)
 
-    def fit(self, fewshot: pd.DataFrame) -> "Panel":
+    def fit(self, fewshot: pd.DataFrame) -> Panel:
         """Calibrate every judge on the seed's few-shot pool (rows with ``text``, ``label``, ``reason_key``)."""
         missing = [c for c in ("text", "label", "reason_key") if c not in fewshot.columns]
         if missing:

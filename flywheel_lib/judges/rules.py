@@ -272,7 +272,7 @@ class RulesJudge(OfflineJudge):
 
     _PERSON = re.compile(r"\b(i|i'm|im|my|me|we|our|you|your|he|she|his|her)\b")
     _ASK = {"what", "which", "who", "whom", "whose", "how", "when", "where", "why", "list", "show", "find", "give",
-            "count", "name", "return", "tell", "is", "are", "was", "were", "do", "does", "did", "can", "which"}
+            "count", "name", "return", "tell", "is", "are", "was", "were", "do", "does", "did", "can"}
 
     def _bucket(self, text: str, context: str):
         """The ``schema`` rule's evidence bucket of an item, and its cited terms; None without a schema."""
@@ -326,7 +326,7 @@ class RulesJudge(OfflineJudge):
         return None, "", ""
 
     # --- estimator ---------------------------------------------------------------------------------
-    def fit(self, fewshot: pd.DataFrame) -> "RulesJudge":
+    def fit(self, fewshot: pd.DataFrame) -> RulesJudge:
         pool = fewshot.loc[fewshot["label"].notna()].reset_index(drop=True)
         self.taxonomy.check_labels(pool["label"], where=f"judge {self.name}: few-shot pool")
         vague_cat, ctx_cat = self.rule_cats.get("vague"), self.rule_cats.get("context")

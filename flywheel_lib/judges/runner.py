@@ -153,7 +153,7 @@ async def _call_with_retries(judge: LLMJudge, req: Request, limiter: RateLimiter
         try:
             async with asyncio.timeout(opts.timeout_s + 5):  # a guard above the client's own timeout
                 return await judge.complete(req), None
-        except (TransientError, asyncio.TimeoutError) as e:
+        except (TimeoutError, TransientError) as e:
             retry_after = getattr(e, "retry_after", None)
             why = str(e) or type(e).__name__
         except PermanentError as e:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import pandas as pd
 
@@ -59,7 +60,7 @@ class OfflinePairwiseJudge:
             if isinstance(gold, str) and gold.strip() and self.domain.same_result(a.output, gold):
                 return 3
             return 2 if len(self.domain.execute(a.output)) > 0 else 1
-        except Exception:  # an answer that does not run
+        except Exception:  # noqa: BLE001 - an answer that does not run
             return 0
 
     def compare(self, request: dict, first: str, second: str) -> str:

@@ -110,8 +110,8 @@ def train_dpo(pairs: pd.DataFrame, cfg: DPOConfig, out_dir: str | Path, *, adapt
     from peft import LoraConfig, PeftModel, get_peft_model
 
     from ..models import bf16_supported, load_base_model
-    from ..threads import set_threads
     from ..progress import progress_bar
+    from ..threads import set_threads
     from ..training.lora import tokenize_chats
 
     miss = [c for c in ("prompt", "chosen", "rejected") if c not in pairs.columns]

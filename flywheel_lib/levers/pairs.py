@@ -119,7 +119,7 @@ def build_preference_pairs(items: pd.DataFrame, consensus: pd.DataFrame, *, taxo
                 if domain is not None and ans.output:
                     try:
                         kind = "refusal_vs_empty_query" if len(domain.execute(ans.output)) == 0 else kind
-                    except Exception:  # a query that does not run is still a query the model should not have written
+                    except Exception:  # noqa: BLE001 - a query that does not run is still a query the model should not have written
                         pass
             cat = taxonomy[acc_label]
             chosen = format_target(acc_label, None, getattr(r, "accepted_reason", None), solvable_id=solv,
@@ -133,7 +133,7 @@ def build_preference_pairs(items: pd.DataFrame, consensus: pd.DataFrame, *, taxo
             else:
                 try:
                     same = domain is not None and bool(domain.same_result(ans.output, gold))
-                except Exception:
+                except Exception:  # noqa: BLE001 - an answer that does not run is a wrong query
                     same = False
                 if same or domain is None:
                     continue

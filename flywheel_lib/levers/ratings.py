@@ -63,7 +63,7 @@ class BradleyTerry:
         ref = t[models.index(self.anchor)] if self.anchor in models else t.mean()
         return self.anchor_elo + ELO_SCALE * (t - ref)
 
-    def fit(self, battles: pd.DataFrame, models: list[str] | None = None) -> "BradleyTerry":
+    def fit(self, battles: pd.DataFrame, models: list[str] | None = None) -> BradleyTerry:
         """``battles``: ``model_a, model_b, winner`` (a model or ``"tie"``) and ``item_id`` for the bootstrap."""
         miss = [c for c in ("model_a", "model_b", "winner") if c not in battles.columns]
         if miss:

@@ -13,7 +13,7 @@ so the store only grows and no row is ever edited (:func:`append_examples` check
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -63,10 +63,10 @@ def append_examples(store: pd.DataFrame | None, rows: pd.DataFrame, *, cycle: in
     new = new[~new["example_id"].isin(set(store["example_id"]))]
     if "reason_key" not in new:
         new["reason_key"] = None
-    new["source"] = new["source"] if "source" in new else "curated"
+    new["source"] = new.get("source", "curated")
     new["target"] = _targets(new, taxonomy)
     new["cycle"] = int(cycle)
-    new["added_at"] = added_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    new["added_at"] = added_at or datetime.now(UTC).isoformat(timespec="seconds")
     new["taxonomy_version"] = taxonomy.version_id if taxonomy is not None else ""
     new["run_id"] = run_id
     out = pd.concat([store[STORE_COLUMNS], new[STORE_COLUMNS]], ignore_index=True) if len(store) else \

@@ -6,8 +6,7 @@
 - :mod:`.drift` — each judge's kappa per cycle and the drift alarm.
 """
 
-from .validators import (ROUTINGS, VALIDATORS, ValidatorConfig, detect_language, route, run_validators,
-                         score_validators)
+from .validators import ROUTINGS, VALIDATORS, ValidatorConfig, detect_language, route, run_validators, score_validators
 
 __all__ = ["VALIDATORS", "ROUTINGS", "ValidatorConfig", "run_validators", "route", "score_validators",
            "detect_language"]

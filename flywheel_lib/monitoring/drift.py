@@ -59,7 +59,7 @@ def drift_alarm(table: pd.DataFrame) -> pd.DataFrame:
     """``table`` with ``alarm``: the judge's kappa in this cycle lies outside its first cycle's interval."""
     out = table.sort_values(["judge", "cycle"]).reset_index(drop=True).copy()
     out["alarm"] = False
-    for judge, g in out.groupby("judge"):
+    for _, g in out.groupby("judge"):
         first = g.iloc[0]
         lo, hi = first["kappa_lo"], first["kappa_hi"]
         if pd.isna(lo) or pd.isna(hi):

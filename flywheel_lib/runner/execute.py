@@ -24,10 +24,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..io import file_sha256, text_hash
 from ..paths import ARTIFACTS, FIGURES, find_run, is_partial, progress_path, project_root, resolve_path, runs_dir
@@ -92,7 +93,7 @@ class _Signals:
         self.armed = False
         self._old: dict[int, Any] = {}
 
-    def __enter__(self) -> "_Signals":
+    def __enter__(self) -> _Signals:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._handle)
@@ -453,11 +454,12 @@ def _run_stages(r: Recipe, to_run: list[str], notebooks: dict[str, Path], declar
             kernels: list = []
             try:
                 with tail:
+                    # _execute returns only once the call has ended: the lambda never outlives this iteration
                     _execute(signals, lambda: papermill.execute_notebook(
-                        str(notebooks[stage]), str(out_nb), parameters=passed,
-                        kernel_name=kernel_for(notebooks[stage]), progress_bar=progress, cwd=str(root),
+                        str(notebooks[stage]), str(out_nb), parameters=passed,  # noqa: B023
+                        kernel_name=kernel_for(notebooks[stage]), progress_bar=progress, cwd=str(root),  # noqa: B023
                         log_output=False, report_mode=False,
-                        kernel_manager_class=_kernel_manager_class(ipc_dir, kernels),
+                        kernel_manager_class=_kernel_manager_class(ipc_dir, kernels),  # noqa: B023
                     ), kernels)
                 entry["status"] = "succeeded"
             except KeyboardInterrupt as exc:  # _Stop from the run's handlers, or a caller's own KeyboardInterrupt

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ PACKAGES = (
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def git_state(root: Path) -> dict[str, Any]:
@@ -129,7 +129,7 @@ class Manifest:
         self.data = data if data is not None else read_json(self.path)
 
     @classmethod
-    def load(cls, run_dir: Path) -> "Manifest":
+    def load(cls, run_dir: Path) -> Manifest:
         return cls(run_dir)
 
     def save(self) -> None:
@@ -285,7 +285,7 @@ class Heartbeat:
             if self._stop.wait(self.every):
                 return
 
-    def __enter__(self) -> "Heartbeat":
+    def __enter__(self) -> Heartbeat:
         self._thread.start()
         return self
 

@@ -199,7 +199,7 @@ class Recipe(BaseModel):
                               f"(stages: {', '.join(self.stages)})")
         return [s for s in self.stages if s in stages]
 
-    def with_overrides(self, sets: list[str]) -> "Recipe":
+    def with_overrides(self, sets: list[str]) -> Recipe:
         """Apply ``--set key=value`` / ``--set stage.key=value`` overrides (values parsed as YAML)."""
         r = self.model_copy(deep=True)
         for s in sets:

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..paths import artifact_path
 from ..io import atomic_path
+from ..paths import artifact_path
 
 __all__ = ["render_notebook_html", "write_index", "fmt_value", "CSS"]
 

@@ -70,7 +70,7 @@ class BatchServer:
         self._held = threading.Event()
 
     # --- lifecycle -----------------------------------------------------------------------------
-    def start(self) -> "BatchServer":
+    def start(self) -> BatchServer:
         srv = self
 
         class H(_Handler):
@@ -87,7 +87,7 @@ class BatchServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def __enter__(self) -> "BatchServer":
+    def __enter__(self) -> BatchServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -267,7 +267,7 @@ class _Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n else b""
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         body = self._body()
         del body
         if not self._authorized():
@@ -300,7 +300,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, srv.openai_object(b))
         self._send(404, {"error": {"message": f"not found: {p}"}})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self._body()
         if not self._authorized():
             return

@@ -30,7 +30,7 @@ import random
 import re
 import threading
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["FaultServer", "FAULTS"]
 
@@ -62,7 +62,7 @@ class FaultServer:
         self.port = 0
 
     # --- lifecycle -----------------------------------------------------------------------------
-    def start(self) -> "FaultServer":
+    def start(self) -> FaultServer:
         self._thread = threading.Thread(target=self._run, daemon=True, name="fault-server")
         self._thread.start()
         if not self._ready.wait(10):
@@ -74,7 +74,7 @@ class FaultServer:
             self._loop.call_soon_threadsafe(self._stop.set)
             self._thread.join(5)
 
-    def __enter__(self) -> "FaultServer":
+    def __enter__(self) -> FaultServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -109,7 +109,7 @@ class FineTuneServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}/v1"
 
-    def start(self) -> "FineTuneServer":
+    def start(self) -> FineTuneServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
         return self
@@ -118,7 +118,7 @@ class FineTuneServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def __enter__(self) -> "FineTuneServer":
+    def __enter__(self) -> FineTuneServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -190,7 +190,7 @@ class FineTuneServer:
                     return False
                 return True
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 path = self.path.split("?")[0].rstrip("/")
                 srv.requests.append(("POST", path))
                 if not self._authorized():
@@ -209,7 +209,7 @@ class FineTuneServer:
                         return self._send(200, srv._public(job))
                 self._error(404, f"no route POST {path}")
 
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 path = self.path.split("?")[0].rstrip("/")
                 srv.requests.append(("GET", path))
                 if not self._authorized():

@@ -48,7 +48,7 @@ class Tracking:
         return self.backend is not None
 
     @classmethod
-    def from_value(cls, value: Any, source: str) -> "Tracking":
+    def from_value(cls, value: Any, source: str) -> Tracking:
         """``"mlflow"``/``True`` turn it on; ``"off"``, ``"none"``, ``False``, ``None`` off; anything else is an error."""
         from ..runner.recipe import RecipeError
 

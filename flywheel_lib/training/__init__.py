@@ -11,7 +11,15 @@ speaks its endpoints). torch/transformers/openai are imported inside the backend
 """
 
 from .base import BACKENDS, FineTuneBackend, TrainResult, get_backend, register_backend
-from .datasets import BuiltDataset, build_dataset, dedup, format_chat, near_duplicate_key, save_dataset, split_validation
+from .datasets import (
+    BuiltDataset,
+    build_dataset,
+    dedup,
+    format_chat,
+    near_duplicate_key,
+    save_dataset,
+    split_validation,
+)
 from .targets import SYSTEM_PROMPT, Answer, format_target, parse_answer
 
 __all__ = [

@@ -99,7 +99,7 @@ class _NGrams:
         self.vectorizers = vectorizers
 
     @classmethod
-    def fit(cls, texts: list[str]) -> "_NGrams":
+    def fit(cls, texts: list[str]) -> _NGrams:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         out = {}
@@ -127,7 +127,7 @@ class _NGrams:
         return out
 
     @classmethod
-    def from_arrays(cls, z) -> "_NGrams":
+    def from_arrays(cls, z) -> _NGrams:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         out = {}
@@ -152,7 +152,7 @@ class _TunedEncoder:
         self.model, self.tokenizer = model, tokenizer
 
     @classmethod
-    def base(cls) -> "_TunedEncoder":
+    def base(cls) -> _TunedEncoder:
         import os
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -237,7 +237,7 @@ class _TunedEncoder:
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: Path) -> "_TunedEncoder":
+    def load(cls, path: Path) -> _TunedEncoder:
         from safetensors.torch import load_file
 
         enc = cls.base()
@@ -324,7 +324,7 @@ class DecisionHead:
         """``finetuned`` with ``members > 1``: the members after the first, each its encoder, weights and intercepts
         (the first is ``tuned_``, ``coef_``, ``intercept_``)."""
 
-    def fit(self, texts, labels, *, solvable_id: str = "solvable", sample_weight=None) -> "DecisionHead":
+    def fit(self, texts, labels, *, solvable_id: str = "solvable", sample_weight=None) -> DecisionHead:
         """Fit on ``texts`` -> ``labels``; ``sample_weight`` (one per row, optional) weighs the rows' losses."""
         from sklearn.linear_model import LogisticRegression
 
@@ -447,7 +447,7 @@ class DecisionHead:
                 shutil.copyfile(Path(src) / name, Path(dst) / name)
 
     @classmethod
-    def load(cls, folder) -> "DecisionHead":
+    def load(cls, folder) -> DecisionHead:
         path = Path(folder) / HEAD_FILE
         try:
             with np.load(path, allow_pickle=False) as z:

@@ -225,9 +225,9 @@ def train_lora(train_chats, val_chats, cfg: LoRAConfig, out_dir: str | Path, *, 
 
     import torch
     from peft import LoraConfig, get_peft_model
-    from ..progress import progress_bar
 
     from ..models import bf16_supported, load_base_model
+    from ..progress import progress_bar
     from ..threads import set_threads
 
     out_dir = Path(out_dir)  # written only once trained, all at once (atomic_dir): never a half-written folder

@@ -22,7 +22,7 @@ plus ``detail`` and ``support``, the share of the panel voting for the label).
 from __future__ import annotations
 
 import json
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -84,7 +84,7 @@ class ConsensusStrategy:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in params.items())})"
 
     # --- fitting ---------------------------------------------------------------------------------
-    def fit(self, verdicts: pd.DataFrame) -> "ConsensusStrategy":
+    def fit(self, verdicts: pd.DataFrame) -> ConsensusStrategy:
         """Aggregate ``verdicts`` (the verdicts contract). Returns ``self``."""
         check_verdicts(verdicts)
         judges = list(self.judges) if self.judges is not None else sorted(verdicts["judge"].unique())

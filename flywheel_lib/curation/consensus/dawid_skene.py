@@ -24,7 +24,7 @@ An item is accepted when its largest posterior reaches ``min_posterior``; below 
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -111,7 +111,7 @@ class DawidSkene(ConsensusStrategy):
             t = np.where(has[:, None], counts / np.maximum(counts.sum(1, keepdims=True), 1), 1.0 / k)
         ll_old = -np.inf
         it = 0
-        for it in range(1, self.n_iter + 1):
+        for it in range(1, self.n_iter + 1):  # noqa: B007 - read after the loop: the iterations it took
             priors, pis = self._m_step(t, onehot)
             t, ll = self._e_step(priors, pis, onehot, n)
             if abs(ll - ll_old) / max(n, 1) < self.tol:

@@ -8,7 +8,7 @@ statsmodels), ``recall`` the share of all items labelled correctly.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import pandas as pd
 

@@ -15,7 +15,7 @@ common normalised key among the judges who voted for the label.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

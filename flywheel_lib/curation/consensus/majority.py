@@ -15,7 +15,7 @@ judge counts against); ``strict=False`` accepts the plurality of the votes cast.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

@@ -29,7 +29,7 @@ What "consistent reasoning" means is the ``reasoning`` check, chosen to fit what
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 

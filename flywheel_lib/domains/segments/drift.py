@@ -22,8 +22,8 @@ Scenario ids are ``<category>:<key>`` for refusal scenarios (``missing_capabilit
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -103,7 +103,7 @@ class DriftSchedule(BaseModel):
     """The file it was loaded from (empty when built in code)."""
 
     @model_validator(mode="after")
-    def _check(self) -> "DriftSchedule":
+    def _check(self) -> DriftSchedule:
         keys = sorted(self.cycles)
         if not keys or keys != list(range(1, len(keys) + 1)):
             raise ValueError(f"cycles must be numbered 1, 2, ... without a gap, got {keys}")

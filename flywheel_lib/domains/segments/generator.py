@@ -31,7 +31,9 @@ import pandas as pd
 
 from ...data.stats import match_key
 from . import phrasing as P
-from .noise import noise as _noise, paraphrase as _paraphrase, plant_pii as _plant_pii
+from .noise import noise as _noise
+from .noise import paraphrase as _paraphrase
+from .noise import plant_pii as _plant_pii
 
 __all__ = ["generate", "CATEGORIES", "REFUSAL_SHARE", "match_key", "SIGNALS"]
 

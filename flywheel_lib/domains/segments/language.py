@@ -35,11 +35,11 @@ Public API: :func:`parse` (text -> AST, raises :class:`ParseError`), :func:`to_t
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator, Union
 
 from ..base import DomainError
 
@@ -120,7 +120,7 @@ class RelDate:
     """0-based character offset in the source."""
 
 
-Value = Union[Number, String, Bool, Enum, RelDate]
+Value = Number | String | Bool | Enum | RelDate
 
 
 # ---------------------------------------------------------------------------- subjects
@@ -142,7 +142,7 @@ class Function:
     """0-based character offset in the source."""
 
 
-Subject = Union[Attribute, Function]
+Subject = Attribute | Function
 
 
 # ---------------------------------------------------------------------------- conditions
@@ -186,17 +186,17 @@ class IsNull:
 
 @dataclass(frozen=True)
 class And:
-    items: tuple["Node", ...]
+    items: tuple[Node, ...]
     """Two or more operands (nested ANDs are flattened)."""
 
 
 @dataclass(frozen=True)
 class Or:
-    items: tuple["Node", ...]
+    items: tuple[Node, ...]
     """Two or more operands (nested ORs are flattened)."""
 
 
-Node = Union[Comparison, Between, Contains, IsNull, And, Or]
+Node = Comparison | Between | Contains | IsNull | And | Or
 
 # ---------------------------------------------------------------------------- parsing
 _TOKEN_NAMES = {

@@ -15,8 +15,23 @@ from __future__ import annotations
 import datetime as dt
 
 from .catalog import Catalog, load_catalog
-from .language import (And, Attribute, Between, Bool, Comparison, Contains, Enum, LocatedError, Node, Number,
-                       Or, RelDate, String, Value, walk)
+from .language import (
+    And,
+    Attribute,
+    Between,
+    Bool,
+    Comparison,
+    Contains,
+    Enum,
+    LocatedError,
+    Node,
+    Number,
+    Or,
+    RelDate,
+    String,
+    Value,
+    walk,
+)
 
 __all__ = ["ValidationError", "validate", "check", "operator_of", "date_value"]
 
