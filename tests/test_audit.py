@@ -95,3 +95,17 @@ def test_the_interval_covers_the_known_precision_in_seeded_draws(n_accepted, sha
         assert est.n == 200
         hits.append(est.lo <= true <= est.hi)
     assert np.mean(hits) >= 0.85, (true, np.mean(hits))
+
+
+def test_a_census_interval_holds_the_exact_precision():
+    """Every accepted label reviewed: the estimate is the precision itself and its interval holds it exactly."""
+    import pandas as pd
+
+    from flywheel_lib.curation.audit import audit_precision
+
+    cats = ["a"] * 7 + ["b"] * 11 + ["c"] * 13
+    accepted = pd.DataFrame({"item_id": range(len(cats)), "category": cats, "status": "accepted"})
+    human = [c if i % 3 else "x" for i, c in enumerate(cats)]
+    est = audit_precision(accepted, pd.DataFrame({"item_id": range(len(cats)), "human_label": human}))
+    true = sum(h == c for h, c in zip(human, cats)) / len(cats)
+    assert est.lo <= true <= est.hi and est.precision == true

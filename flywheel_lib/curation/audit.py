@@ -199,6 +199,8 @@ def audit_precision(accepted: pd.DataFrame, answers: pd.DataFrame, *, confidence
         return AuditEstimate(nan, nan, nan, 0, big_n, 0.0, confidence, w_miss, s.reset_index(names="category"))
     w = s.loc[answered, "weight"] / s.loc[answered, "weight"].sum()
     p = float((w * s.loc[answered, "precision"]).sum())
+    if (s["n"] == s["N"]).all():  # a census: the precision itself, exactly (no sum of weighted shares to round)
+        p = int(s["confirmed"].sum()) / big_n
     v = float((w ** 2 * pd.Series(var_h, index=s.index)[answered]).sum())
     f_all = n / float(s.loc[answered, "N"].sum())
     if v > 0:
