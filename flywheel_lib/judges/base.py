@@ -215,7 +215,7 @@ class LLMJudge(_JudgeBase):
             messages = render_messages(self.taxonomy, item, examples=ex, domain=self.domain, system=system,
                                        examples_text=shared)
             sys_c, user_c = messages[0]["content"], messages[1]["content"]
-            if sys_c is system and shared_b and user_c.startswith(shared):
+            if sys_c is system and shared and user_c.startswith(shared):
                 h = base_user.copy()
                 h.update(user_c[len(shared):].encode())
             else:

@@ -480,6 +480,7 @@ def _run_stages(r: Recipe, to_run: list[str], notebooks: dict[str, Path], declar
                 _sweep_partials(run_dir)
                 if tail.last:
                     entry["last_progress"] = tail.last
+                    assert result.failure is not None  # set by whatever did not succeed above
                     result.failure += f" (last progress: {tail.last})"
             after = _outputs_snapshot(run_dir)
             entry["outputs"] = sorted(k for k, v in after.items() if before.get(k) != v)

@@ -95,7 +95,7 @@ def git_state_async(root: Path):
 
 
 def package_versions(names=PACKAGES) -> dict[str, str | None]:
-    out = {}
+    out: dict[str, str | None] = {}
     for n in names:
         try:
             out[n] = metadata.version(n)
@@ -143,6 +143,7 @@ class Manifest:
 
     def refresh_records(self) -> None:
         """Fold every stage's recorded metrics, notes and input hashes into the manifest."""
+        headline: dict[str, Any]
         metrics, notes, inputs, headline, figures = {}, {}, {}, {}, []
         by_stage: dict[str, dict] = {}
         owner: dict[str, str] = {}
@@ -259,7 +260,7 @@ def runner_gone(runner: dict[str, Any] | None, run_dir: Path) -> str | None:
     return None
 
 
-def run_state(m: dict[str, Any], run_dir: Path) -> str:
+def run_state(m: dict[str, Any], run_dir: Path) -> str | None:
     """A run's status as it stands now: the manifest's, except ``dead`` for a ``running`` run whose runner is gone."""
     status = m.get("status")
     if status == "running" and runner_gone(m.get("runner"), Path(run_dir)):

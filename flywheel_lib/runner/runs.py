@@ -22,7 +22,7 @@ def list_runs(root: Path | None = None) -> list[dict[str, Any]]:
     d = root or runs_dir()
     if not d.exists():
         return []
-    out = []
+    out: list[dict[str, Any]] = []
     for r in sorted(d.iterdir()):
         m = r / "manifest.json"
         if m.exists():

@@ -126,6 +126,8 @@ class DawidSkene(ConsensusStrategy):
         conf = t.max(axis=1)
         agree = codes == top[:, None]
         rk = top_reason(reasons, agree)
+        labels: list[str | None]
+        rkeys: list[str | None]
         labels, status, rkeys, detail = [], [], [], []
         for i in range(n):
             if not has[i]:

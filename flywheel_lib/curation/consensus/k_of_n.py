@@ -36,6 +36,8 @@ def vote_decision(codes, reasons, classes, need: np.ndarray, *, below: str = "di
     agree = codes == top[:, None]
     rk = top_reason(reasons, agree)
     panel = max(codes.shape[1], 1)
+    labels: list[str | None]
+    rkeys: list[str | None]
     labels, status, rkeys, detail = [], [], [], []
     for i in range(codes.shape[0]):
         if n_votes[i] == 0:

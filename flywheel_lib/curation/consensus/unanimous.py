@@ -104,6 +104,8 @@ class Unanimous(ConsensusStrategy):
             if len(todo):
                 rationale_ok[todo] = self._rationales_agree(todo, threshold)
         accepted = same_cat & (same_reason | rationale_ok)
+        labels: list[str | None]
+        rkeys: list[str | None]
         labels, status, rkeys, detail = [], [], [], []
         for i in range(n):
             if n_j == 0 or (codes[i] < 0).all():
