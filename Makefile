@@ -18,7 +18,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo smoke test lab clean-outputs
+.PHONY: setup demo smoke lint test lab clean-outputs
 
 setup: $(STAMP)
 
@@ -46,7 +46,13 @@ $(BROWSER_STAMP): $(STAMP)
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || echo "chromium not installed: browser tests will be skipped"
 	touch $(BROWSER_STAMP)
 
-test: $(STAMP) $(BROWSER_STAMP)
+# ruff (rules in pyproject.toml) over the whole tree, notebooks included, then mypy over the typed core (its
+# cache in .mypy_cache: a second run takes about a second).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint $(STAMP) $(BROWSER_STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # JupyterLab refuses to start as root unless told; pass --allow-root only when we are root (CI, containers).
