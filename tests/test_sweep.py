@@ -21,7 +21,15 @@ import pytest
 import yaml
 
 from flywheel_lib.evaluation import item_outcomes
-from flywheel_lib.sweep import cmh, parse_grid, pool_comparisons, pooled_mcnemar, run_sweep, summarize_metrics, t_interval
+from flywheel_lib.sweep import (
+    cmh,
+    parse_grid,
+    pool_comparisons,
+    pooled_mcnemar,
+    run_sweep,
+    summarize_metrics,
+    t_interval,
+)
 from flywheel_lib.sweep.launch import available_cores, thread_share
 from flywheel_lib.sweep.stats import mcnemar_counts
 

@@ -23,9 +23,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..io import file_sha256, read_json, write_json
 from ..paths import runs_dir

@@ -153,7 +153,7 @@ class SweepSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SweepSpec":
+    def from_dict(cls, d: dict[str, Any]) -> SweepSpec:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
