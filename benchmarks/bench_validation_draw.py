@@ -28,7 +28,7 @@ The README's figures under "A validation draw" come from this script with ``--ru
 ``20261201-223718_demo_1e4dff`` (cycles 1 and 2). The two-member head (``head_members: 2``) was chosen from
 ``--run 20261201-220348_demo_7a7078 --heads finetuned --ft-seeds 7,1,3,5 --pairs --seed 11,13
 --thresholds 0.45,0.5,0.55,0.6,0.65`` (2,000 items, 800 solvable), the three-member head (``head_members: 3``,
-the demo's since session 11) from the same with ``--run 20261202-050518_demo_f1ef13`` (the same rows, rebuilt by
+the demo's default) from the same with ``--run 20261202-050518_demo_f1ef13`` (the same rows, rebuilt by
 00-03 of the same recipe: its singles and pairs came out to the digit) and ``--members 2,3,4``. Not a test.
 """
 

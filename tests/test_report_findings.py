@@ -1,4 +1,4 @@
-"""The run's index.html leads with what the cycle found: the promotion decision and the seed's two tables."""
+"""The run's index.html leads with what the cycle found: the promotion decision and the two paired tables (production-only vs curated, naive merge vs curated)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def test_index_leads_with_the_findings(tmp_path):
     found, headline = html.index("What this cycle found"), html.index("<h2>Headline")
     assert found < headline
     assert "deployed <b>curated</b>" in html and "pass rate +0.150" in html
-    assert "Production model vs curated" in html and "Naive merge vs curated" in html
+    assert "Production-only model vs curated" in html and "Naive merge vs curated" in html
     assert html.count("1.2e-06") >= 2 and "+0.150" in html
     assert "first cycle of its lineage" in html
 

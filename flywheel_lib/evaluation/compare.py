@@ -22,7 +22,8 @@ SEED_TABLES = {
     "production_vs_curated": ("production_only", "curated"),
     "naive_vs_curated": ("naive_merge", "curated"),
 }
-"""The seed's two comparisons: Figure 6 (production model vs curated) and Figure 7 (naive merge vs curated)."""
+"""The two comparisons the method is judged by: the production-only model vs curated, and the naive merge vs curated
+(both trained the same way on the same base model)."""
 
 
 def mcnemar_pair(outcomes: pd.DataFrame, a: str, b: str, metric: str) -> dict:

@@ -161,8 +161,8 @@ def write_index(run_dir: Path, m: dict[str, Any]) -> Path:
     return out
 
 
-_TABLE_TITLES = {"production_vs_curated": "Production model vs curated (the seed's Figure 6)",
-                 "naive_vs_curated": "Naive merge vs curated (the seed's Figure 7)"}
+_TABLE_TITLES = {"production_vs_curated": "Production-only model vs curated, same base model and steps",
+                 "naive_vs_curated": "Naive merge vs curated, same base model and steps"}
 
 
 def _findings(run_dir: Path, m: dict[str, Any]) -> str:
