@@ -202,8 +202,9 @@ class Stage:
         self._save()
         return p
 
-    def figure(self, fig, name: str, dpi: int = 110) -> Path:
-        """Save a matplotlib figure as PNG for the report (the notebook still shows it inline)."""
+    def figure(self, fig, name: str, dpi: int = 110) -> None:
+        """Save a matplotlib figure as PNG for the report (the notebook still shows it inline). Returns nothing, so a
+        cell that ends with it shows no path of the machine that ran it."""
         out = self.figures / f"{self.name}__{name}.png"
         fig.savefig(out, dpi=dpi, bbox_inches="tight")
         figs = self._record.setdefault("figures", [])
@@ -211,7 +212,6 @@ class Stage:
         if rel not in figs:
             figs.append(rel)
         self._save()
-        return out
 
     def records_of(self, stage: str) -> dict:
         """What another stage of this run recorded (``metrics``, ``notes``, ...); empty if it has not run."""

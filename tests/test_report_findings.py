@@ -36,3 +36,19 @@ def test_index_without_an_evaluation_has_no_findings_section(tmp_path):
     run.mkdir()
     html = write_index(run, {"run_id": "r", "status": "succeeded"}).read_text()
     assert "What this cycle found" not in html
+
+
+def test_a_saved_figure_leaves_no_machine_path_in_the_notebook(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from flywheel_lib.stage import open_stage
+
+    (tmp_path / "run").mkdir()
+    st = open_stage(tmp_path / "run", "05_evaluate")
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    assert st.figure(fig, "x") is None  # a cell ending with it shows no Out[...] PosixPath
+    assert (tmp_path / "run" / "figures" / "05_evaluate__x.png").exists()
