@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -70,8 +71,7 @@ def hold(tmp_path, runs):
         f"name: hold\ndescription: three tiny stages, the middle one waits\nnotebook_dir: {nbdir}\n"
         f"stages: [make, wait, use]\nparams:\n  label: hello\n"
         f"stage_params:\n  make: {{n_rows: 4, scale: 2.0}}\n  wait: {{gate: {gate}}}\n")
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
+    tmp = Path(tempfile.mkdtemp(prefix="fwk-", dir="/tmp"))  # short: a kernel's socket path must fit in ~107 bytes
     env = {**os.environ, "FLYWHEEL_RUNS_DIR": str(runs), "FLYWHEEL_ROOT": str(ROOT), "TMPDIR": str(tmp),
            "OMP_NUM_THREADS": "1", "FLYWHEEL_MAX_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     kernels: list[int] = []
@@ -79,6 +79,7 @@ def hold(tmp_path, runs):
     for pid in kernels:  # a kernel orphaned by SIGKILL ends by itself; never leave one behind regardless
         if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _flywheel(hold, *args: str) -> subprocess.Popen:
@@ -248,3 +249,18 @@ def test_atomic_dir_leaves_nothing_or_the_whole_folder_and_never_writes_through_
     assert sorted(p.name for p in target.iterdir()) == ["a.bin", "b.bin"]
     assert (target / "a.bin").read_bytes() == b"new" and (earlier / "a.bin").read_bytes() == b"earlier run"
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["v"]
+
+
+def test_kernel_sockets_go_to_a_short_folder_when_the_temp_dir_is_long(tmp_path, monkeypatch):
+    """Under a deep temp dir (pytest-xdist's, a CI runner's) a kernel's IPC socket path would pass the ~107-byte
+    limit and the kernel would not start: the runner puts its kernel folders in /tmp instead."""
+    import tempfile as tf
+
+    from flywheel_lib.runner.execute import IPC_PATH_MAX, _kernel_tmp_root
+
+    deep = tmp_path / ("d" * 60)
+    deep.mkdir()
+    monkeypatch.setattr(tf, "tempdir", str(deep))
+    assert _kernel_tmp_root() == Path("/tmp")
+    monkeypatch.setattr(tf, "tempdir", "/tmp")
+    assert _kernel_tmp_root() == Path("/tmp") and len("/tmp") < IPC_PATH_MAX

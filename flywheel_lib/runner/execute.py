@@ -167,9 +167,21 @@ def _signal_kernel(km, signum: int) -> bool:
     return True
 
 
+IPC_PATH_MAX = 100
+"""A Unix socket's path must fit in ~107 bytes; a kernel's sockets are ``<kernel dir>/k-<port>``."""
+
+
+def _kernel_tmp_root() -> Path:
+    """Where kernel folders go: the temp dir, or ``/tmp`` when the temp dir's path is too long for a socket's."""
+    root = Path(tempfile.gettempdir())
+    if len(str(root)) + len(KERNEL_DIR_PREFIX) + 30 > IPC_PATH_MAX and Path("/tmp").is_dir():
+        return Path("/tmp")
+    return root
+
+
 def _sweep_kernel_dirs() -> None:
     """Remove kernel temp folders left by runners that were killed (their pid is gone) or that are empty and old."""
-    for d in Path(tempfile.gettempdir()).glob(f"{KERNEL_DIR_PREFIX}*"):
+    for d in _kernel_tmp_root().glob(f"{KERNEL_DIR_PREFIX}*"):
         try:
             pid = d.name[len(KERNEL_DIR_PREFIX):].split("-", 1)[0]
             if pid.isdigit() and not pid_alive(int(pid)):
@@ -450,7 +462,7 @@ def _run_stages(r: Recipe, to_run: list[str], notebooks: dict[str, Path], declar
             ppath = progress_path(run_dir, stage)
             os.environ[PROGRESS_ENV] = str(ppath)  # the kernel inherits it: long loops report here, not in the notebook
             tail = ProgressTail(ppath, echo=echo if progress else (lambda s: None))
-            ipc_dir = Path(tempfile.mkdtemp(prefix=f"{KERNEL_DIR_PREFIX}{os.getpid()}-"))
+            ipc_dir = Path(tempfile.mkdtemp(prefix=f"{KERNEL_DIR_PREFIX}{os.getpid()}-", dir=_kernel_tmp_root()))
             kernels: list = []
             try:
                 with tail:
