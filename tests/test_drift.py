@@ -225,3 +225,15 @@ def test_the_gain_since_the_first_cycle_and_the_oracles_share():
                          pd.DataFrame())
     assert versus_first_cycle(cycle2, "curated")["diff_drift_vs_first_cycle"] == 0.25  # vs the deployed model
     assert versus_first_cycle(cycle2, "deployed_prev") == {}  # kept the deployed model: no gain to state
+
+
+def test_scenario_entry_says_how_each_scenario_entered_the_corpus():
+    from flywheel_lib.flywheel.slices import scenario_entry
+
+    truth = pd.DataFrame({"item_id": ["a", "b", "c", "d"], "true_label": ["ambiguous"] * 3 + ["solvable"],
+                          "scenario_id": ["ambiguous:x"] * 3 + [""]})
+    consensus = pd.DataFrame({"item_id": ["a", "b", "c"], "status": ["accepted", "disagreement", "disagreement"]})
+    corpus = pd.DataFrame({"item_id": ["a", "b"], "label": ["ambiguous", "solvable"]})
+    e = scenario_entry(truth, consensus, corpus).set_index("scenario_id").loc["ambiguous:x"]
+    assert (e["judged"], e["panel"], e["review"], e["left_out"], e["label_right"]) == (3, 1, 1, 1, 1)
+    assert scenario_entry(truth.drop(columns="scenario_id"), consensus, corpus).empty

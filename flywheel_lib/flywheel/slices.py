@@ -34,7 +34,9 @@ def scenario_entry(truth: pd.DataFrame, consensus: pd.DataFrame, corpus: pd.Data
     """Per drift scenario (``truth.scenario_id``, empty ones skipped): rows judged, rows in the curated ``corpus``
     labelled by the panel (``consensus`` accepted) and through review (in the corpus, not accepted), rows left out,
     and how many of the corpus labels are the true category."""
-    t = truth[truth.get("scenario_id", pd.Series(dtype=str)).fillna("").astype(str) != ""]
+    if "scenario_id" not in truth.columns:  # a truth without scenarios (user data, an older simulator)
+        return pd.DataFrame(columns=["scenario_id", "judged", "panel", "review", "left_out", "label_right"])
+    t = truth[truth["scenario_id"].fillna("").astype(str) != ""]
     if t.empty:
         return pd.DataFrame(columns=["scenario_id", "judged", "panel", "review", "left_out", "label_right"])
     acc = set(consensus.loc[consensus["status"] == "accepted", "item_id"])
