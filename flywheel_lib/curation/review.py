@@ -268,6 +268,24 @@ def label_studio_answer(annotation: dict) -> dict:
             "reviewer": str(who.get("email", who) if isinstance(who, dict) else (who or ""))}
 
 
+def label_studio_tasks(p: Path) -> list[tuple[dict, dict]]:
+    """The tasks of a Label Studio JSON export, each with its ``data`` (which must name the ``item_id``); errors name
+    the file and the task."""
+    try:
+        tasks = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ReviewError(f"{p}: not valid JSON: {e}") from e
+    if not isinstance(tasks, list):
+        raise ReviewError(f"{p}: expected a list of Label Studio tasks")
+    out = []
+    for k, t in enumerate(tasks):
+        data = t.get("data") or {}
+        if "item_id" not in data:
+            raise ReviewError(f"{p}: task {k}: data has no item_id")
+        out.append((t, data))
+    return out
+
+
 def import_review(path: str | Path, *, taxonomy: Taxonomy) -> pd.DataFrame:
     """Read a reviewed CSV or a Label Studio JSON export: ``item_id, human_label, human_output, note, reviewer,
     row, audit, source_file`` (``audit``: the row was an audit item; False where the file has no such column).
@@ -277,17 +295,8 @@ def import_review(path: str | Path, *, taxonomy: Taxonomy) -> pd.DataFrame:
         raise ReviewError(f"review file {p} does not exist")
     cols = ["item_id", "human_label", "human_output", "note", "reviewer", "row"]
     if p.suffix.lower() == ".json":
-        try:
-            tasks = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
-            raise ReviewError(f"{p}: not valid JSON: {e}") from e
-        if not isinstance(tasks, list):
-            raise ReviewError(f"{p}: expected a list of Label Studio tasks")
         rows = []
-        for k, t in enumerate(tasks):
-            data = t.get("data") or {}
-            if "item_id" not in data:
-                raise ReviewError(f"{p}: task {k}: data has no item_id")
+        for k, (t, data) in enumerate(label_studio_tasks(p)):
             anns = [a for a in (t.get("annotations") or []) if not a.get("was_cancelled")]
             if not anns:
                 continue

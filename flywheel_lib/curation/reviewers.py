@@ -42,7 +42,7 @@ import pandas as pd
 
 from ..taxonomy import Taxonomy
 from ._votes import is_missing
-from .review import REVIEW_COLUMNS, ReviewError, export_review, import_review, label_studio_answer
+from .review import REVIEW_COLUMNS, ReviewError, export_review, import_review, label_studio_answer, label_studio_tasks
 
 __all__ = ["RESOLUTIONS", "ANSWER_COLUMNS", "reviewer_names", "assign_reviewers", "export_assigned", "review_files",
            "read_answers", "cohen_kappa", "fleiss_kappa", "krippendorff_alpha", "Agreement", "agreement",
@@ -131,17 +131,8 @@ def review_files(spec: str | Path) -> list[Path]:
 
 
 def _label_studio_answers(p: Path, taxonomy: Taxonomy) -> list[dict]:
-    try:
-        tasks = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise ReviewError(f"{p}: not valid JSON: {e}") from e
-    if not isinstance(tasks, list):
-        raise ReviewError(f"{p}: expected a list of Label Studio tasks")
     rows = []
-    for k, t in enumerate(tasks):
-        data = t.get("data") or {}
-        if "item_id" not in data:
-            raise ReviewError(f"{p}: task {k}: data has no item_id")
+    for k, (t, data) in enumerate(label_studio_tasks(p)):
         for a in t.get("annotations") or []:
             res = label_studio_answer(a)
             if a.get("was_cancelled") or is_missing(res["label"]):
