@@ -97,10 +97,12 @@ class RunView:
         local = self.path(f"models/{variant}", ext="")
         if (local / "adapter_config.json").exists():
             return str(local)
-        ft = self.read_json("finetune")
-        if variant not in ft.get("variants", {}):
-            raise KeyError(f"run {self.run_id} fine-tuned no variant {variant!r} (it has {sorted(ft.get('variants', {}))})")
-        return ft["variants"][variant]["model_ref"]
+        from .training.record import read_finetune
+
+        ft = read_finetune(self)
+        if variant not in ft.variants:
+            raise KeyError(f"run {self.run_id} fine-tuned no variant {variant!r} (it has {sorted(ft.variants)})")
+        return ft.variants[variant].model_ref
 
     def deployed_model(self) -> tuple[str, str]:
         """``(variant, adapter)`` of the model this run deployed: 05_evaluate's promotion winner."""

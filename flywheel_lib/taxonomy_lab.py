@@ -143,8 +143,9 @@ def start_lab_run(run_dir, *, run_id: str | None = None):
     from pathlib import Path
 
     from .paths import project_root, runs_dir
-    from .runner.execute import _reuse, new_run_id
+    from .runner.execute import new_run_id
     from .runner.manifest import Manifest, environment, now, runner_identity
+    from .runner.resume import _reuse
 
     parent = Path(run_dir).resolve()
     pm = Manifest.load(parent).data

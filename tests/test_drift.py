@@ -52,6 +52,12 @@ def _write(tmp_path, data) -> str:
     (lambda d: d["slice_frames"].append({"id": "tr_any", "text": "x {c}"}), "held out"),    # slice reuses traffic
     (lambda d: d["cycles"][1].update(new_share=1.5), "new_share"),
     (lambda d: d["cycles"][1].update(surprise=1), "surprise"),
+    (lambda d: d["cycles"][1].update(capability_changes={"shoe_size": {"queries": {"x": "y"}}}),  # not earlier
+     "capability_changes.shoe_size: not an unknown attribute of an earlier cycle"),
+    (lambda d: d["cycles"][3]["capability_changes"]["shoe_size"]["queries"].pop("have small feet"),
+     "missing \\['have small feet'\\]"),
+    (lambda d: d["cycles"][3].update(capability_changes={"vip_ish": {"queries": {"are sort of VIP": "x"}}}),
+     "capability_changes.vip_ish: not an unknown"),  # a vague word is no attribute to support
 ])
 def test_a_bad_schedule_names_its_file_and_key(tmp_path, edit, where):
     data = yaml.safe_load(Path(SCHEDULE).read_text())
@@ -104,6 +110,73 @@ def test_the_drift_slice_holds_no_traffic_row_and_grows_by_cycle(dom, sched):
     slice_frames = {f.id for f in sched.slice_frames}
     refusals = s2[~s2["scenario_id"].str.startswith("frame:")]
     assert set(refusals["family"]) <= slice_frames  # refusal scenarios appear in frames no traffic uses
+
+
+def test_a_capability_change_switches_the_truth_from_its_cycle_on(dom, sched):
+    """Shoe sizes become supported in cycle 3: the same requests, refusals before, answerable with a query after."""
+    assert sched.capability_changes(upto=2).empty
+    assert sched.capability_changes(upto=3)["key"].tolist() == ["shoe_size"]
+    t = {c: dom.traffic_requests(seed=7, cycle=c, n=600, schedule=sched) for c in (2, 3)}
+    before = t[2][t[2]["scenario_id"] == "missing_capability:shoe_size"]
+    after = t[3][t[3]["scenario_id"] == "missing_capability:shoe_size"]
+    assert len(before) and len(after)
+    assert set(before["true_label"]) == {"missing_capability"} and before["gold_output"].isna().all()
+    assert set(after["true_label"]) == {"solvable"} and (after["gold_output"] == after["supported_output"]).all()
+    assert all(dom.check_output(q).valid for q in after["gold_output"])
+    assert before["supported_output"].str.contains("shoe-size-").all()  # the meaning once supported, kept as truth
+    # the drift slice's truth is the world's as of the cycle it scores; its texts do not change
+    s2 = dom.drift_slice(seed=7, upto=2, schedule=sched, n_per_cycle=60)
+    s3 = dom.drift_slice(seed=7, upto=3, schedule=sched, n_per_cycle=60)
+    shoe2 = s2[s2["scenario_id"] == "missing_capability:shoe_size"]
+    shoe3 = s3[s3["scenario_id"] == "missing_capability:shoe_size"]
+    assert shoe2["text"].tolist() == shoe3["text"].tolist()
+    assert set(shoe2["label"]) == {"missing_capability"} and set(shoe3["label"]) == {"solvable"}
+    other = s3[s3["scenario_id"] == "missing_capability:zodiac_sign"]
+    assert set(other["label"]) == {"missing_capability"}  # what did not change keeps its truth
+
+
+def test_a_capability_change_relabels_the_old_refusals(dom, sched):
+    """A later cycle's corpus holds refusals of shoe-size requests from cycle 1's traffic: once the product supports
+    shoe sizes they are stale; the curated sets get them back answerable with their query (from the reviewer's
+    answers), the naive merge keeps them as they were, and with nobody to answer they wait out of training."""
+    from flywheel_lib.curation.datasets import TRAIN_COLUMNS
+    from flywheel_lib.curation.stale import find_stale, relabel_stale, truth_answers
+
+    t1 = dom.traffic_requests(seed=7, cycle=1, n=400, schedule=sched)
+    refusals = t1[t1["true_label"] != "solvable"].head(60)
+    assert (refusals["reason_key"] == "shoe_size").sum() >= 3
+    rows = refusals.assign(label=refusals["true_label"], output=None).reindex(columns=TRAIN_COLUMNS)
+    corpus = pd.concat([rows.assign(variant="curated"), rows.assign(variant="naive_merge")], ignore_index=True)
+    changes = sched.capability_changes(upto=3)
+    stale = find_stale(corpus, changes)
+    shoe = corpus["reason_key"] == "shoe_size"
+    assert stale.equals(shoe & (corpus["variant"] == "curated"))
+    # the phrasing alone finds a stale row too (user data has no reason keys)
+    assert find_stale(corpus.assign(reason_key=""), changes).equals(stale)
+
+    answers = truth_answers(corpus.loc[stale, "item_id"], t1, changes, solvable_id="solvable")
+    new, summary = relabel_stale(corpus, changes, answers, solvable_id="solvable")
+    assert summary.found == int(stale.sum()) == summary.relabelled and summary.waiting == 0
+    cur = new[(new["variant"] == "curated") & (new["reason_key"] == "shoe_size")]
+    assert set(cur["label"]) == {"solvable"}
+    truth = t1.set_index("item_id")["supported_output"]
+    assert (cur["output"].to_numpy() == truth.reindex(cur["item_id"]).to_numpy()).all()
+    naive = new[(new["variant"] == "naive_merge") & (new["reason_key"] == "shoe_size")]
+    assert set(naive["label"]) == {"missing_capability"} and len(naive) == len(cur)
+    assert len(new) == len(corpus)
+    untouched = new[new["reason_key"] != "shoe_size"].sort_values(["variant", "item_id"]).reset_index(drop=True)
+    expected = corpus[~shoe].sort_values(["variant", "item_id"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(untouched, expected)
+
+    # people, no answers yet: the stale rows leave the curated set and wait for review
+    waiting, summary = relabel_stale(corpus, changes, None, solvable_id="solvable")
+    assert summary.relabelled == 0 and summary.waiting == int(stale.sum())
+    assert not ((waiting["variant"] == "curated") & (waiting["reason_key"] == "shoe_size")).any()
+    assert set(summary.waiting_rows["item_id"]) == set(corpus.loc[stale, "item_id"])
+    # an answer of solvable without a query cannot teach anything: still waiting
+    blank = answers.assign(output="")
+    _, summary = relabel_stale(corpus, changes, blank, solvable_id="solvable")
+    assert summary.waiting == int(stale.sum())
 
 
 def test_a_scenario_labelled_in_cycle_k_is_in_cycle_k_plus_1s_corpus():

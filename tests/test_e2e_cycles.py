@@ -18,6 +18,9 @@ pytestmark = pytest.mark.slow
 STAGES = ["00_data", "01_calibrate", "02_judge", "03_resolve", "04_finetune", "05_evaluate", "06_flywheel"]
 
 
+SCHEDULE = "tests/fixtures/drift_capability.yaml"
+
+
 @pytest.fixture(scope="module")
 def lineage(tmp_path_factory):
     runs = tmp_path_factory.mktemp("e2e") / "runs"
@@ -25,11 +28,13 @@ def lineage(tmp_path_factory):
     mp.setenv("FLYWHEEL_RUNS_DIR", str(runs))
     try:
         # cycle 1, then cycle 2 continuing its lineage (`flywheel cycles --after RUN`): the same as two at once
-        name, first, _ = run_cycles("params/smoke.yaml", 1, progress=False)
-        again, second, report = run_cycles("params/smoke.yaml", 1, progress=False,
+        # a schedule of its own: shoe sizes are unsupported in cycle 1's traffic and supported from cycle 2's
+        sets = [f"drift_schedule={SCHEDULE}"]
+        name, first, _ = run_cycles("params/smoke.yaml", 1, progress=False, sets=sets)
+        again, second, report = run_cycles("params/smoke.yaml", 1, progress=False, sets=sets,
                                            after=first[0].run_dir if first and first[0].ok else None)
         # a third cycle: scored against cycle 1's model too (lineage[3])
-        third = run_cycles("params/smoke.yaml", 1, progress=False, after=second[0].run_dir)[1] \
+        third = run_cycles("params/smoke.yaml", 1, progress=False, sets=sets, after=second[0].run_dir)[1] \
             if second and second[0].ok else []
         yield (name if again == name else f"{name} != {again}"), first + second, report, third
     finally:
@@ -230,3 +235,32 @@ def test_a_third_cycle_compares_with_the_first_cycles_model(lineage):
     preds = pd.read_parquet(third[0].run_dir / "artifacts" / "drift_predictions.parquet")
     assert {"deployed_prev", "curated", "first_cycle", "deployed_store"} <= set(preds["variant"])
     assert m["parent"]["cycle"] == 3
+
+
+def test_a_capability_change_relabels_the_corpus_in_a_later_cycle(lineage):
+    """Cycle 2 learnt refusals of shoe-size requests from cycle 1's traffic; the product supports shoe sizes from
+    cycle 2's traffic on, so cycle 3's 03 takes those refusals out of the curated corpus and the simulated reviewer
+    relabels them answerable with their query; the naive merge keeps them; cycle 3's drift slice scores the requests
+    as answerable."""
+    second, third = lineage[1][1], lineage[3][0]
+    art2, art3 = second.run_dir / "artifacts", third.run_dir / "artifacts"
+    truth2 = pd.read_parquet(art2 / "truth.parquet")
+    shoe_ids = set(truth2.loc[truth2["scenario_id"] == "missing_capability:shoe_size", "item_id"])
+    ts2, ts3 = pd.read_parquet(art2 / "train_sets.parquet"), pd.read_parquet(art3 / "train_sets.parquet")
+    stale2 = ts2[(ts2["variant"] == "curated") & ts2["item_id"].isin(shoe_ids)
+                 & (ts2["label"] == "missing_capability")]
+    assert len(stale2) > 0, "cycle 2's corpus learnt no shoe-size refusal: nothing for cycle 3 to relabel"
+    m2 = read_json(second.run_dir / "manifest.json")["metrics"]["03_resolve"]
+    assert m2["capability_stale_found"] == 0  # no change was in effect in the traffic cycle 2 judged
+    m3 = read_json(third.run_dir / "manifest.json")["metrics"]["03_resolve"]
+    assert m3["capability_stale_found"] >= len(stale2)
+    cur3 = ts3[(ts3["variant"] == "curated") & ts3["item_id"].isin(stale2["item_id"])]
+    relabelled = cur3[cur3["label"] == "solvable"]
+    assert len(relabelled) >= 0.8 * len(stale2) and relabelled["output"].str.contains("shoe-size-").all()
+    assert m3["capability_relabelled"] >= len(relabelled)
+    naive2 = ts2[(ts2["variant"] == "naive_merge") & ts2["item_id"].isin(stale2["item_id"])]
+    naive3 = ts3[(ts3["variant"] == "naive_merge") & ts3["item_id"].isin(stale2["item_id"])]
+    assert sorted(naive3["label"]) == sorted(naive2["label"])  # the baseline does not curate
+    drift = pd.read_parquet(art3 / "drift_items.parquet")
+    shoe = drift[drift["scenario_id"] == "missing_capability:shoe_size"]
+    assert len(shoe) and set(shoe["label"]) == {"solvable"}

@@ -26,6 +26,27 @@ def test_budget_sample_takes_failure_signals_first_then_equal_strata():
     assert len(budget_sample(df, 50)) == 12 and budget_sample(df, 0).empty
 
 
+def test_the_budget_goes_to_what_is_new_against_the_corpus(dom):
+    """Traffic of a cycle whose new scenario the corpus has never seen: under a tight budget, the requests of that
+    scenario are judged before familiar ones (after the failure signals)."""
+    from flywheel_lib.domains.segments.drift import load_drift_schedule
+    from flywheel_lib.flywheel.sampling import novelty_against
+
+    sched = load_drift_schedule("params/drift/segments.yaml")
+    corpus = dom.traffic_requests(seed=1, cycle=1, n=600, schedule=sched)["text"]
+    t2 = dom.traffic_requests(seed=7, cycle=2, n=400, schedule=sched)
+    new = sched.scenarios(upto=2).query("cycle == 2 and category != 'solvable'")["scenario_id"]
+    fresh = t2["scenario_id"].isin(new)  # requests of the refusal scenarios that first appear in cycle 2
+    t2 = t2.assign(novelty=novelty_against(t2["text"], corpus), predicted_category="solvable")
+    assert t2.loc[fresh, "novelty"].median() > t2.loc[~fresh, "novelty"].median()
+    out = budget_sample(t2, 80, seed=0, novelty_share=0.5)
+    by_novelty = out[out["sample_reason"] == "novelty"]
+    assert len(by_novelty) == 40
+    assert fresh[by_novelty.index].mean() > 1.5 * fresh.mean()  # the new scenarios, over-represented
+    assert "novelty" not in set(budget_sample(t2.drop(columns="novelty"), 80, seed=0)["sample_reason"])
+    assert (novelty_against(t2["text"].head(3), pd.Series(dtype=str)) == 1.0).all()
+
+
 class _Dom:
     """A two-query toy domain: queries select by their text."""
 

@@ -52,3 +52,14 @@ def test_a_saved_figure_leaves_no_machine_path_in_the_notebook(tmp_path):
     ax.plot([0, 1])
     assert st.figure(fig, "x") is None  # a cell ending with it shows no Out[...] PosixPath
     assert (tmp_path / "run" / "figures" / "05_evaluate__x.png").exists()
+
+
+def test_headline_cards_show_intervals_at_one_precision():
+    from flywheel_lib.runner.report import headline_cells
+
+    head = {"pass_rate_curated": 0.69512, "pass_rate_curated_lo": 0.649, "p_curated_vs_naive": 1.834e-8,
+            "train_curated": 21700, "promoted": True}
+    metrics = {**head, "pass_rate_curated_hi": 0.7381}
+    rows = dict(headline_cells(head, metrics))
+    assert rows == {"pass_rate_curated": "0.695 [0.649, 0.738]", "p_curated_vs_naive": "1.8e-08",
+                    "train_curated": "21,700", "promoted": "True"}

@@ -23,6 +23,7 @@ policies on the same verdicts in one run.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -135,11 +136,12 @@ def policy_variant(items: pd.DataFrame, resolutions: pd.DataFrame, taxonomy: Tax
 
 
 def oracle_train_set(train_sets: pd.DataFrame, truths: list[pd.DataFrame], *, variant: str = "curated",
-                     name: str = "oracle") -> pd.DataFrame:
+                     name: str = "oracle", supported: Iterable[str] = ()) -> pd.DataFrame:
     """The ceiling a curation can reach: ``variant``'s rows with the simulator's true labels (``true_label``, and
     ``gold_output`` as the query of a solvable row) wherever a truth table knows the item; rows it does not know keep
     their label. Trained the same way as the candidate, it says how much of the gap to perfect labels the loop has
-    closed. ``truths``: the lineage's truth tables (newest first wins)."""
+    closed. ``truths``: the lineage's truth tables (newest first wins). ``supported``: attributes (reason keys) a
+    capability change has made answerable since: their rows are true as solvable with ``supported_output``."""
     rows = train_sets[train_sets["variant"] == variant].copy()
     if rows.empty:
         raise ValueError(f"oracle_train_set: train_sets has no rows of variant {variant!r}")
@@ -147,6 +149,12 @@ def oracle_train_set(train_sets: pd.DataFrame, truths: list[pd.DataFrame], *, va
     if not have:
         raise ValueError("oracle_train_set: no truth table with item_id and true_label (user data without truth)")
     truth = pd.concat(have, ignore_index=True).drop_duplicates("item_id").set_index("item_id")
+    keys = set(supported)
+    if keys and {"reason_key", "supported_output"} <= set(truth.columns):
+        now = truth["reason_key"].fillna("").astype(str).str.split(",").map(lambda ks: bool(keys & set(ks))) \
+            & truth["supported_output"].notna()
+        truth = truth.assign(true_label=truth["true_label"].where(~now, "solvable"),
+                             gold_output=truth["gold_output"].where(~now, truth["supported_output"]))
     known = rows["item_id"].isin(truth.index)
     lab = truth["true_label"].reindex(rows["item_id"]).to_numpy()
     gold = truth["gold_output"].reindex(rows["item_id"]).to_numpy() if "gold_output" in truth else None

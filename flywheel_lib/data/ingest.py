@@ -127,16 +127,22 @@ def split_truth(items: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def gather_from_parent(parent, *, sampler, budget: int = 0, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A later cycle's items: the parent's seed and eval rows unchanged, and as production the parent's logged
     traffic (the deployed model's new requests), sampled within ``budget`` (0 takes all) by ``sampler(traffic,
-    n, seed=)`` (the flywheel's budget sampler: failure signals first, then stratified by what the model did and
-    by workload). ``parent`` is a read-only :class:`~flywheel_lib.stage.RunView`. Returns ``(items, truth)``.
+    n, seed=)`` (the flywheel's budget sampler: failure signals first, then the requests most novel against the
+    parent's curated corpus, then stratified by what the model did and by workload). ``parent`` is a read-only :class:`~flywheel_lib.stage.RunView`. Returns ``(items, truth)``.
     """
     for name in ("items", "traffic"):
         if not parent.exists(name):
             raise DataError(f"parent run {parent.run_id} has no {name} artifact: run its 00_data and 06_flywheel first")
     old = parent.read("items")
     traffic = parent.read("traffic")
+    if 0 < budget < len(traffic) and parent.exists("train_sets"):  # novelty against the corpus the model learnt
+        from ..flywheel.sampling import novelty_against
+
+        ts = parent.read("train_sets")
+        corpus = ts.loc[ts["variant"] == "curated", "text"] if "variant" in ts else ts["text"]
+        traffic = traffic.assign(novelty=novelty_against(traffic["text"], corpus.drop_duplicates()))
     sample = sampler(traffic, budget if budget > 0 else len(traffic), seed=seed)
-    production = sample.drop(columns=["sample_reason", "answer"], errors="ignore").assign(source="production")
+    production = sample.drop(columns=["sample_reason", "answer", "novelty"], errors="ignore").assign(source="production")
     production["sample_reason"] = sample["sample_reason"].to_numpy()
     keep = old[old["source"].isin(["seed", "eval"])]
     items = order_columns(pd.concat([keep, production], ignore_index=True))

@@ -43,12 +43,17 @@ def answer_correct(true_label: str, gold: str | None, refused: bool, category: s
     return refused and category == true_label
 
 
+def _text_or_none(v) -> str | None:
+    return v if isinstance(v, str) and v else None
+
+
 def log_traffic(requests: pd.DataFrame, answers: list[str], *, domain, taxonomy, seed: int = 0,
                 cycle: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Production logs of the promoted model on ``requests``. Returns ``(logs, truth)``.
 
     ``logs`` follows the items contract (``source = "traffic"``) plus ``predicted_category``, ``correct`` is kept
-    out of it; ``truth`` holds ``item_id, true_label, gold_output, reason_key, family, scenario, correct``.
+    out of it; ``truth`` holds ``item_id, true_label, gold_output, reason_key, family, scenario, scenario_id,
+    correct, planted, supported_output`` (the query the request means once a capability change supports it).
     """
     if len(requests) != len(answers):
         raise ValueError(f"{len(requests)} requests but {len(answers)} answers")
@@ -71,7 +76,8 @@ def log_traffic(requests: pd.DataFrame, answers: list[str], *, domain, taxonomy,
         truth.append({"item_id": req.item_id, "true_label": req.true_label, "gold_output": req.gold_output,
                       "reason_key": req.reason_key, "family": req.family, "scenario": req.scenario,
                       "scenario_id": getattr(req, "scenario_id", "") or "", "correct": ok,
-                      "planted": getattr(req, "planted", "") or ""})
+                      "planted": getattr(req, "planted", "") or "",
+                      "supported_output": _text_or_none(getattr(req, "supported_output", None))})
     out = pd.DataFrame(logs)
     truth = pd.DataFrame(truth)
     if len(out):

@@ -29,7 +29,7 @@ from ..registry import Registry
 from .config import JudgeConfig, PanelError
 
 __all__ = [
-    "Judge", "OfflineJudge", "LLMJudge", "Request", "Completion", "TransientError", "PermanentError",
+    "Judge", "OfflineContract", "LLMContract", "OfflineJudge", "LLMJudge", "Request", "Completion", "TransientError", "PermanentError",
     "BACKENDS", "register_backend", "make_judge", "NoParams",
 ]
 
@@ -82,14 +82,47 @@ class Completion:
 
 @runtime_checkable
 class Judge(Protocol):
-    """What the panel needs from a judge."""
+    """What the panel needs from every judge. ``kind`` says which of the two contracts below it also keeps:
+    ``"offline"`` (:class:`OfflineContract`: the panel calls ``keys`` and ``predict`` on a batch) or ``"llm"``
+    (:class:`LLMContract`: the panel renders ``requests``, sends them through the judge's backend and parses the
+    answers). The panel dispatches on ``kind`` alone."""
 
     name: str
     config: JudgeConfig
-    kind: str
+    kind: Literal["offline", "llm"]
 
     def fit(self, fewshot: pd.DataFrame) -> Judge:
-        """Calibrate on the seed's few-shot pool (items with ``label`` and ``reason_key``); return self."""
+        """Calibrate on the annotated seed set's few-shot pool (items with ``label`` and ``reason_key``); return
+        self."""
+
+    def check_installed(self) -> None:
+        """Fail when the panel is loaded if what the judge needs is not installed (the message names the extra)."""
+
+    def check_ready(self) -> None:
+        """Fail before any call when the judge cannot run (an LLM judge's API key variable unset: the message
+        names it)."""
+
+
+@runtime_checkable
+class OfflineContract(Judge, Protocol):
+    """A judge of kind ``"offline"``: one batch call, no network."""
+
+    def keys(self, items: pd.DataFrame) -> list[str]:
+        """One cache key per item (config, fitted state, text and context)."""
+
+    def predict(self, items: pd.DataFrame) -> list[Verdict]:
+        """One verdict per item, in order."""
+
+
+@runtime_checkable
+class LLMContract(Judge, Protocol):
+    """A judge of kind ``"llm"``: one prompt per item through a backend."""
+
+    def requests(self, items: list[dict]) -> list[Request]:
+        """One rendered prompt per item, with its cache key."""
+
+    def api_key(self) -> str | None:
+        """The key from the environment variable the panel file names (None when the backend needs none)."""
 
 
 class _JudgeBase:
@@ -111,6 +144,12 @@ class _JudgeBase:
     @property
     def model(self) -> str:
         return self.config.model or self.config.backend
+
+    def check_installed(self) -> None:
+        """Nothing to import beyond the core."""
+
+    def check_ready(self) -> None:
+        """Nothing to check for a judge that calls no service."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, model={self.model!r})"
@@ -170,6 +209,13 @@ class LLMJudge(_JudgeBase):
             extra = self.SDK_EXTRA or self.config.backend
             raise PanelError(f"judge {self.name!r} ({self.config.backend}) needs {', '.join(missing)}, which is not "
                              f"installed: pip install -e \".[{extra}]\"")
+
+    def check_installed(self) -> None:
+        self.check_sdk()
+
+    def check_ready(self) -> None:
+        """The API key must be set before any call."""
+        self.api_key()
 
     def api_key(self) -> str | None:
         """The key from the environment variable the panel file names; a missing one fails naming the variable."""
@@ -268,6 +314,5 @@ def make_judge(config: JudgeConfig, *, taxonomy, domain=None) -> Judge:
             f"judge {config.name!r}: unknown backend {config.backend!r}; registered: {', '.join(sorted(BACKENDS))}"
         )
     judge = BACKENDS.create(config.backend, config, taxonomy=taxonomy, domain=domain)
-    if isinstance(judge, LLMJudge):
-        judge.check_sdk()
+    judge.check_installed()
     return judge

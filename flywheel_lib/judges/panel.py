@@ -19,7 +19,7 @@ import pandas as pd
 from ..executors import current as current_executor
 from ..executors import run_llm_with, run_offline_with  # local, or Ray Data (executor: ray)
 from ..records import VERDICTS, check_table, empty_table
-from .base import LLMJudge, OfflineJudge, make_judge
+from .base import Judge, make_judge
 from .cache import VerdictCache
 from .config import PanelConfig, PanelError, read_panel_config
 from .failfast import MAX_FAILURE_RATE, check_stats
@@ -30,7 +30,7 @@ __all__ = ["Panel", "load_panel"]
 class Panel:
     """The judges of a panel file (constructor: no logic; :meth:`fit`, then :meth:`judge`)."""
 
-    def __init__(self, config: PanelConfig, judges: list, *, taxonomy, domain=None):
+    def __init__(self, config: PanelConfig, judges: Iterable[Judge], *, taxonomy, domain=None):
         self.config = config
         self.judges = list(judges)
         self.taxonomy = taxonomy
@@ -76,8 +76,7 @@ class Panel:
     def check_keys(self) -> None:
         """Fail before any call when a judge's API key variable is unset (the message names it)."""
         for j in self.judges:
-            if isinstance(j, LLMJudge):
-                j.api_key()
+            j.check_ready()
 
     def judge(self, items: pd.DataFrame, *, cache_dir: str | Path | None = "outputs/cache",
               progress: bool = True, max_failure_rate: float | None = MAX_FAILURE_RATE) -> pd.DataFrame:
@@ -100,9 +99,9 @@ class Panel:
         per_judge, stats = {}, {}
         try:
             for pos, j in enumerate(self.judges):
-                if isinstance(j, OfflineJudge):
+                if j.kind == "offline":
                     per_judge[j.name], stats[j.name] = run_offline_with(j, items, cache, progress=progress, position=pos)
-            llm = [j for j in self.judges if not isinstance(j, OfflineJudge)]
+            llm = [j for j in self.judges if j.kind == "llm"]
             if llm:
                 vs, st = run_llm_with(llm, items, cache, progress=progress, position=len(self.judges) - len(llm),
                                       max_failure_rate=max_failure_rate)

@@ -35,102 +35,15 @@ import json
 import re
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
 from ..records import Verdict
 from .base import OfflineJudge
 from .prompt import canonical_reason, catalog_of
+from .rule_words import DEICTIC_NOUNS, DEICTIC_PHRASES, PRONOUNS, RulesParams, Speller, alternation, ngrams
 
 __all__ = ["RulesJudge"]
 
-VAGUE = ["good", "best", "top", "active", "inactive", "recent", "recently", "big", "loyal", "engaged", "valuable",
-         "vip", "important", "frequent", "regular", "high value", "high-value", "lots", "a lot", "kind of", "sort of",
-         "lately", "cheap", "favorite", "favourite", "biggest", "worst", "lapsed", "churned", "dormant"]
-DEICTIC_NOUNS = ["product", "campaign", "collection", "list", "email", "segment", "threshold", "discount", "order",
-                 "sale", "event", "promotion", "promo", "item", "category", "store", "date", "period", "tag", "value"]
-DEICTIC_PHRASES = ["we discussed", "we talked about", "i mentioned", "you mentioned", "from before", "from earlier",
-                   "last time", "the usual", "as before", "same as before", "above", "we sent", "i sent"]
-PRONOUNS = ["it", "them", "those", "that one", "this one", "these"]
-
-
-class RulesParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    categories: dict[str, str] = Field(default_factory=lambda: {
-        "skill": "wrong_skill", "unknown": "missing_capability", "context": "needs_context", "vague": "ambiguous"})
-    """Which taxonomy category each refusal rule gives (a rule whose category the taxonomy lacks is off)."""
-    vague_words: list[str] = Field(default_factory=lambda: list(VAGUE))
-    """Words that make a filter ambiguous when no number pins it."""
-    calibrate_order: bool = True
-    """Pick the order of the refusal rules that scores best on the few-shot pool."""
-    induce_phrases: bool = True
-    """Learn phrase rules and vetoes for attributes from the few-shot pool's solvable items."""
-    min_support: int = 3
-    """Pool items a learned phrase rule or veto needs."""
-    min_precision: float = 0.85
-    """A learned phrase rule: share of pool items with the phrase whose gold reason has the attribute."""
-    max_veto_precision: float = 0.1
-    """A veto: at most this share of the pool items with the phrase and the catalog match have the attribute."""
-    max_ngram: int = 3
-    """Longest learned phrase, in words."""
-    fix_typos: bool = True
-    """Read a word one edit (insert, delete, substitute, swap) from a rule word as that word."""
-    schema_rules: bool = True
-    """Learn the ``schema`` rule from pool items that carry a per-item schema in ``context``."""
-    min_bucket_precision: float = 0.4
-    """The ``schema`` rule: share of a bucket's pool items that must carry its category."""
-    category_phrases: bool = True
-    """Learn ``phrase -> category`` rules for the refusal and clarify categories from the pool (rule ``phrase``)."""
-    min_category_precision: float = 0.85
-    """A learned ``phrase -> category`` rule: share of the pool items with the phrase that carry the category."""
-    min_rule_precision: float = 0.5
-    """Veto a catalog rule's match (rule and reason, e.g. vague "vip") that at least ``min_support`` pool items
-    show to be right less often than this."""
-    attr_precision_on_solvable: bool = True
-    """Learned attribute rules: measure a phrase's precision on the pool's solvable items only (the rule is read
-    only once no refusal rule matched) and require that most pool items with the phrase are solvable."""
-
-
 _WORD = re.compile(r"[a-z0-9']+")
-
-
-def _ngrams(words: list[str], n_max: int) -> set[str]:
-    return {" ".join(words[i:i + n]) for n in range(1, n_max + 1) for i in range(len(words) - n + 1)}
-
-
-def _deletes(w: str) -> set[str]:
-    return {w[:i] + w[i + 1:] for i in range(len(w))}
-
-
-class _Speller:
-    """Map a word one edit from a known word to it (symmetric deletes); known and short words stay as they are."""
-
-    def __init__(self, vocab):
-        self.vocab = set(vocab)
-        self.index: dict[str, str] = {}
-        for w in sorted(self.vocab):
-            if len(w) >= 4:
-                for d in _deletes(w):
-                    self.index.setdefault(d, w)
-        self.cache: dict[str, str] = {}
-
-    def __call__(self, w: str) -> str:
-        if w in self.vocab or len(w) < 4 or not w.isalpha():
-            return w
-        if w not in self.cache:
-            fix = self.index.get(w)  # a letter missing
-            for d in sorted(_deletes(w)) if fix is None else ():
-                fix = d if d in self.vocab and len(d) >= 4 else self.index.get(d)  # an extra letter; a swap or typo
-                if fix:
-                    break
-            self.cache[w] = fix or w
-        return self.cache[w]
-
-
-def _alternation(phrases) -> re.Pattern:
-    ps = sorted({p.lower() for p in phrases if p}, key=len, reverse=True)
-    if not ps:
-        return re.compile(r"(?!x)x")
-    return re.compile(r"\b(" + "|".join(re.escape(p) for p in ps) + r")\b")
 
 
 class RulesJudge(OfflineJudge):
@@ -172,7 +85,7 @@ class RulesJudge(OfflineJudge):
         for p in [*self._skill, *self._unknown, *self._attr, *self.params.vague_words, *DEICTIC_NOUNS,
                   *DEICTIC_PHRASES]:
             vocab.update(_WORD.findall(p.lower()))
-        self.spell_ = _Speller(vocab) if self.params.fix_typos else None
+        self.spell_ = Speller(vocab) if self.params.fix_typos else None
 
     def _normal(self, text: str) -> str:
         t = text.lower()
@@ -182,7 +95,7 @@ class RulesJudge(OfflineJudge):
 
     def _solvable_attrs(self, t: str) -> set[str]:
         """Catalog matches (less vetoed ones) plus learned phrase rules, for a normalised text."""
-        grams = _ngrams(_WORD.findall(t), self.params.max_ngram) if (self.phrase_rules_ or self.vetoes_) else set()
+        grams = ngrams(_WORD.findall(t), self.params.max_ngram) if (self.phrase_rules_ or self.vetoes_) else set()
         veto = set().union(*(self.vetoes_.get(g, ()) for g in grams)) if grams else set()
         attrs = {self._attr[p] for p in self.re_attr.findall(t)} - veto
         for g in grams:
@@ -192,14 +105,14 @@ class RulesJudge(OfflineJudge):
     def _compile(self, vague_phrases: dict, referents: dict) -> None:
         self.vague_map_ = {w.lower(): canonical_reason(w) for w in self.params.vague_words} | vague_phrases
         self.referents_ = {n: n for n in DEICTIC_NOUNS} | referents
-        self.re_skill = _alternation(self._skill)
-        self.re_unknown = _alternation(self._unknown)
-        self.re_attr = _alternation(self._attr)
-        self.re_vague = _alternation(self.vague_map_)
+        self.re_skill = alternation(self._skill)
+        self.re_unknown = alternation(self._unknown)
+        self.re_attr = alternation(self._attr)
+        self.re_vague = alternation(self.vague_map_)
         nouns = "|".join(re.escape(n) for n in sorted(self.referents_, key=len, reverse=True))
         self.re_deictic = re.compile(rf"\b(?:that|this|those|these|the same)\s+(?:\w+\s+)?({nouns})s?\b")
         self.re_the_noun = re.compile(rf"\b(?:the|our|my)\s+(?:\w+\s+)?({nouns})s?\b")
-        self.re_phrase = _alternation(DEICTIC_PHRASES)
+        self.re_phrase = alternation(DEICTIC_PHRASES)
         self.re_pronoun = re.compile(r"\b(" + "|".join(re.escape(p) for p in PRONOUNS) + r")\b(?!\s+(?:is|are|has|was)\b)")
 
     # --- matching ----------------------------------------------------------------------------------
@@ -240,7 +153,7 @@ class RulesJudge(OfflineJudge):
         then length, then the phrase itself, so a tie never depends on set order, which varies with the process's
         string hashing): ``(category, reason)``, or None."""
         best, best_key = None, None
-        for g in _ngrams(_WORD.findall(t), self.params.max_ngram):
+        for g in ngrams(_WORD.findall(t), self.params.max_ngram):
             r = self.cat_rules_.get(g)
             if r is not None and (best is None or (*r[2:], g) > best_key):
                 best, best_key = r, (*r[2:], g)
@@ -388,7 +301,7 @@ class RulesJudge(OfflineJudge):
         n_all: dict[str, int] = {}
         n_cat: dict[tuple[str, str], dict[str, int]] = {}
         for text, label, rk in zip(pool["text"].astype(str), pool["label"], pool["reason_key"].fillna("")):
-            for g in _ngrams(_WORD.findall(self._normal(text)), self.params.max_ngram):
+            for g in ngrams(_WORD.findall(self._normal(text)), self.params.max_ngram):
                 n_all[g] = n_all.get(g, 0) + 1
                 if label != sid:
                     by = n_cat.setdefault((g, label), {})
@@ -417,7 +330,7 @@ class RulesJudge(OfflineJudge):
             if ctx:
                 continue
             t = self._normal(text)
-            grams = _ngrams(_WORD.findall(t), self.params.max_ngram)
+            grams = ngrams(_WORD.findall(t), self.params.max_ngram)
             for g in grams:
                 n_all[g] = n_all.get(g, 0) + 1
             if label != sid:

@@ -16,13 +16,11 @@ number (130, 143) through :class:`RunInterrupted`, without a traceback.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,19 +29,29 @@ from pathlib import Path
 from typing import Any
 
 from ..io import file_sha256, text_hash
-from ..paths import ARTIFACTS, FIGURES, find_run, is_partial, progress_path, project_root, resolve_path, runs_dir
+from ..paths import find_run, progress_path, project_root, resolve_path, runs_dir
 from ..progress import PROGRESS_ENV, ProgressTail
 from ..tracking import track_run, tracking_for
-from .manifest import Heartbeat, Manifest, environment, git_state_async, now, pid_alive, run_state, runner_identity
+from .kernels import (  # noqa: F401 - IPC_PATH_MAX and _kernel_tmp_root re-exported for callers of this module
+    INTERRUPT_GRACE_S,
+    IPC_PATH_MAX,
+    KERNEL_DIR_PREFIX,
+    _execute,
+    _kernel_manager_class,
+    _kernel_tmp_root,
+    _signal_kernel,
+    _Signals,
+    _Stop,
+    _sweep_kernel_dirs,
+    kernel_for,
+)
+from .manifest import Heartbeat, Manifest, environment, git_state_async, now, run_state, runner_identity
 from .params import check_recipe, in_effect
 from .recipe import Recipe, RecipeError, load_recipe
+from .resume import _outputs_snapshot, _resume_stages, _reuse, _sweep_partials
 
 __all__ = ["RunResult", "RunInterrupted", "run_recipe", "new_run_id", "find_run", "stage_notebooks", "kernel_for"]
 
-KERNEL_DIR_PREFIX = "flywheel-kernel-"
-"""Temp folders holding a kernel's IPC sockets: ``flywheel-kernel-<runner pid>-<random>``, removed after each stage."""
-INTERRUPT_GRACE_S = 10.0
-"""After SIGINT/SIGTERM, how long the kernel gets to stop its cell (KeyboardInterrupt) before it is killed."""
 
 
 @dataclass
@@ -71,48 +79,6 @@ class RunInterrupted(SystemExit):
         self.result = result
 
 
-class _Stop(KeyboardInterrupt):
-    """Raised in the main thread by the run's SIGINT/SIGTERM handler while a stage executes."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-class _Signals:
-    """SIGINT and SIGTERM handlers for the length of a run (main thread only; elsewhere a no-op).
-
-    The first signal is remembered; it raises :class:`_Stop` only while a stage executes (``armed``), so the
-    runner's own bookkeeping between stages is never cut in half. A second signal asks for the kernel to be
-    killed at once (``force``).
-    """
-
-    def __init__(self):
-        self.received: int | None = None
-        self.force = False
-        self.armed = False
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> _Signals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-    def _handle(self, signum, frame) -> None:
-        if self.received is not None:
-            self.force = True
-            return
-        self.received = signum
-        if self.armed:
-            self.armed = False
-            raise _Stop(signum)
-
-
 def new_run_id(recipe_name: str, salt: Any = None) -> str:
     """``20261123-101502_demo_3fa9c1``: sortable by time, readable, unique."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -124,209 +90,6 @@ def stage_notebooks(stages: list[str], notebook_dir: str | Path = "notebooks") -
     nd = resolve_path(notebook_dir)
     return {s: nd / f"{s}.ipynb" for s in stages}
 
-
-def kernel_for(notebook: Path) -> str:
-    """The notebook's kernel if installed (``flywheel``, registered by ``make setup``), else ``python3``."""
-    import json
-
-    from jupyter_client.kernelspec import find_kernel_specs
-
-    name = json.loads(notebook.read_text()).get("metadata", {}).get("kernelspec", {}).get("name", "python3")
-    return name if name in find_kernel_specs() else "python3"
-
-
-def _kernel_manager_class(ipc_dir: Path, started: list):
-    """Kernels talk over IPC sockets in ``ipc_dir``: nothing on the network, no TCP warning. Every manager made is
-    appended to ``started`` so an interrupted run can stop its kernel."""
-    from jupyter_client.manager import AsyncKernelManager
-
-    class IPCKernelManager(AsyncKernelManager):
-        def __init__(self, **kw):
-            kw.setdefault("transport", "ipc")
-            kw.setdefault("ip", str(ipc_dir / "k"))
-            super().__init__(**kw)
-            started.append(self)
-
-    return IPCKernelManager
-
-
-def _signal_kernel(km, signum: int) -> bool:
-    """Send ``signum`` to a kernel's process group; False when it has no live process (yet, or any more)."""
-    prov = getattr(km, "provisioner", None)
-    proc = getattr(prov, "process", None)
-    if proc is None or proc.poll() is not None:
-        return False
-    try:
-        pgid = getattr(prov, "pgid", None)
-        if pgid and hasattr(os, "killpg"):
-            os.killpg(pgid, signum)
-        else:
-            proc.send_signal(signum)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
-IPC_PATH_MAX = 100
-"""A Unix socket's path must fit in ~107 bytes; a kernel's sockets are ``<kernel dir>/k-<port>``."""
-
-
-def _kernel_tmp_root() -> Path:
-    """Where kernel folders go: the temp dir, or ``/tmp`` when the temp dir's path is too long for a socket's."""
-    root = Path(tempfile.gettempdir())
-    if len(str(root)) + len(KERNEL_DIR_PREFIX) + 30 > IPC_PATH_MAX and Path("/tmp").is_dir():
-        return Path("/tmp")
-    return root
-
-
-def _sweep_kernel_dirs() -> None:
-    """Remove kernel temp folders left by runners that were killed (their pid is gone) or that are empty and old."""
-    for d in _kernel_tmp_root().glob(f"{KERNEL_DIR_PREFIX}*"):
-        try:
-            pid = d.name[len(KERNEL_DIR_PREFIX):].split("-", 1)[0]
-            if pid.isdigit() and not pid_alive(int(pid)):
-                shutil.rmtree(d, ignore_errors=True)
-            elif not any(d.iterdir()) and time.time() - d.stat().st_mtime > 3600:
-                d.rmdir()
-        except OSError:
-            continue
-
-
-def _execute(signals: _Signals, fn: Callable[[], Any], kernels: list) -> None:
-    """Run ``fn`` (papermill) in a worker thread, so that the run's own SIGINT/SIGTERM handlers stay in charge of
-    the main thread (nbclient installs none outside it). On a signal: interrupt the kernel, give its cell
-    :data:`INTERRUPT_GRACE_S` to stop (a second signal: none), kill it if it has not, wait for ``fn``, raise
-    :class:`_Stop`. Exceptions of ``fn`` are re-raised here."""
-    box: dict[str, BaseException] = {}
-
-    def work():
-        try:
-            fn()
-        except BaseException as e:  # noqa: BLE001 - handed to the main thread
-            box["error"] = e
-
-    if signals.received:
-        raise _Stop(signals.received)
-    worker = threading.Thread(target=work, name="stage", daemon=True)
-    worker.start()
-    try:
-        signals.armed = True
-        if signals.received:  # it came while the worker started, before the handler could raise
-            raise _Stop(signals.received)
-        while worker.is_alive():
-            worker.join(0.25)
-        signals.armed = False
-    except _Stop:
-        signals.armed = False
-        interrupted, t0 = set(), time.monotonic()
-        while worker.is_alive():
-            waited = time.monotonic() - t0
-            for km in kernels:
-                if signals.force or waited > INTERRUPT_GRACE_S:
-                    _signal_kernel(km, signal.SIGKILL)
-                elif id(km) not in interrupted and _signal_kernel(km, signal.SIGINT):
-                    interrupted.add(id(km))
-            if waited > INTERRUPT_GRACE_S + 120:
-                break  # a kernel that will not start or die: the run is recorded anyway
-            worker.join(0.2)
-        raise
-    if "error" in box:
-        raise box["error"]
-
-
-def _outputs_snapshot(run_dir: Path) -> dict[str, tuple[int, int, int]]:
-    """Every finished file under ``artifacts/`` and ``figures/`` with (inode, mtime, size): what a stage wrote is
-    what changed across it."""
-    out = {}
-    for sub in (ARTIFACTS, FIGURES):
-        for f in (run_dir / sub).rglob("*"):
-            rel = f.relative_to(run_dir)
-            if any(is_partial(p) for p in rel.parts) or not f.is_file():
-                continue
-            st = f.stat()
-            out[rel.as_posix()] = (st.st_ino, st.st_mtime_ns, st.st_size)
-    return out
-
-
-def _sweep_partials(run_dir: Path) -> None:
-    """Remove what an interrupted or failed stage left half-written (its kernel is gone by now)."""
-    for sub in (ARTIFACTS, FIGURES):
-        for p in sorted((run_dir / sub).rglob("*"), key=lambda x: -len(x.parts)):
-            if is_partial(p.name):
-                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-
-
-def _link_tree(src: Path, dst: Path, only: set[str] | None = None, base: Path | None = None) -> None:
-    """Hard-link (or copy) every finished file of ``src`` into ``dst`` (those named in ``only``, paths relative to
-    ``base``, when given): safe because artifacts are replaced atomically, never rewritten in place."""
-    base = base or src
-    for f in src.rglob("*"):
-        rel = f.relative_to(src)
-        if f.is_dir() or any(is_partial(p) for p in rel.parts):
-            continue
-        if only is not None and f.relative_to(base).as_posix() not in only:
-            continue
-        target = dst / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(f, target)
-        except OSError:
-            shutil.copy2(f, target)
-
-
-def _same_params(a: Any, b: Any) -> bool:
-    def norm(x):
-        return json.dumps(x, sort_keys=True, default=str)
-
-    return norm(a) == norm(b)
-
-
-def _resume_stages(pm: dict[str, Any], r: Recipe, passed: dict[str, dict]) -> list[str]:
-    """The stages a resumed run must run: from the first stage the parent did not finish (or ran with other
-    parameters) on; the ones before it are reused."""
-    done = {s["name"]: s for s in pm.get("stages", []) if s.get("status") in ("succeeded", "reused")}
-    for i, stage in enumerate(r.stages):
-        if stage not in done or not _same_params(pm.get("params_passed", {}).get(stage), passed[stage]):
-            return list(r.stages[i:])
-    return []
-
-
-def _reuse(parent: Path, run_dir: Path, manifest: Manifest, rerun: list[str]) -> list[str]:
-    """Bring the parent run's finished stages into ``run_dir``: the files they wrote and their records.
-
-    Files of stages that run again, of a stage that was interrupted or died, and half-written ones stay behind, so
-    a stage that runs again starts from what it needs and never writes over a file the parent run owns. A parent
-    whose stages did not record their outputs lends every finished file."""
-    pm = Manifest.load(parent)
-    reused = [s["name"] for s in pm.data["stages"]
-              if s["name"] not in rerun and s.get("status") in ("succeeded", "reused")]
-    entries = [pm.stage(n) for n in reused]
-    only = ({o for e in entries for o in e["outputs"]} if all("outputs" in e for e in entries) else None)
-    for sub in (ARTIFACTS, FIGURES):
-        if (parent / sub).exists():
-            _link_tree(parent / sub, run_dir / sub, only, base=parent)
-    for name in reused:
-        for rel in (f"metrics/{name}.json", f"notebooks/{name}.ipynb", f"notebooks/{name}.html"):
-            if (parent / rel).exists():
-                (run_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(parent / rel, run_dir / rel)
-    stages = {s["name"]: s for s in manifest.data["stages"]}
-    for key in ("params_passed", "params_in_effect"):
-        for name in reused:
-            if name in pm.data.get(key, {}):
-                manifest.data.setdefault(key, {})[name] = pm.data[key][name]
-    for k, v in (pm.data.get("taxonomy") or {}).items():
-        manifest.data.setdefault("taxonomy", {}).setdefault(k, v)
-    for name in reused:
-        old = pm.stage(name)
-        entry = {**old, "status": "reused", "reused_from": pm.data["run_id"]}
-        if name in stages:
-            stages[name].update(entry)
-        else:
-            manifest.data["stages"].append(entry)
-    order = {n: i for i, n in enumerate(pm.data.get("stage_order", []) + manifest.data.get("stage_order", []))}
-    manifest.data["stages"].sort(key=lambda s: order.get(s["name"], 99))
-    return reused
 
 
 def _failure_text(exc: BaseException) -> tuple[str, str | None]:

@@ -60,6 +60,32 @@ def fmt_value(v: Any) -> str:
     return str(v)
 
 
+def fmt_headline(key: str, v: Any) -> str:
+    """One precision for the index's headline figures: three decimals, p-values to two significant digits,
+    counts with thousands separators."""
+    if isinstance(v, float) and not isinstance(v, bool):
+        if key.startswith("p_") or key.endswith(("_p", "_pvalue", "_p_value")) or "_p_" in key:
+            return f"{v:.2g}"
+        return f"{v:,.0f}" if abs(v) >= 1e5 else f"{v:.3f}"
+    return fmt_value(v)
+
+
+def headline_cells(headline: dict[str, Any], metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(metric, value)`` rows for a stage's headline card: a metric with ``<key>_lo`` and ``<key>_hi`` among the
+    stage's metrics shows its 95% interval beside it (``0.695 [0.649, 0.738]``); the bounds get no row of their
+    own."""
+    rows = []
+    for k, v in headline.items():
+        if k.endswith(("_lo", "_hi")) and k[:-3] in headline:
+            continue
+        lo, hi = metrics.get(f"{k}_lo"), metrics.get(f"{k}_hi")
+        text = fmt_headline(k, v)
+        if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and isinstance(v, (int, float)):
+            text += f" [{fmt_headline(k, float(lo))}, {fmt_headline(k, float(hi))}]"
+        rows.append((k, text))
+    return rows
+
+
 def _e(x: Any) -> str:
     return html.escape(str(x))
 
@@ -121,7 +147,9 @@ def write_index(run_dir: Path, m: dict[str, Any]) -> Path:
     if by_stage:
         cards = "".join(
             f"<div class='card'><h3>{_e(stage)}</h3>" + _table(
-                [[_e(k), f"<span class='num'>{_e(fmt_value(v))}</span>"] for k, v in kv.items()], ["metric", "value"])
+                [[_e(k), f"<span class='num'>{_e(v)}</span>"]
+                 for k, v in headline_cells(kv, (m.get("metrics") or {}).get(stage) or {})],
+                ["metric", "value [95% interval]"])
             + "</div>" for stage, kv in by_stage.items())
         parts.append(f"<h2>Headline</h2><div class='cards'>{cards}</div>")
     tables = (m.get("notes") or {}).get("05_evaluate", {}).get("headline_table")

@@ -17,6 +17,12 @@ A cycle's slice rows depend only on the seed and that cycle, so a later cycle's 
 
 Scenario ids are ``<category>:<key>`` for refusal scenarios (``missing_capability:shoe_size``) and
 ``frame:<id>`` for new sentence frames of solvable requests.
+
+**Capability changes.** The product changes too: a cycle's ``capability_changes`` names an unknown attribute of an
+earlier cycle that the store now supports, with the query each of its phrasings means. From that cycle on, the
+simulator's truth for the scenario is a solvable request with that query (in traffic, and in a drift slice scored
+after it); rows generated before keep the text they had and carry the query in ``supported_output``, so a later
+cycle can relabel the corpus's stale refusals (:mod:`flywheel_lib.curation.stale`).
 """
 
 from __future__ import annotations
@@ -31,8 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from . import generator as G
 from . import noise as N
 
-__all__ = ["DriftSchedule", "CycleDrift", "Scenario", "Frame", "DriftScheduleError", "load_drift_schedule",
-           "drift_slice", "SCENARIO_KINDS"]
+__all__ = ["DriftSchedule", "CycleDrift", "Scenario", "Frame", "CapabilityChange", "DriftScheduleError",
+           "load_drift_schedule", "drift_slice", "SCENARIO_KINDS"]
 
 SCENARIO_KINDS = {"unknown_attributes": "missing_capability", "vague_words": "ambiguous",
                   "context_references": "needs_context"}
@@ -70,6 +76,14 @@ class Frame(BaseModel):
         return v
 
 
+class CapabilityChange(BaseModel):
+    """An unknown attribute the product starts to support: the query each of its phrasings now means."""
+
+    model_config = ConfigDict(extra="forbid")
+    queries: dict[str, str] = Field(min_length=1)
+    """Phrasing -> the query it means once supported (every phrasing of the attribute, nothing else)."""
+
+
 class CycleDrift(BaseModel):
     """What first appears in one cycle's traffic, and how much of the traffic is new."""
 
@@ -83,6 +97,8 @@ class CycleDrift(BaseModel):
     unknown_attributes: dict[str, Scenario] = {}
     vague_words: dict[str, Scenario] = {}
     context_references: dict[str, Scenario] = {}
+    capability_changes: dict[str, CapabilityChange] = {}
+    """Unknown attributes of earlier cycles that are supported from this cycle on (key -> the queries)."""
 
     def scenario_ids(self) -> list[str]:
         """This cycle's new scenario ids, refusal scenarios first (``<category>:<key>``, ``frame:<id>``)."""
@@ -113,6 +129,25 @@ class DriftSchedule(BaseModel):
                 if sid in seen:
                     raise ValueError(f"cycles.{c}: scenario {sid!r} already appeared in cycle {seen[sid]}")
                 seen[sid] = c
+        changed: dict[str, int] = {}
+        for c in keys:
+            for key, change in self.cycles[c].capability_changes.items():
+                sid = f"missing_capability:{key}"
+                if seen.get(sid, c) >= c:
+                    raise ValueError(f"cycles.{c}.capability_changes.{key}: not an unknown attribute of an earlier "
+                                     f"cycle")
+                if key in changed:
+                    raise ValueError(f"cycles.{c}.capability_changes.{key}: already supported from cycle "
+                                     f"{changed[key]}")
+                changed[key] = c
+                phr = set(self.scenario(sid).phrasings)
+                if set(change.queries) != phr:
+                    raise ValueError(f"cycles.{c}.capability_changes.{key}: queries must give every phrasing of the "
+                                     f"attribute once; missing {sorted(phr - set(change.queries))}, unknown "
+                                     f"{sorted(set(change.queries) - phr)}")
+                empty = [k for k, q in change.queries.items() if not q.strip()]
+                if empty:
+                    raise ValueError(f"cycles.{c}.capability_changes.{key}: empty query for {empty}")
         slice_ids = {f.id for f in self.slice_frames}
         clash = slice_ids & {s.split(":", 1)[1] for s in seen if s.startswith("frame:")}
         if clash:
@@ -147,6 +182,24 @@ class DriftSchedule(BaseModel):
                      for f in cd.frames]
         return pd.DataFrame(rows, columns=["scenario_id", "category", "key", "cycle"])
 
+    def change_of(self, scenario_id: str) -> tuple[int, CapabilityChange] | None:
+        """``(cycle, change)`` if the schedule ever makes ``scenario_id`` supported, else None."""
+        cat, _, key = scenario_id.partition(":")
+        if cat != "missing_capability":
+            return None
+        for c in sorted(self.cycles):
+            if key in self.cycles[c].capability_changes:
+                return c, self.cycles[c].capability_changes[key]
+        return None
+
+    def capability_changes(self, upto: int) -> pd.DataFrame:
+        """The capability changes in effect by cycle ``upto``: ``scenario_id, category, key, cycle, phrasings``."""
+        rows = [{"scenario_id": f"missing_capability:{k}", "category": "missing_capability", "key": k, "cycle": c,
+                 "phrasings": sorted(ch.queries)}
+                for c in range(1, min(upto, self.n_cycles) + 1)
+                for k, ch in self.cycles[c].capability_changes.items()]
+        return pd.DataFrame(rows, columns=["scenario_id", "category", "key", "cycle", "phrasings"])
+
     def frames_upto(self, upto: int) -> list[Frame]:
         return [f for c in range(1, min(upto, self.n_cycles) + 1) for f in self.cycles[c].frames]
 
@@ -176,14 +229,26 @@ def _solvable_in(r: random.Random, frame: Frame, V) -> G.Draft:
     return G.Draft(frame.text.format(c=G._join(r, texts)), "solvable", ",".join(used), gold, gold, frame.id)
 
 
-def scenario_request(r: random.Random, sched: DriftSchedule, scenario_id: str, frame: Frame, V) -> G.Draft:
-    """One request of a scenario in ``frame`` (a refusal scenario's phrase, sometimes beside a valid condition)."""
+def scenario_request(r: random.Random, sched: DriftSchedule, scenario_id: str, frame: Frame, V, *,
+                     cycle: int | None = None) -> tuple[G.Draft, str | None]:
+    """One request of a scenario in ``frame`` (a refusal scenario's phrase, sometimes beside a valid condition), with
+    the truth as of ``cycle`` (None: before any capability change), and the query the request means once its
+    attribute is supported (None if the schedule never supports it). The text does not depend on ``cycle``."""
     if scenario_id.startswith("frame:"):
-        return _solvable_in(r, frame, V)
+        return _solvable_in(r, frame, V), None
     cat, _, key = scenario_id.partition(":")
     sc = sched.scenario(scenario_id)
-    phrase, emitted = G._with_segment(r, r.choice(sc.phrasings), sc.emitted, "train", 0.3, V)
-    return G.Draft(frame.text.format(c=phrase), cat, key, None, emitted, frame.id)
+    phrase = r.choice(sc.phrasings)
+    change = sched.change_of(scenario_id)
+    state = r.getstate()
+    text, emitted = G._with_segment(r, phrase, sc.emitted, "train", 0.3, V)
+    if change is None:
+        return G.Draft(frame.text.format(c=text), cat, key, None, emitted, frame.id), None
+    r.setstate(state)  # the same draws again: the same text, with the supported query in place of the made-up one
+    _, supported = G._with_segment(r, phrase, change[1].queries[phrase], "train", 0.3, V)
+    if cycle is not None and change[0] <= cycle:
+        return G.Draft(frame.text.format(c=text), "solvable", key, supported, emitted, frame.id), supported
+    return G.Draft(frame.text.format(c=text), cat, key, None, emitted, frame.id), supported
 
 
 def drift_slice(catalog: dict, schedule: DriftSchedule, *, seed: int, upto: int, n_per_cycle: int = 200,
@@ -191,7 +256,8 @@ def drift_slice(catalog: dict, schedule: DriftSchedule, *, seed: int, upto: int,
     """Held-out instances of every scenario that appeared in the traffic of cycles ``1..upto`` (see module doc).
 
     ``n_per_cycle`` rows for each cycle's new scenarios, split evenly over them; none whose near-duplicate key is in
-    ``exclude`` (the traffic's texts) or repeats another slice row. Items contract (``source = "drift"``, ``label``
+    ``exclude`` (the traffic's texts) or repeats another slice row. The truth is the world's as of cycle ``upto``
+    (a capability change of cycle ``upto`` or before makes its scenario solvable). Items contract (``source = "drift"``, ``label``
     and ``output`` the truth) plus ``scenario_id``, ``scenario_cycle``, ``true_label``, ``gold_output``,
     ``reason_key``, ``family``.
     """
@@ -212,7 +278,7 @@ def drift_slice(catalog: dict, schedule: DriftSchedule, *, seed: int, upto: int,
             while got < q and tries < 50 * q:
                 tries += 1
                 frame = frames[sid[6:]] if sid.startswith("frame:") else r.choice(schedule.slice_frames)
-                d = scenario_request(r, schedule, sid, frame, V)
+                d, _ = scenario_request(r, schedule, sid, frame, V, cycle=upto)
                 text = N.noise(r, d.text)
                 k = near_duplicate_key(text)
                 if k in taken:

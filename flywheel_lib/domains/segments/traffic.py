@@ -9,9 +9,10 @@ DriftSchedule` says (a YAML file, ``params/drift/segments.yaml`` by default):
 - the rest **familiar requests** (the training pool's scenarios at :data:`MIX`), each put into one of the new
   sentence frames introduced so far (families ``tr_*``), so the eval set stays unseen.
 
-Rows carry the truth (``true_label``, ``gold_output``, ``reason_key``, ``family``, ``scenario``: ``new`` for a drift
-refusal scenario, else ``known``; ``scenario_id``: the drift scenario, ``frame:<id>`` for a familiar request in a
-new frame; ``planted``); the simulator in :mod:`flywheel_lib.flywheel.traffic` sends them to the promoted model.
+Rows carry the truth as of cycle ``k`` (``true_label``, ``gold_output``, ``reason_key``, ``family``, ``scenario``:
+``new`` for a drift scenario's request, else ``known``; ``scenario_id``: the drift scenario, ``frame:<id>`` for a
+familiar request in a new frame; ``supported_output``: the query an unknown attribute's request means once a
+capability change supports it; ``planted``); the simulator in :mod:`flywheel_lib.flywheel.traffic` sends them to the promoted model.
 The drift slice (:func:`~flywheel_lib.domains.segments.drift.drift_slice`) holds held-out instances of the same
 scenarios.
 
@@ -177,10 +178,10 @@ def traffic_requests(catalog: dict, *, seed: int, cycle: int, n: int, schedule=N
             pool = fresh if fresh and r.random() < cd.fresh_share else drift_ids
             sid = r.choice(pool)
             fid = r.choice(frames)[0]
-            d = scenario_request(r, sched, sid, by_id[fid], V)
+            d, supported = scenario_request(r, sched, sid, by_id[fid], V, cycle=cycle)
             scenario = "new"
         else:
-            d = G._draft(r, category, "train", V)
+            d, supported = G._draft(r, category, "train", V), None
             d.text, d.family = _reframe(r, d, TRAFFIC_WRONG_FRAMES if category == "wrong_skill" else frames)
             scenario, sid = "known", f"frame:{d.family}" if d.family in by_id else ""
         text = N.noise(r, d.text)
@@ -189,5 +190,6 @@ def traffic_requests(catalog: dict, *, seed: int, cycle: int, n: int, schedule=N
                      "timestamp": pd.Timestamp("2026-07-01", tz="UTC") + pd.Timedelta(days=30 * (cycle - 1),
                                                                                        seconds=r.randrange(30 * 86400)),
                      "true_label": d.category, "gold_output": d.gold, "reason_key": d.reason_key,
-                     "family": d.family, "scenario": scenario, "scenario_id": sid, "naive_output": d.emitted})
+                     "family": d.family, "scenario": scenario, "scenario_id": sid, "naive_output": d.emitted,
+                     "supported_output": supported})
     return plant_requests(pd.DataFrame(rows), seed=seed, rates=plant_rates, key=f"traffic-plant:{cycle}")
