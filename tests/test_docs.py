@@ -49,10 +49,35 @@ def test_reference_page_is_current(page):
 
 
 def test_results_tables_match_the_extract():
+    from flywheel_lib.flywheel.results import (
+        LINEAGE_BEGIN,
+        LINEAGE_END,
+        SUMMARY_BEGIN,
+        SUMMARY_END,
+        SWEEP_BEGIN,
+        SWEEP_END,
+        lineage_table,
+        read_sweeps,
+        sweep_summary,
+        sweep_table,
+    )
+
     table = results_table(read_extract(ROOT / "docs" / "results" / "runs.json"))
+    sweeps = read_sweeps(ROOT / "docs" / "results" / "runs.json")
     for page in ("docs/results.md", "README.md"):
-        assert _between_markers((ROOT / page).read_text(encoding="utf-8")) == table, (
+        text = (ROOT / page).read_text(encoding="utf-8")
+        assert _between_markers(text) == table, (
             f"{page}: run .venv/bin/flywheel report --results docs/results/runs.json")
+        if SWEEP_BEGIN in text:
+            got = text.split(SWEEP_BEGIN, 1)[1].split(SWEEP_END, 1)[0].lstrip("\n")
+            assert got == sweep_table(sweeps), f"{page}: the sweep table is stale"
+        if SUMMARY_BEGIN in text:
+            got = text.split(SUMMARY_BEGIN, 1)[1].split(SUMMARY_END, 1)[0].lstrip("\n")
+            assert got == sweep_summary(sweeps), f"{page}: the sweep summary is stale"
+        if LINEAGE_BEGIN in text:
+            got = text.split(LINEAGE_BEGIN, 1)[1].split(LINEAGE_END, 1)[0].lstrip("\n")
+            assert got == lineage_table(read_extract(ROOT / "docs" / "results" / "runs.json")), (
+                f"{page}: the lineage table is stale")
 
 
 def _fake_run(runs: Path, run_id: str, cycle: int, pass_rate: float, promoted: bool) -> Path:
@@ -110,3 +135,26 @@ def test_docs_speak_of_the_product():
         text = p.read_text(encoding="utf-8")
         assert not re.search(r"session|round|issue", text, re.I), p
         assert not re.search(r"seed'?s? (document|figure)|the seed's figure", text, re.I), p
+
+
+def test_lineage_table_shows_both_slices_of_a_later_cycle(tmp_path):
+    from flywheel_lib.flywheel.results import extract_run, lineage_table
+
+    d = _fake_run(tmp_path, "20990101-000000_demo_cccccc", 2, 0.6, True)
+    m = json.loads((d / "manifest.json").read_text())
+    m["metrics"]["05_evaluate"].update({
+        "pass_rate_curated_drift": 0.9, "pass_rate_curated_drift_lo": 0.85, "pass_rate_curated_drift_hi": 0.93,
+        "pass_rate_deployed_prev_drift": 0.7, "pass_rate_deployed_prev_drift_lo": 0.65,
+        "pass_rate_deployed_prev_drift_hi": 0.77, "pass_rate_curated_original": 0.71,
+        "pass_rate_deployed_prev_original": 0.70, "diff_drift_candidate_vs_deployed": 0.2,
+        "p_drift_candidate_vs_deployed": 1.8e-8, "diff_original_candidate_vs_deployed": 0.01,
+        "pass_rate_deployed_store_drift": 0.75, "store_gap_share": 0.25, "oracle_gap_closed": 0.8,
+        "elo_curated": 1010.0, "elo_deployed_prev": 1000.0})
+    m["metrics"]["06_flywheel"] = {"new_scenarios_labelled_panel": 440, "new_scenarios_labelled_review": 584,
+                                   "new_scenarios_left_out": 60, "patterns_fixed": 1}
+    (d / "manifest.json").write_text(json.dumps(m))
+    first = _fake_run(tmp_path, "20990101-000000_demo_dddddd", 1, 0.5, True)
+    rows = lineage_table([extract_run(first), extract_run(d)]).splitlines()
+    assert len(rows) == 3  # a first cycle has no drift slice: no row
+    assert rows[2] == ("| 20990101-000000_demo_cccccc | 2 | 0.700 [0.65, 0.77] → 0.900 [0.85, 0.93] | +0.200 (1.8e-08) "
+                       "| 0.700 → 0.710 | +0.010 | 0.750 (0.25) | 1010 / 1000 | – (–) | 0.80 | 440 / 584 / 60 | yes |")

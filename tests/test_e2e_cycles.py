@@ -153,7 +153,8 @@ def test_levers_in_two_cycles(lineage):
         assert (a2 / "models" / "curated_dpo" / "adapter_config.json").exists()
         assert len((a2 / "preference_pairs.jsonl").read_text().splitlines()) == second["n_preference_pairs"]
     arena = pd.read_parquet(a2 / "arena.parquet")
-    assert {"deployed_prev", "curated", "retrieval_fewshot"} <= set(arena["model"])
+    cand = read_json(lineage[1][1].run_dir / "manifest.json")["notes"]["05_evaluate"]["candidate_choice"]["chosen"]
+    assert {"deployed_prev", cand, "retrieval_fewshot"} <= set(arena["model"])
     assert second["elo_deployed_prev"] == pytest.approx(1000.0)   # the first rated cycle anchors the deployed model
     for mod in arena["model"]:
         assert second[f"elo_lo_{mod}"] <= second[f"elo_{mod}"] <= second[f"elo_hi_{mod}"]
@@ -203,12 +204,15 @@ def test_a_later_cycle_is_scored_on_the_drift_slice(lineage):
     m2 = read_json(second.run_dir / "manifest.json")
     assert "pass_rate_curated_drift" not in m1["metrics"]["05_evaluate"]  # a first cycle has no drift slice
     ev = m2["metrics"]["05_evaluate"]
-    for v in ("deployed_prev", "curated", "deployed_store"):
+    choice = m2["notes"]["05_evaluate"]["candidate_choice"]  # curated or curated_continued, by the drift slice
+    cand = choice["chosen"]
+    assert cand in ("curated", "curated_continued") and choice["pass_rates"][cand] == max(choice["pass_rates"].values())
+    for v in ("deployed_prev", cand, "deployed_store"):
         assert ev[f"pass_rate_{v}_drift_lo"] <= ev[f"pass_rate_{v}_drift"] <= ev[f"pass_rate_{v}_drift_hi"]
-    for v in ("deployed_prev", "curated"):
+    for v in ("deployed_prev", cand):
         assert 0 <= ev[f"pass_rate_{v}_original"] <= 1
     assert ev["diff_drift_candidate_vs_deployed"] == pytest.approx(
-        ev["pass_rate_curated_drift"] - ev["pass_rate_deployed_prev_drift"], abs=1e-3)
+        ev[f"pass_rate_{cand}_drift"] - ev["pass_rate_deployed_prev_drift"], abs=1e-3)
     assert 0 <= ev["p_drift_candidate_vs_deployed"] <= 1 and "diff_original_candidate_vs_deployed" in ev
     drift = pd.read_parquet(second.run_dir / "artifacts" / "drift_items.parquet")
     traffic = pd.read_parquet(first.run_dir / "artifacts" / "traffic.parquet")

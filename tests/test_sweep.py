@@ -212,6 +212,17 @@ def test_sweep_in_parallel_processes_divides_cores_links_runs_and_pools_seeds(ru
     assert lifted["b_only"] > 0 and lifted["p_value"] < 0.05
     html = (res.sweep_dir / "index.html").read_text()
     assert "data:image/png;base64," in html and "pass_rate_curated" in html and "production_only vs curated" in html
+    # the docs' sweep table (flywheel report --results SWEEP) carries the same pooled evidence
+    from flywheel_lib.flywheel.results import extract_sweep, sweep_table
+
+    ex = extract_sweep(res.sweep_dir)
+    assert ex["sweep_id"] == s["sweep_id"] and ex["seeds"] == [1, 2]
+    row = next(c for c in ex["comparisons"] if c["config"] == "evaluate.lift=0.3")
+    assert row["p_value"] == pytest.approx(lifted["p_value"]) and row["mean_diff"] == pytest.approx(lifted["mean_diff"])
+    assert row["rate_b"] > row["rate_a"] and len(row["seed_p"]) == 2
+    table = sweep_table([ex]).splitlines()
+    assert len(table) == 2 + 2 and all(s["sweep_id"] in line and "production_only vs curated" in line
+                                       for line in table[2:])
 
 
 def _cli(*args: str) -> list[str]:

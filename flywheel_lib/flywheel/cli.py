@@ -23,7 +23,7 @@ def add_commands(sub) -> None:
     r.add_argument("-o", "--out", help="output HTML (default outputs/reports/<name>.html)")
     r.add_argument("--results", nargs="+", metavar="RUN_OR_LINEAGE",
                    help="instead of HTML: the docs' results table from these run folders, folders of runs, lineage "
-                        "ids, run ids or a results extract (.json)")
+                        "ids, run ids, sweeps (folder or id: the table across seeds) or a results extract (.json)")
     r.add_argument("--extract", default="docs/results/runs.json",
                    help="with --results: the extract to write from run folders (default docs/results/runs.json)")
     r.add_argument("--pages", nargs="+", default=["docs/results.md", "README.md"],
@@ -48,21 +48,43 @@ def _cycles(args) -> int:
 
 def _results(args) -> int:
     from ..stage import project_root
-    from .results import collect_runs, replace_between_markers, results_table, write_extract
+    from .results import (
+        LINEAGE_BEGIN,
+        LINEAGE_END,
+        SUMMARY_BEGIN,
+        SUMMARY_END,
+        SWEEP_BEGIN,
+        SWEEP_END,
+        collect_runs,
+        collect_sweeps,
+        lineage_table,
+        replace_between_markers,
+        results_table,
+        sweep_summary,
+        sweep_table,
+        write_extract,
+    )
 
     root = project_root()
     runs = collect_runs(args.results, cpu=args.cpu)
+    sweeps = collect_sweeps(args.results, cpu=args.cpu)
     if not runs:
         print("flywheel report --results: no runs found", file=sys.stderr)
         return 2
     table = results_table(runs)
     stale = []
     if not args.check and not all(a.endswith(".json") for a in args.results):
-        print(write_extract(runs, root / args.extract))
+        print(write_extract(runs, root / args.extract, sweeps=sweeps))
     for page in args.pages:
         path = root / page
         text = path.read_text(encoding="utf-8")
         new = replace_between_markers(text, table, where=page)
+        if SWEEP_BEGIN in new:
+            new = replace_between_markers(new, sweep_table(sweeps), where=page, begin=SWEEP_BEGIN, end=SWEEP_END)
+        if SUMMARY_BEGIN in new:
+            new = replace_between_markers(new, sweep_summary(sweeps), where=page, begin=SUMMARY_BEGIN, end=SUMMARY_END)
+        if LINEAGE_BEGIN in new:
+            new = replace_between_markers(new, lineage_table(runs), where=page, begin=LINEAGE_BEGIN, end=LINEAGE_END)
         if new != text:
             stale.append(page)
             if not args.check:
