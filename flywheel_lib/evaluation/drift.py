@@ -26,7 +26,7 @@ from .promote import decide_promotion
 
 __all__ = ["SliceReport", "evaluate_slices", "slice_pass_rates", "scenario_table", "scenario_patterns",
            "decide_promotion_slices", "slice_manifest_metrics", "plot_scenarios", "choose_candidate",
-           "versus_first_cycle"]
+           "versus_first_cycle", "significant"]
 
 
 @dataclass
@@ -155,6 +155,17 @@ def decide_promotion_slices(original: pd.DataFrame, drift: pd.DataFrame | None, 
                       "diff": d["diff"]},
             "false_refusal_rate": {"candidate": f["rate_b"], "baseline": f["rate_a"], "p_value": f["p_value"],
                                    "n": f["n"]}}
+
+
+def significant(key: str, value) -> float:
+    """A figure as the manifest keeps it: p-values (``p_*``) to three significant digits, so a small one stays
+    readable (``1.8e-08``, not 0); everything else to six decimals.
+
+    >>> significant("p_drift_candidate_vs_deployed", 1.834e-8), significant("pass_rate_curated_drift", 0.91254321)
+    (1.83e-08, 0.912543)
+    """
+    v = float(value)
+    return float(f"{v:.3g}") if key.startswith("p_") else round(v, 6)
 
 
 def slice_manifest_metrics(original: pd.DataFrame, drift: SliceReport | None, *, candidate: str,

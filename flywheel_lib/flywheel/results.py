@@ -301,6 +301,8 @@ def lineage_table(runs: list[dict[str, Any]]) -> str:
 def _p(p: Any) -> str:
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "–"
+    if p <= 0:
+        return "< 1e-6"  # a manifest keeps six decimals; a pooled test can underflow to 0
     return f"{p:.2g}" if p < 0.01 else f"{p:.3f}".rstrip("0").rstrip(".")
 
 

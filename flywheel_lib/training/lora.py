@@ -92,9 +92,8 @@ class LoRAConfig(BaseModel):
     """bf16 autocast: auto = where the hardware has it."""
     attention: Literal["auto", "eager", "sdpa"] = "auto"
     """The attention kernel while training: auto = ``eager`` on a CPU, ``sdpa`` on a GPU. On a CPU the fused
-    ``sdpa`` kernel's backward is slow for these short sequences (~70 tokens): eager attention trains the demo's
-    recipe 8-18% faster a step (1.49 vs 1.62 s, 1.79 vs 2.17 s in a profile) with losses within 0.01
-    (``benchmarks/bench_training.py --attention``). Generation keeps ``sdpa``, which is faster there (one new token a
+    ``sdpa`` kernel's backward is slow for these short sequences (~70 tokens), so eager attention trains the demo's
+    recipe faster a step with the same losses (``benchmarks/bench_training.py --attention`` prints the figures). Generation keeps ``sdpa``, which is faster there (one new token a
     step, a growing KV cache)."""
     warmup_steps: int = 5
     """Linear warm-up steps."""
