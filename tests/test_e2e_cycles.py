@@ -28,7 +28,7 @@ def lineage(tmp_path_factory):
     mp.setenv("FLYWHEEL_RUNS_DIR", str(runs))
     try:
         # cycle 1, then cycle 2 continuing its lineage (`flywheel cycles --after RUN`): the same as two at once
-        # a schedule of its own: shoe sizes are unsupported in cycle 1's traffic and supported from cycle 2's
+        # the default schedule with shoe sizes supported from cycle 2's traffic on (cycle 3 relabels)
         sets = [f"drift_schedule={SCHEDULE}"]
         name, first, _ = run_cycles("params/smoke.yaml", 1, progress=False, sets=sets)
         again, second, report = run_cycles("params/smoke.yaml", 1, progress=False, sets=sets,
