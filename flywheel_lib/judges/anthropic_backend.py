@@ -53,10 +53,13 @@ class AnthropicJudge(LLMJudge):
         return kw
 
     async def complete(self, req: Request) -> Completion:
+        import asyncio
+
         import anthropic
 
-        if self._client is None:
-            self._client = self._make_client()
+        loop = asyncio.get_running_loop()
+        if self._client is None or getattr(self, "_loop", None) is not loop:  # a client lives in one event loop
+            self._client, self._loop = self._make_client(), loop
         try:
             resp = await self._client.messages.create(**self._kwargs(req))
         except anthropic.APIStatusError as e:

@@ -105,7 +105,18 @@ class OpenAIJudge(LLMJudge):
         return openai.AsyncOpenAI(api_key=self.api_key() or "not-needed", base_url=self.base_url(),
                                   max_retries=0, timeout=self.config.options.timeout_s, http_client=http)
 
+    def _same_loop(self) -> None:
+        """Clients belong to the event loop that made them: a judge called again from a new loop (every
+        ``panel.judge`` runs its own) drops what an earlier loop left open (a stop can end a loop before
+        :meth:`aclose`), and makes new ones."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        if getattr(self, "_loop", None) is not loop:
+            self._clients, self._session, self._loop = None, None, loop
+
     def _next_client(self):
+        self._same_loop()
         if self._clients is None:
             c = self.config.limits.concurrency
             k = max(1, -(-c // self.PER_CLIENT))
@@ -114,6 +125,7 @@ class OpenAIJudge(LLMJudge):
         return self._clients[self._turn % len(self._clients)]
 
     def _aiohttp_session(self):
+        self._same_loop()
         if self._session is None:
             import aiohttp
 
