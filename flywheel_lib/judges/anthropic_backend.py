@@ -85,3 +85,4 @@ class AnthropicJudge(LLMJudge):
         if self._client is not None:
             await self._client.close()
             self._client = None
+        self._loop = None  # nothing of the loop stays on the judge (it is pickled to Ray workers)

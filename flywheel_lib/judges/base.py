@@ -213,6 +213,13 @@ class LLMJudge(_JudgeBase):
     def check_installed(self) -> None:
         self.check_sdk()
 
+    def __getstate__(self) -> dict:
+        """Pickled (to a Ray worker) without what belongs to one event loop: clients, sessions, the loop."""
+        state = self.__dict__.copy()
+        for k in ("_loop", "_clients", "_session", "_client"):
+            state.pop(k, None)
+        return state
+
     def check_ready(self) -> None:
         """The API key must be set before any call."""
         self.api_key()

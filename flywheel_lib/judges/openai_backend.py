@@ -211,6 +211,7 @@ class OpenAIJudge(LLMJudge):
         if self._session is not None:
             await self._session.close()
             self._session = None
+        self._loop = None  # nothing of the loop stays on the judge (it is pickled to Ray workers)
 
 
 def error_message(content: bytes) -> str:
