@@ -268,3 +268,58 @@ def test_a_capability_change_relabels_the_corpus_in_a_later_cycle(lineage):
     drift = pd.read_parquet(art3 / "drift_items.parquet")
     shoe = drift[drift["scenario_id"] == "missing_capability:shoe_size"]
     assert len(shoe) and set(shoe["label"]) == {"solvable"}
+
+
+TIMED = ("seconds", "tokens_per_s")
+
+
+def _replay(run_dir, stage: str, tmp_path, artifacts: tuple[str, ...], **overrides):
+    """A copy of a run the notebooks made, with the stage's record and ``artifacts`` removed, replayed by the
+    stage's library steps without Jupyter. Returns (the notebook's metrics, the replay's, the copy)."""
+    import shutil
+
+    from flywheel_lib.stages import run_stage
+
+    copy = tmp_path / run_dir.name
+    shutil.copytree(run_dir, copy)
+    (copy / "metrics" / f"{stage}.json").unlink()
+    for name in artifacts:
+        (copy / "artifacts" / f"{name}.parquet").unlink()
+    params = {**read_json(run_dir / "manifest.json")["params_in_effect"][stage], **overrides}
+    run_stage(stage, copy, params)
+    before = read_json(run_dir / "metrics" / f"{stage}.json")["metrics"]
+    after = read_json(copy / "metrics" / f"{stage}.json")["metrics"]
+    return before, after, copy
+
+
+@pytest.mark.parametrize("stage, artifacts", [
+    ("00_data", ("items", "truth")),
+    ("03_resolve", ("consensus", "resolutions", "train_sets")),
+    ("06_flywheel", ("traffic", "traffic_truth")),
+])
+def test_library_steps_without_jupyter_reproduce_a_later_cycles_stage(lineage, tmp_path, stage, artifacts):
+    """The notebooks are reports over library steps: the steps alone, run as a script would, write the same
+    metrics and artifacts as the executed notebook (cycle 2: parent corpus, traffic sampling, lineage)."""
+    second = lineage[1][1]
+    before, after, copy = _replay(second.run_dir, stage, tmp_path, artifacts)
+    assert after, f"{stage}: the replay recorded no metric"
+    same = {k: v for k, v in before.items() if not any(t in k for t in TIMED)}
+    assert {k: after.get(k) for k in same} == same
+    for name in artifacts:
+        pd.testing.assert_frame_equal(pd.read_parquet(copy / "artifacts" / f"{name}.parquet"),
+                                      pd.read_parquet(second.run_dir / "artifacts" / f"{name}.parquet"))
+
+
+def test_evaluation_steps_without_jupyter_score_as_the_notebook(lineage, tmp_path):
+    """05's steps alone, without the once-per-lineage decoder and head comparisons and lever 1, score every variant
+    as the executed notebook did and take the same promotion decision."""
+    first = lineage[1][0]
+    before, after, copy = _replay(first.run_dir, "05_evaluate", tmp_path, ("predictions", "eval_metrics"),
+                                  compare_decoders=False, compare_heads=False, retrieval_k=0)
+    scored = [k for k in after if k.startswith(("pass_rate_", "refusal_accuracy_", "false_refusal_rate_"))]
+    assert {"pass_rate_curated", "pass_rate_naive_merge", "pass_rate_production_only"} <= set(scored)
+    assert not any(k.endswith(("_free", "_nohead", "_retrieval_fewshot")) for k in after)
+    assert {k: after[k] for k in scored} == {k: before[k] for k in scored}
+    assert after["promoted"] == before["promoted"]
+    notes = read_json(copy / "metrics" / "05_evaluate.json")["notes"]
+    assert notes["promotion"] == read_json(first.run_dir / "metrics" / "05_evaluate.json")["notes"]["promotion"]

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["nothing_to_show", "plot_confusions", "plot_kappa", "plot_matrix", "plot_precision_coverage", "plot_actions",
-           "plot_selection_bias"]
+           "plot_selection_bias", "plot_train_sets", "plot_anchoring"]
 
 
 def _plt():
@@ -179,4 +179,32 @@ def plot_selection_bias(report, *, category: str = "solvable", band: float = 0.1
     b.set_title("ratio per dimension")
     b.legend(fontsize=7)
     fig.tight_layout()
+    return fig
+
+
+def plot_train_sets(train_sets: pd.DataFrame):
+    """Examples per training-set variant, stacked by label."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    pd.crosstab(train_sets["variant"], train_sets["label"]).plot.barh(stacked=True, ax=ax)
+    ax.set_xlabel("examples")
+    ax.set_title("training sets by label")
+    ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
+    return fig
+
+
+def plot_anchoring(probe: pd.DataFrame):
+    """Each judge's flip rate to a claimed label (95% Wilson interval); judges the probe does not apply to say so."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3))
+    x = np.arange(len(probe))
+    ok = probe["applies"].to_numpy(dtype=bool)
+    ax.bar(x[ok], probe.loc[ok, "flip_rate"], yerr=[probe.loc[ok, "flip_rate"] - probe.loc[ok, "flip_lo"],
+           probe.loc[ok, "flip_hi"] - probe.loc[ok, "flip_rate"]], capsize=4, color="tab:red")
+    for i in x[~ok]:
+        ax.text(i, 0.02, "does not apply\n(offline)", ha="center", fontsize=8)
+    ax.set_xticks(x, probe["judge"])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("flips to the claimed label")
+    ax.set_title("Anchoring probe (95% Wilson intervals)")
     return fig

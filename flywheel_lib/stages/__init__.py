@@ -1,0 +1,76 @@
+"""Each stage's work as library functions: the stage notebooks call them, one call per step, and show what they return.
+
+A stage's configuration is a frozen dataclass whose fields are the notebook's parameters (the notebook's parameters
+cell is the one place their defaults and help live; the runner checks every value against it before a run). A step
+takes the open :class:`~flywheel_lib.stage.Stage` and returns a typed result; it records its metrics, notes and
+artifacts on the stage, so a script or a test that calls the steps writes the same run folder as the notebook.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+C = TypeVar("C", bound="StageConfig")
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+
+
+@dataclasses.dataclass(frozen=True)
+class StageConfig:
+    """Base of the stages' configurations: built from the notebook's parameters, by name."""
+
+    @classmethod
+    def from_params(cls: type[C], params: Mapping[str, Any]) -> C:
+        """The configuration from a namespace holding the notebook's parameters (the notebook passes ``globals()``);
+        names the parameters that are missing."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [n for n in names if n not in params]
+        if missing:
+            raise KeyError(f"{cls.__name__}: parameters missing: {', '.join(missing)}")
+        return cls(**{n: params[n] for n in names})
+
+    @classmethod
+    def defaults(cls: type[C], notebook: str, **overrides: Any) -> C:
+        """The configuration of the notebook's parameters cell (``notebooks/<notebook>.ipynb``), with overrides:
+        how a script or a test calls a stage's steps without Jupyter."""
+        from flywheel_lib.runner.params import inspect_params
+
+        params = {k: p.default for k, p in inspect_params(NOTEBOOKS / f"{notebook}.ipynb").items()}
+        unknown = sorted(set(overrides) - set(params))
+        if unknown:
+            raise KeyError(f"{notebook}: no parameter {', '.join(unknown)}")
+        return cls.from_params({**params, **overrides})
+
+
+#: Each stage with library steps: the module holding its configuration, and the module and function that run them all.
+STAGES: dict[str, tuple[str, str, str]] = {
+    "00_data": ("data", "DataConfig", "data:run"),
+    "01_calibrate": ("calibrate", "CalibrateConfig", "calibrate_gate:run"),
+    "03_resolve": ("resolve", "ResolveConfig", "resolve_review:run"),
+    "04_finetune": ("finetune", "FinetuneConfig", "finetune:run"),
+    "05_evaluate": ("evaluate", "EvaluateConfig", "evaluate_loop:run"),
+    "06_flywheel": ("flywheel", "FlywheelConfig", "flywheel:run"),
+}
+
+
+def run_stage(stage: str, run_dir: str | Path, params: Mapping[str, Any] | None = None) -> Any:
+    """Run one stage's steps in ``run_dir`` without Jupyter: the notebook's defaults overridden by ``params``
+    (e.g. a manifest's ``params_in_effect[stage]``); writes the stage's artifacts, metrics and notes as the notebook
+    does, but no figures and no executed notebook. Returns the stage's shared state (its artifacts as read back)."""
+    import importlib
+
+    from flywheel_lib.stage import open_stage
+
+    if stage not in STAGES:
+        raise KeyError(f"no library steps for stage {stage!r}; stages with steps: {', '.join(STAGES)}")
+    config_module, config_class, runner = STAGES[stage]
+    cls = getattr(importlib.import_module(f"flywheel_lib.stages.{config_module}"), config_class)
+    given = dict(params or {})
+    names = {f.name for f in dataclasses.fields(cls)}
+    cfg = cls.defaults(stage, **{k: v for k, v in given.items() if k in names})
+    st = open_stage(run_dir, stage, parent_run=given.get("parent_run") or None)
+    module, func = runner.split(":")
+    return getattr(importlib.import_module(f"flywheel_lib.stages.{module}"), func)(st, cfg)
