@@ -70,12 +70,16 @@ class RunView:
     def exists(self, name: str, ext: str = "parquet") -> bool:
         return self.path(name, ext).exists()
 
+    def _who(self) -> str:
+        return f"run {self.run_id}"
+
     def read(self, name: str, contract: str | None = None) -> pd.DataFrame:
         """Read a table artifact, checked against ``contract``."""
         p = self.path(name)
         if not p.exists():
-            raise FileNotFoundError(f"run {self.run_id}: artifact {name!r} is missing — run the stage that writes it "
-                                    f"first, or start from a run that has it (flywheel run ... --from RUN_ID)")
+            raise FileNotFoundError(f"{self._who()}: artifact {name!r} is missing from {self.artifacts} — run the "
+                                    "stage that writes it first, or start from a run that has it "
+                                    "(flywheel run ... --from RUN_ID)")
         df = read_table(p)
         return check_table(df, contract, str(p)) if contract else df
 
@@ -123,13 +127,12 @@ def open_run(ref: str | os.PathLike) -> RunView:
     return RunView(find_run(ref))
 
 
-class Stage:
-    """One stage's view of a run folder."""
+class Stage(RunView):
+    """One stage's view of a run folder: the run's read-only view, plus what the stage writes and records."""
 
     def __init__(self, run_dir: str | os.PathLike, name: str):
-        self.run_dir = Path(run_dir).resolve()
+        super().__init__(run_dir)
         self.name = name
-        self.artifacts = artifact_path(self.run_dir, "", ext="")
         self.figures = self.run_dir / FIGURES
         self._record_path = record_path(self.run_dir, name)
         self._parent: RunView | None = None
@@ -147,25 +150,10 @@ class Stage:
     def __repr__(self) -> str:
         return f"Stage({self.name!r}, run={self.run_dir.name!r})"
 
+    def _who(self) -> str:
+        return self.name
+
     # --- artifacts -------------------------------------------------------------------------------
-    def path(self, name: str, ext: str = "parquet") -> Path:
-        """Path of an artifact in the run folder (``name`` may already carry a suffix or a subfolder)."""
-        return artifact_path(self.run_dir, name, ext)
-
-    def exists(self, name: str) -> bool:
-        return self.path(name).exists()
-
-    def read(self, name: str, contract: str | None = None) -> pd.DataFrame:
-        """Read a table artifact written by this or an earlier stage, checked against ``contract``."""
-        p = self.path(name)
-        if not p.exists():
-            raise FileNotFoundError(
-                f"{self.name}: artifact {name!r} is missing from {self.artifacts} — run the stage that writes it "
-                f"first, or start from a run that has it (flywheel run ... --from RUN_ID)"
-            )
-        df = read_table(p)
-        return check_table(df, contract, str(p)) if contract else df
-
     def write(self, name: str, df: pd.DataFrame, contract: str | None = None) -> Path:
         """Write a table artifact atomically, after checking it against ``contract``."""
         if contract:
@@ -174,9 +162,6 @@ class Stage:
 
     def write_json(self, name: str, obj: Any) -> Path:
         return write_json(self.path(name, "json"), obj)
-
-    def read_json(self, name: str) -> Any:
-        return read_json(self.path(name, "json"))
 
     # --- records ---------------------------------------------------------------------------------
     def metric(self, key: str, value: Any, headline: bool = False) -> Any:
@@ -214,10 +199,6 @@ class Stage:
         if rel not in figs:
             figs.append(rel)
         self._save()
-
-    def records_of(self, stage: str) -> dict:
-        """What another stage of this run recorded (``metrics``, ``notes``, ...); empty if it has not run."""
-        return read_json(record_path(self.run_dir, stage), default={}) or {}
 
     # --- the parent run (the previous cycle) ----------------------------------------------------
     def open_parent(self, ref: str | os.PathLike | None) -> RunView | None:
