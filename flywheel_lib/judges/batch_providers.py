@@ -16,9 +16,7 @@ request would get again, a refusal) or ``malformed`` (a result line that cannot 
 from __future__ import annotations
 
 import json
-import random
 import re
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -26,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .base import Completion, PermanentError, Request, TransientError
+from .retry import retrying, tries
 
 __all__ = ["OpenAIBatches", "AnthropicBatches", "BatchStatus", "Outcome", "provider_for", "openai_result"]
 
@@ -75,29 +74,31 @@ def _err_msg(body) -> str:
 
 
 class _Http:
-    """Small JSON-over-HTTP client: 429, 5xx and dropped connections are retried with backoff, 4xx raise."""
+    """Small JSON-over-HTTP client: 429, 5xx and dropped connections are retried under the judges' retry policy
+    (:mod:`flywheel_lib.judges.retry`), other 4xx raise."""
 
-    def __init__(self, headers: dict, *, timeout: float, retries: int, backoff: float, backoff_max: float):
-        self.headers, self.timeout, self.retries, self.backoff, self.backoff_max = headers, timeout, retries, backoff, backoff_max
+    def __init__(self, headers: dict, *, timeout: float, limits):
+        self.headers, self.timeout, self.limits = headers, timeout, limits
+
+    def _once(self, method: str, url: str, body: bytes | None, content_type: str) -> bytes:
+        req = urllib.request.Request(url, data=body, method=method, headers={**self.headers, "Content-Type": content_type})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                return r.read()
+        except urllib.error.HTTPError as e:
+            content = e.read()
+            if not _transient(e.code):
+                raise PermanentError(f"HTTP {e.code} from {method} {url.split('?')[0]}: {_err_msg(content)}") from None
+            raise TransientError(f"HTTP {e.code}: {_err_msg(content)}") from None
+        except (urllib.error.URLError, OSError, TimeoutError) as e:
+            raise TransientError(f"connection error ({type(e).__name__}: {e})") from None
 
     def call(self, method: str, url: str, body: bytes | None = None, content_type: str = "application/json") -> bytes:
-        attempt = 0
-        while True:
-            req = urllib.request.Request(url, data=body, method=method, headers={**self.headers, "Content-Type": content_type})
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                    return r.read()
-            except urllib.error.HTTPError as e:
-                content = e.read()
-                if not _transient(e.code):
-                    raise PermanentError(f"HTTP {e.code} from {method} {url.split('?')[0]}: {_err_msg(content)}") from None
-                why = f"HTTP {e.code}: {_err_msg(content)}"
-            except (urllib.error.URLError, OSError, TimeoutError) as e:
-                why = f"connection error ({type(e).__name__}: {e})"
-            if attempt >= self.retries:
-                raise TransientError(f"{method} {url.split('?')[0]} failed after {attempt + 1} tries: {why}")
-            time.sleep(random.uniform(0, min(self.backoff_max, self.backoff * 2 ** attempt)))
-            attempt += 1
+        r = retrying(self.limits)
+        try:
+            return r(self._once, method, url, body, content_type)
+        except TransientError as e:
+            raise TransientError(f"{method} {url.split('?')[0]} failed after {tries(r)} tries: {e}") from None
 
     def json(self, method: str, url: str, payload=None) -> dict:
         body = payload if isinstance(payload, bytes) or payload is None else json.dumps(payload).encode()
@@ -140,8 +141,7 @@ class _Provider:
     def __init__(self, judge):
         self.judge = judge
         lim = judge.config.limits
-        self.http = _Http(self.headers(), timeout=max(60.0, judge.config.options.timeout_s), retries=lim.max_retries,
-                          backoff=lim.backoff_base_s, backoff_max=lim.backoff_max_s)
+        self.http = _Http(self.headers(), timeout=max(60.0, judge.config.options.timeout_s), limits=lim)
 
     def find(self, local_id: str) -> str | None:
         """The provider batch carrying this slot id, where the provider keeps metadata."""

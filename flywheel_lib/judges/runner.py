@@ -14,16 +14,16 @@ in the cache before its call, so two runs sharing a cache pay each prompt once (
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from dataclasses import asdict, dataclass
 
 from ..records import Verdict
-from .base import LLMJudge, OfflineJudge, PermanentError, Request, TransientError
+from .base import LLMJudge, OfflineJudge, PermanentError, Request
 from .cache import VerdictCache
 from .claims import ClaimQueue
 from .failfast import MAX_FAILURE_RATE, FailureBound, JudgeFailureError
 from .prompt import ParseError, parse_verdict
+from .retry import RETRYABLE, async_retrying, tries
 
 FLUSH_EVERY = 64
 FLUSH_AFTER_S = 0.25
@@ -146,28 +146,27 @@ def run_offline(judge: OfflineJudge, items, cache: VerdictCache | None, *, progr
 
 
 async def _call_with_retries(judge: LLMJudge, req: Request, limiter: RateLimiter, st: JudgeStats):
-    lim, opts = judge.config.limits, judge.config.options
-    attempt = 0
-    while True:
-        await limiter.acquire(req.est_tokens)
-        try:
-            async with asyncio.timeout(opts.timeout_s + 5):  # a guard above the client's own timeout
-                return await judge.complete(req), None
-        except (TimeoutError, TransientError) as e:
-            retry_after = getattr(e, "retry_after", None)
-            why = str(e) or type(e).__name__
-        except PermanentError as e:
-            return None, f"call failed: {e}"
-        except Exception as e:  # noqa: BLE001 - anything else is an abstention that says what happened
-            return None, f"call failed: {type(e).__name__}: {e}"
-        if attempt >= lim.max_retries:
-            return None, f"call failed after {attempt + 1} tries: {why}"
-        backoff = random.uniform(0, min(lim.backoff_max_s, lim.backoff_base_s * 2 ** attempt))
-        delay = min(lim.retry_after_max_s, retry_after + random.uniform(0, 0.1 * retry_after + 0.01)) \
-            if retry_after is not None else backoff
-        attempt += 1
+    """One request under the retry policy (:mod:`flywheel_lib.judges.retry`): ``(completion, None)``, or
+    ``(None, why)`` once it fails for good (the abstention's reason)."""
+    timeout_s = judge.config.options.timeout_s + 5  # a guard above the client's own timeout
+
+    def count(_state) -> None:
         st.retries += 1
-        await asyncio.sleep(delay)
+
+    retrying = async_retrying(judge.config.limits, on_retry=count)
+    try:
+        async for attempt in retrying:
+            with attempt:
+                await limiter.acquire(req.est_tokens)
+                async with asyncio.timeout(timeout_s):
+                    return await judge.complete(req), None
+    except RETRYABLE as e:
+        return None, f"call failed after {tries(retrying)} tries: {str(e) or type(e).__name__}"
+    except PermanentError as e:
+        return None, f"call failed: {e}"
+    except Exception as e:  # noqa: BLE001 - anything else is an abstention that says what happened
+        return None, f"call failed: {type(e).__name__}: {e}"
+    return None, "call failed: no attempt made"
 
 
 async def _judge_llm(judge: LLMJudge, reqs: list[Request], out: dict, cache, st: JudgeStats, bar, *,
