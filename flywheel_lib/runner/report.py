@@ -7,7 +7,6 @@ parameters, data lineage, and the environment. Links are relative, so the folder
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 from typing import Any
@@ -86,38 +85,31 @@ def headline_cells(headline: dict[str, Any], metrics: dict[str, Any]) -> list[tu
     return rows
 
 
-def _e(x: Any) -> str:
-    return html.escape(str(x))
+def templates():
+    """The reports' jinja2 environment (templates in ``flywheel_lib/runner/templates``, everything escaped)."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.filters["stem"] = lambda f: Path(str(f)).stem
+    return env
 
 
-def _table(rows: list[list[Any]], head: list[str]) -> str:
-    h = "".join(f"<th>{_e(c)}</th>" for c in head)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><tr>{h}</tr>{body}</table>"
-
-
-def stage_rows(m: dict[str, Any], prefix: str = "", headline: bool = True) -> list[list[str]]:
+def stage_rows(m: dict[str, Any], prefix: str = "", headline: bool = True) -> list[dict[str, Any]]:
+    """One row per stage of manifest ``m`` for the ``stages`` macro: name, status, seconds, links to its report and
+    notebook (relative, after ``prefix``), its headline metrics, and why it failed or which run it was reused from."""
     rows = []
     for s in m.get("stages", []):
         st = s.get("status", "?")
-        links = []
-        if s.get("html"):
-            links.append(f'<a href="{_e(prefix + s["html"])}">report</a>')
-        if s.get("notebook"):
-            links.append(f'<a href="{_e(prefix + s["notebook"])}">notebook</a>')
-        err = ""
-        if st in ("failed", "interrupted"):
-            err = f'<div class="failed">{_e(s.get("failed_cell") or "")}<br>{_e(s.get("error", ""))}</div>'
-        if s.get("reused_from"):
-            err = f'<span class="muted">from {_e(s["reused_from"])}</span>'
-        heads = [f"{_e(k)} = {_e(fmt_value(v))}" for k, v in (s.get("metrics") or {}).items()
-                 if headline and k in (m.get("headline") or {})]
+        links = [(prefix + s[k], label) for k, label in (("html", "report"), ("notebook", "notebook")) if s.get(k)]
         dur = s.get("duration_s")
-        rows.append([
-            f"<b>{_e(s['name'])}</b>", f'<span class="{_e(st)}">{_e(st)}</span>',
-            f'<span class="num">{dur:.1f}s</span>' if isinstance(dur, (int, float)) else "",
-            " · ".join(links), "<br>".join(heads) + err,
-        ])
+        rows.append({
+            "name": s["name"], "status": st, "duration": dur if isinstance(dur, (int, float)) else None,
+            "links": links, "reused_from": s.get("reused_from"),
+            "heads": [f"{k} = {fmt_value(v)}" for k, v in (s.get("metrics") or {}).items()
+                      if headline and k in (m.get("headline") or {})],
+            "failed": (s.get("failed_cell") or "", s.get("error", "")) if st in ("failed", "interrupted") else None,
+        })
     return rows
 
 
@@ -129,63 +121,45 @@ def _dirty_mark(git: dict) -> str:
     return ""
 
 
+def _records_tables(t: Any, name: str = "") -> list[tuple[str, list[list[str]], list[str]]]:
+    """A list of dicts (e.g. the evaluation's comparison table), or a dict of them by name, as tables."""
+    if isinstance(t, dict):
+        return [x for k, v in t.items() for x in _records_tables(v, str(k))]
+    if not t:
+        return []
+    head = list(t[0].keys())
+    return [(name, [[fmt_value(r.get(h, "")) for h in head] for r in t], head)]
+
+
 def write_index(run_dir: Path, m: dict[str, Any]) -> Path:
-    """Write ``<run>/index.html`` from the manifest."""
+    """Write ``<run>/index.html`` from the manifest (template ``run_index.html.j2``)."""
     run_dir = Path(run_dir)
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(m['run_id'])}</title>"
-             f"<style>{CSS}</style></head><body>"]
-    status = m.get("status", "?")
     git = m.get("git") or {}
-    parts.append(f"<h1>Run {_e(m['run_id'])}</h1><p>recipe <b>{_e(m.get('recipe'))}</b> "
-                 f"(<code>{_e(m.get('recipe_path', ''))}</code>) · status <span class='{_e(status)}'>{_e(status)}</span>"
-                 f" · {_e(fmt_value(m.get('duration_s') or 0))} s · commit <code>{_e((git.get('commit') or '?')[:10])}</code>"
-                 f"{_dirty_mark(git)} · {_e(m.get('created_at', ''))}</p>")
-    if m.get("description"):
-        parts.append(f"<p class='muted'>{_e(m['description'])}</p>")
-    parts.append(_findings(run_dir, m))
-    by_stage = m.get("headline_by_stage") or {}
-    if by_stage:
-        cards = "".join(
-            f"<div class='card'><h3>{_e(stage)}</h3>" + _table(
-                [[_e(k), f"<span class='num'>{_e(v)}</span>"]
-                 for k, v in headline_cells(kv, (m.get("metrics") or {}).get(stage) or {})],
-                ["metric", "value [95% interval]"])
-            + "</div>" for stage, kv in by_stage.items())
-        parts.append(f"<h2>Headline</h2><div class='cards'>{cards}</div>")
-    tables = (m.get("notes") or {}).get("05_evaluate", {}).get("headline_table")
-    if tables:
-        parts.append(_records_table(tables))
-    parts.append("<h2>Stages</h2>" + _table(stage_rows(m, headline=not by_stage),
-                                            ["stage", "status", "time", "links", "headline / error"]))
-    figs = [f for f in m.get("figures", []) if (run_dir / f).exists()]
-    if figs:
-        parts.append("<h2>Figures</h2><div class='figs'>" + "".join(
-            f"<figure><img src='{_e(f)}' alt='{_e(Path(f).stem)}'><figcaption class='muted'>{_e(Path(f).stem)}"
-            f"</figcaption></figure>" for f in figs) + "</div>")
     notes = m.get("notes") or {}
     decision = notes.get("05_evaluate", {}).get("promotion")
-    if decision:
-        parts.append(f"<h2>Promotion</h2><pre>{_e(json.dumps(decision, indent=2))}</pre>")
-    lineage = [["parent", _e(json.dumps(m.get("parent")))]] if m.get("parent") else []
-    lineage += [[_e(k), f"<code>{_e(v)}</code>"] for k, v in (m.get("taxonomy") or {}).items()]
-    lineage += [[_e(k), f"<code>{_e(v[:16])}</code>"] for k, v in (m.get("data_hashes") or {}).items()]
-    if lineage:
-        parts.append("<h2>Data lineage</h2>" + _table(lineage, ["input", "version / sha256"]))
-    parts.append("<h2>Parameters in effect</h2>")
-    for stage, params in (m.get("params_in_effect") or {}).items():
-        rows = [[_e(k), f"<code>{_e(json.dumps(v, default=str))}</code>",
-                 "passed" if k in (m.get("params_passed") or {}).get(stage, {}) else "<span class='muted'>default</span>"]
-                for k, v in params.items() if k != "run_dir"]
-        parts.append(f"<details><summary>{_e(stage)}</summary>{_table(rows, ['key', 'value', ''])}</details>")
-    pk = m.get("packages") or {}
-    env_rows = [["python", _e(m.get("python"))], ["platform", _e(m.get("platform"))]]
-    env_rows += [[_e(k), _e(v)] for k, v in pk.items() if v]
-    parts.append("<h2>Environment</h2><details><summary>versions</summary>" + _table(env_rows, ["", ""])
-                 + "</details><p><a href='manifest.json'>manifest.json</a> · <a href='recipe.yaml'>recipe.yaml</a></p>")
-    parts.append("</body></html>")
+    metrics = m.get("metrics") or {}
+    lineage = [["parent", json.dumps(m.get("parent"))]] if m.get("parent") else []
+    lineage += [[k, v] for k, v in (m.get("taxonomy") or {}).items()]
+    lineage += [[k, v[:16]] for k, v in (m.get("data_hashes") or {}).items()]
+    passed = m.get("params_passed") or {}
+    by_stage = m.get("headline_by_stage") or {}
+    html_text = templates().get_template("run_index.html.j2").render(
+        m=m, css=CSS, status=m.get("status", "?"), duration=fmt_value(m.get("duration_s") or 0),
+        commit=(git.get("commit") or "?")[:10], dirty=_dirty_mark(git), found=_findings(run_dir, m),
+        cards=[(stage, headline_cells(kv, metrics.get(stage) or {})) for stage, kv in by_stage.items()],
+        headline_tables=_records_tables(notes.get("05_evaluate", {}).get("headline_table")),
+        stages=stage_rows(m, headline=not by_stage),
+        figures=[f for f in m.get("figures", []) if (run_dir / f).exists()],
+        promotion=json.dumps(decision, indent=2) if decision else "",
+        lineage=lineage,
+        params=[(stage, [(k, json.dumps(v, default=str), k in passed.get(stage, {}))
+                         for k, v in params.items() if k != "run_dir"])
+                for stage, params in (m.get("params_in_effect") or {}).items()],
+        env=[["python", m.get("python")], ["platform", m.get("platform")],
+             *[[k, v] for k, v in (m.get("packages") or {}).items() if v]])
     out = run_dir / "index.html"
     with atomic_path(out) as tmp:
-        tmp.write_text("\n".join(parts), encoding="utf-8")
+        tmp.write_text(html_text, encoding="utf-8")
     return out
 
 
@@ -193,40 +167,23 @@ _TABLE_TITLES = {"production_vs_curated": "Production-only model vs curated, sam
                  "naive_vs_curated": "Naive merge vs curated, same base model and steps"}
 
 
-def _findings(run_dir: Path, m: dict[str, Any]) -> str:
+def _findings(run_dir: Path, m: dict[str, Any]) -> dict[str, Any]:
     """What the cycle found, first: the promotion decision and its reason, the seed's two comparison tables (rates,
     difference, McNemar p), and the cycle verdict, before any per-stage metric."""
     notes = m.get("notes") or {}
-    out: list[str] = []
     decision = notes.get("05_evaluate", {}).get("promotion")
-    if decision:
-        verb = "promoted" if decision.get("promoted") else "kept the baseline"
-        out.append(f"<p><b>{_e(verb)}</b>: {_e(decision.get('candidate'))} vs {_e(decision.get('baseline'))} "
-                   f"&rarr; deployed <b>{_e(decision.get('winner'))}</b>. {_e(decision.get('reason', ''))}</p>")
+    tables = []
     comp = artifact_path(run_dir, "comparisons")
     if comp.exists():
         import pandas as pd
 
         t = pd.read_parquet(comp)
         for name, g in t.groupby("table", sort=False):
-            rows = [[_e(r.metric), _e(fmt_value(r.rate_a)), _e(fmt_value(r.rate_b)), _e(f"{r.diff:+.3f}"),
-                     _e(f"{r.p_value:.3g}" if r.p_value == r.p_value else "-"), _e(int(r.n))]
-                    for r in g.itertuples()]
-            a, b = g["a"].iloc[0], g["b"].iloc[0]
-            out.append(f"<h3>{_e(_TABLE_TITLES.get(name, name))}</h3>"
-                       + _table(rows, ["metric", str(a), str(b), "difference", "McNemar p", "items"]))
+            rows = [[r.metric, fmt_value(r.rate_a), fmt_value(r.rate_b), f"{r.diff:+.3f}",
+                     f"{r.p_value:.3g}" if r.p_value == r.p_value else "-", int(r.n)] for r in g.itertuples()]
+            tables.append({"title": _TABLE_TITLES.get(str(name), str(name)), "rows": rows,
+                           "head": ["metric", str(g["a"].iloc[0]), str(g["b"].iloc[0]), "difference", "McNemar p",
+                                    "items"]})
     verdict = notes.get("06_flywheel", {}).get("cycle_verdict")
-    if verdict:
-        out.append(f"<p><b>Across cycles</b>: {_e(verdict)}</p>")
-    return ("<h2>What this cycle found</h2>" + "".join(out)) if out else ""
-
-
-def _records_table(t: Any) -> str:
-    """A list of dicts (e.g. the evaluation's comparison table) as HTML."""
-    if isinstance(t, dict):
-        return "".join(f"<h3>{_e(k)}</h3>{_records_table(v)}" for k, v in t.items())
-    if not t:
-        return ""
-    head = list(t[0].keys())
-    rows = [[_e(fmt_value(r.get(h, ""))) for h in head] for r in t]
-    return _table(rows, head)
+    return {"any": bool(decision or tables or verdict), "decision": decision, "tables": tables, "verdict": verdict,
+            "verb": ("promoted" if decision.get("promoted") else "kept the baseline") if decision else ""}
