@@ -162,3 +162,16 @@ def test_git_state_tells_clean_dirty_outside_and_unreadable(tmp_path):
     (repo / ".git" / "index").write_bytes(b"not an index")  # git can no longer compare the tree
     broken = git_state(repo)
     assert broken["commit"] == clean["commit"] and broken["dirty"] is None and "index" in broken["dirty_error"]
+
+
+@pytest.mark.parametrize("value, annotation, ok", [
+    (3, "int", True), (True, "int", False), (3.0, "int", False), ("3", "int", False), (3, "float", True),
+    (True, "float", False), (1, "bool", False), ([1], "list", True), ({}, "dict", True), ([], "dict", False),
+    (None, "int | None", True), (None, "Optional[int]", True), (None, "int", False), (["a"], "list[str]", True),
+    ([1], "list[str]", False), ("x", "Any", True), ("x", "", True), (1, "no_such_type", False),
+])
+def test_parameter_types_are_checked_strictly(value, annotation, ok):
+    """A recipe value must be of the declared type as written: no coercion of "3" to 3 or of True to 1."""
+    from flywheel_lib.runner.params import type_ok
+
+    assert type_ok(value, annotation) is ok

@@ -23,9 +23,13 @@ from __future__ import annotations
 import ast
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Union
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from ..paths import resolve_path
 from .recipe import Recipe, RecipeError, check_secrets, read_yaml_file
@@ -127,38 +131,35 @@ def inspect_params(notebook: Path) -> dict[str, NotebookParam]:
     return out
 
 
-def _split_union(t: str) -> list[str]:
-    t = t.strip()
-    if t.startswith("Optional[") and t.endswith("]"):
-        return [t[9:-1], "None"]
-    return [x.strip() for x in t.split("|")]
+_NAMES: dict[str, Any] = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict,
+                          "tuple": tuple, "None": None, "Any": Any, "object": object, "Optional": Optional,
+                          "Union": Union, "Sequence": Sequence, "Mapping": Mapping, "List": list, "Dict": dict}
+
+
+@lru_cache(maxsize=256)
+def _adapter(type_name: str) -> TypeAdapter | None:
+    """pydantic's strict validator of the annotation ``type_name`` (None when it names a type this cannot read)."""
+    try:
+        ann = eval(type_name, {"__builtins__": {}}, _NAMES)  # a name table, no builtins: annotations only
+    except Exception:  # noqa: BLE001 - an annotation this table does not know
+        return None
+    return TypeAdapter(ann, config=ConfigDict(strict=True))
 
 
 def type_ok(value: Any, type_name: str) -> bool:
-    """Does ``value`` fit the annotation ``type_name`` (as papermill reports it)?"""
+    """Does ``value`` fit the annotation ``type_name`` (as papermill reports it)? pydantic in strict mode: no
+    coercion (``"3"`` is not an int, ``True`` is not a number), an int is a float, elements of ``list[str]`` are
+    checked too; an unannotated parameter takes anything, an annotation it cannot read nothing."""
     if type_name.strip() in ("None", "", "Any"):  # unannotated: nothing to check
         return True
-    for t in _split_union(type_name):
-        base = t.split("[", 1)[0].strip().lower()
-        if base == "none":
-            if value is None:
-                return True
-            continue
-        if base in ("any", "object"):
-            return True
-        if base == "int" and isinstance(value, int) and not isinstance(value, bool):
-            return True
-        if base == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return True
-        if base == "str" and isinstance(value, str):
-            return True
-        if base == "bool" and isinstance(value, bool):
-            return True
-        if base in ("list", "tuple", "sequence") and isinstance(value, (list, tuple)):
-            return True
-        if base in ("dict", "mapping") and isinstance(value, dict):
-            return True
-    return False
+    adapter = _adapter(type_name.strip())
+    if adapter is None:
+        return False
+    try:
+        adapter.validate_python(value)
+    except ValidationError:
+        return False
+    return True
 
 
 def _check_notebooks(recipe: Recipe, notebooks: dict[str, Path]) -> None:
