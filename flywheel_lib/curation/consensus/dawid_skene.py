@@ -12,6 +12,10 @@ calibration against the seed's human labels (a stronger start when the judges ha
 An item is accepted when its largest posterior reaches ``min_posterior``; below it the status is
 ``disagreement``; an item nobody voted on is ``abstained``.
 
+Why not crowd-kit's ``DawidSkene``: on the same votes the two give the same labels (``benchmarks/bench_dawid_skene.py``;
+figures in the method note on judges), but this one starts from calibration confusions, keeps taxonomy classes
+nobody voted for, and needs nothing beyond numpy and pandas in the core install.
+
 >>> import pandas as pd
 >>> rows = [("a", "j1", "x"), ("a", "j2", "x"), ("a", "j3", "y"), ("b", "j1", "y"), ("b", "j2", "y"),
 ...         ("b", "j3", "y")]
