@@ -49,24 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
     pa = sub.add_parser("params", help="list the parameters a stage notebook declares")
     pa.add_argument("notebook", help="stage name (02_judge) or notebook path")
 
-    from .tracking.cli import add_track_command
-
-    add_track_command(sub)
-
-    _extend(sub)
+    _register(sub)
     return p
 
 
-def _extend(sub) -> None:
-    """Subcommands added by later layers (multi-cycle runs, reports, sweeps) register here when present."""
+def _register(sub) -> None:
+    """The subcommands of the other packages, all registered here: MLflow tracking, sweeps, and the loop's
+    (cycles, report, results)."""
+    from .flywheel.cli import add_commands as add_loop
     from .sweep.cli import add_commands as add_sweep
+    from .tracking.cli import add_track_command
 
-    add_sweep(sub)
-    try:
-        from .flywheel.cli import add_commands
-    except ImportError:
-        return
-    add_commands(sub)
+    for add in (add_track_command, add_sweep, add_loop):
+        add(sub)
 
 
 def _print_df(df: pd.DataFrame) -> None:

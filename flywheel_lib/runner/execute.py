@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -50,7 +51,7 @@ from .params import check_recipe, in_effect
 from .recipe import Recipe, RecipeError, load_recipe
 from .resume import _outputs_snapshot, _resume_stages, _reuse, _sweep_partials
 
-__all__ = ["RunResult", "RunInterrupted", "run_recipe", "new_run_id", "find_run", "stage_notebooks", "kernel_for"]
+__all__ = ["RunResult", "RunInterrupted", "RunPlan", "plan_run", "run_recipe", "new_run_id", "find_run", "stage_notebooks", "kernel_for"]
 
 
 
@@ -104,23 +105,24 @@ def _failure_text(exc: BaseException) -> tuple[str, str | None]:
     return f"{type(exc).__name__}: {exc}", None
 
 
-def run_recipe(
-    recipe: str | Path | Recipe,
-    *,
-    sets: list[str] | None = None,
-    stages: list[str] | None = None,
-    from_run: str | None = None,
-    run_id: str | None = None,
-    parent: dict[str, Any] | None = None,
-    progress: bool = True,
-    render_html: bool = True,
-    echo: Callable[[str], None] | None = None,
-) -> RunResult:
-    """Run ``recipe`` (a path or a loaded :class:`Recipe`); see the module docstring.
+@dataclass
+class RunPlan:
+    """What a run will do, checked before anything runs: the recipe with its overrides, the stages to run and their
+    notebooks, the parameters each stage is passed (every key and type checked against its notebook), MLflow
+    tracking, and the earlier run whose artifacts are reused."""
 
-    Raises :class:`RunInterrupted` (a ``SystemExit``) after recording a run that SIGINT or SIGTERM interrupted.
-    """
-    echo = echo or (lambda s: print(s, file=sys.stderr, flush=True))
+    recipe: Recipe
+    to_run: list[str]
+    notebooks: dict[str, Path]
+    declared: dict[str, dict]
+    passed: dict[str, dict[str, Any]]
+    tracking: Any
+    from_dir: Path | None = None
+
+
+def plan_run(recipe: str | Path | Recipe, *, sets: list[str] | None = None, stages: list[str] | None = None,
+             from_run: str | None = None, echo: Callable[[str], None] = print) -> RunPlan:
+    """The checked plan of a run: raises :class:`RecipeError` naming the key, stage or run at fault."""
     r = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     r = r.with_overrides(sets or [])
     to_run = list(stages) if stages else list(r.stages)
@@ -131,28 +133,28 @@ def run_recipe(
     tracking = tracking_for(r)  # MLflow tracking (optional): params.tracking or $MLFLOW_TRACKING_URI, checked here
     declared = check_recipe(tracking.strip(r), notebooks)  # every key and type, before anything runs
     passed = {s: {k: v for k, v in r.for_stage(s, set(declared[s])).items() if k != "run_dir"} for s in r.stages}
-    parent_dir = find_run(from_run) if from_run else None
-    if parent_dir:
-        pm = Manifest.load(parent_dir).data
-        if run_state(pm, parent_dir) == "running":
+    from_dir = find_run(from_run) if from_run else None
+    if from_dir:
+        pm = Manifest.load(from_dir).data
+        if run_state(pm, from_dir) == "running":
             why = f"runner pid {(pm.get('runner') or {}).get('pid')}"
-            raise RecipeError(f"--from {from_run}: run {parent_dir.name} is still running ({why}); "
+            raise RecipeError(f"--from {from_run}: run {from_dir.name} is still running ({why}); "
                               "wait for it, or stop it first")
         if not stages:
             to_run = _resume_stages(pm, r, passed)
             if not to_run:
-                raise RecipeError(f"--from {from_run}: every stage of run {parent_dir.name} succeeded with these "
+                raise RecipeError(f"--from {from_run}: every stage of run {from_dir.name} succeeded with these "
                                   "parameters; name the ones to run again with --stages")
-            echo(f"resuming {parent_dir.name}: running {', '.join(to_run)}")
-    if stages and not parent_dir and to_run != r.stages[: len(to_run)]:
+            echo(f"resuming {from_dir.name}: running {', '.join(to_run)}")
+    if stages and not from_dir and to_run != r.stages[: len(to_run)]:
         echo(f"note: --stages {','.join(to_run)} without --from: earlier stages' artifacts will be missing")
+    return RunPlan(r, to_run, notebooks, declared, passed, tracking, from_dir)
 
-    root = project_root()
-    rid = run_id or new_run_id(r.name, (r.model_dump(), to_run, from_run))
-    run_dir = runs_dir() / rid
-    (run_dir / "notebooks").mkdir(parents=True, exist_ok=False)
+
+def _new_manifest(plan: RunPlan, rid: str, run_dir: Path, *, sets: list[str] | None, parent: dict | None) -> Manifest:
+    r = plan.recipe
     recipe_file = resolve_path(r.path) if r.path else None
-    manifest = Manifest(run_dir, {
+    return Manifest(run_dir, {
         "run_id": rid,
         "recipe": r.name,
         "recipe_path": r.path,
@@ -165,140 +167,189 @@ def run_recipe(
         "runner": runner_identity(),
         "overrides": list(sets or []),
         "stage_order": list(r.stages),
-        "parent": parent or ({"from_run": parent_dir.name} if parent_dir else None),
+        "parent": parent or ({"from_run": plan.from_dir.name} if plan.from_dir else None),
         "params_passed": {},
         "params_in_effect": {},
-        **environment(root, git=False),  # filled in from git_future: a fresh clone's first status takes seconds
-        "stages": [{"name": s, "status": "pending"} for s in to_run],
+        **environment(project_root(), git=False),  # filled in from git_future: a fresh clone's first status takes seconds
+        "stages": [{"name": s, "status": "pending"} for s in plan.to_run],
     })
-    git_future = git_state_async(root)
+
+
+def run_recipe(
+    recipe: str | Path | Recipe,
+    *,
+    sets: list[str] | None = None,
+    stages: list[str] | None = None,
+    from_run: str | None = None,
+    run_id: str | None = None,
+    parent: dict[str, Any] | None = None,
+    progress: bool = True,
+    render_html: bool = True,
+    echo: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Run ``recipe`` (a path or a loaded :class:`Recipe`): :func:`plan_run`, a new run folder and its manifest,
+    each stage executed and recorded in turn, then MLflow tracking where configured; see the module docstring.
+
+    Raises :class:`RunInterrupted` (a ``SystemExit``) after recording a run that SIGINT or SIGTERM interrupted.
+    """
+    echo = echo or (lambda s: print(s, file=sys.stderr, flush=True))
+    plan = plan_run(recipe, sets=sets, stages=stages, from_run=from_run, echo=echo)
+    rid = run_id or new_run_id(plan.recipe.name, (plan.recipe.model_dump(), plan.to_run, from_run))
+    run_dir = runs_dir() / rid
+    (run_dir / "notebooks").mkdir(parents=True, exist_ok=False)
+    manifest = _new_manifest(plan, rid, run_dir, sets=sets, parent=parent)
+    git_future = git_state_async(project_root())
     with Heartbeat(run_dir), _Signals() as signals:
-        if parent_dir:
-            manifest.data["parent"]["reused_stages"] = _reuse(parent_dir, run_dir, manifest, to_run)
+        if plan.from_dir:
+            manifest.data["parent"]["reused_stages"] = _reuse(plan.from_dir, run_dir, manifest, plan.to_run)
         manifest.save()
-        (run_dir / "recipe.yaml").write_text(_dump_recipe(r))
-        result = _run_stages(r, to_run, notebooks, declared, passed, manifest, git_future, signals,
-                             progress=progress, render_html=render_html, echo=echo)
-
-    # --- MLflow tracking (optional): logs the final manifest; a failure is noted in it, never raised ----------------
-    track_run(run_dir, tracking, echo=echo)
-
+        (run_dir / "recipe.yaml").write_text(_dump_recipe(plan.recipe))
+        result = _run_stages(plan, manifest, git_future, signals, progress=progress, render_html=render_html,
+                             echo=echo)
+    track_run(run_dir, plan.tracking, echo=echo)  # optional: logs the final manifest; a failure is noted, never raised
     if result.signal:
         raise RunInterrupted(result)
     return result
 
 
-def _run_stages(r: Recipe, to_run: list[str], notebooks: dict[str, Path], declared: dict, passed_by_stage: dict,
-                manifest: Manifest, git_future, signals: _Signals, *, progress: bool, render_html: bool,
-                echo: Callable[[str], None]) -> RunResult:
-    """Execute ``to_run`` in order into the manifest's run folder and record how each ended, then the run."""
-    import papermill
-
-    from .report import render_notebook_html, write_index
-
-    root, run_dir, rid = project_root(), manifest.run_dir, manifest.data["run_id"]
-    env_before = {k: os.environ.get(k) for k in ("FLYWHEEL_ROOT", "FLYWHEEL_RUNS_DIR", "FLYWHEEL_RUN_ID")}
-    os.environ.update(FLYWHEEL_ROOT=str(root), FLYWHEEL_RUNS_DIR=str(runs_dir()), FLYWHEEL_RUN_ID=rid)
-    result = RunResult(rid, run_dir, "running")
-    t_run = time.time()
-    echo(f"run {rid}  ({r.name}: {', '.join(to_run)})\n  folder: {run_dir}")
-    _sweep_kernel_dirs()
+@contextmanager
+def _run_environment(**values: str):
+    """``FLYWHEEL_*`` variables the stage kernels inherit, set for the run and restored after it."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
-        for i, stage in enumerate(to_run, 1):
-            entry = manifest.stage(stage)
-            if signals.received:  # a signal between stages: this one never started
-                result.signal, result.failed_stage = signals.received, stage
-                result.failure = f"interrupted by {signal.Signals(signals.received).name} before {stage}"
-                for later in to_run[i - 1:]:
-                    manifest.stage(later)["status"] = "skipped"
-                break
-            passed = {**passed_by_stage[stage], "run_dir": str(run_dir)}
-            manifest.data["params_passed"][stage] = passed_by_stage[stage]
-            manifest.data["params_in_effect"][stage] = in_effect(passed, declared[stage])
-            _record_taxonomy(manifest, passed, declared[stage])
-            out_nb = run_dir / "notebooks" / f"{stage}.ipynb"
-            entry.update(status="running", started_at=now(), notebook=f"notebooks/{stage}.ipynb")
-            manifest.save()
-            echo(f"▶ [{i}/{len(to_run)}] {stage}   (elapsed {time.time() - t_run:.0f}s)")
-            t0 = time.time()
-            before = _outputs_snapshot(run_dir)
-            ppath = progress_path(run_dir, stage)
-            os.environ[PROGRESS_ENV] = str(ppath)  # the kernel inherits it: long loops report here, not in the notebook
-            tail = ProgressTail(ppath, echo=echo if progress else (lambda s: None))
-            ipc_dir = Path(tempfile.mkdtemp(prefix=f"{KERNEL_DIR_PREFIX}{os.getpid()}-", dir=_kernel_tmp_root()))
-            kernels: list = []
-            try:
-                with tail:
-                    # _execute returns only once the call has ended: the lambda never outlives this iteration
-                    _execute(signals, lambda: papermill.execute_notebook(
-                        str(notebooks[stage]), str(out_nb), parameters=passed,  # noqa: B023
-                        kernel_name=kernel_for(notebooks[stage]), progress_bar=progress, cwd=str(root),  # noqa: B023
-                        log_output=False, report_mode=False,
-                        kernel_manager_class=_kernel_manager_class(ipc_dir, kernels),  # noqa: B023
-                    ), kernels)
-                entry["status"] = "succeeded"
-            except KeyboardInterrupt as exc:  # _Stop from the run's handlers, or a caller's own KeyboardInterrupt
-                result.signal = getattr(exc, "signum", signal.SIGINT)
-                name = signal.Signals(result.signal).name
-                entry.update(status="interrupted", error=f"interrupted by {name}")
-                result.failed_stage, result.failure = stage, f"{stage} interrupted by {name}"
-            except Exception as exc:  # noqa: BLE001 - every failure is recorded, then re-raised as a status
-                reason, cell = _failure_text(exc)
-                entry.update(status="failed", error=reason, failed_cell=cell)
-                result.failed_stage, result.failure = stage, f"{stage} failed at {cell or 'start'}: {reason}"
-            finally:
-                os.environ.pop(PROGRESS_ENV, None)
-                for km in kernels:  # normally stopped by papermill already
-                    _signal_kernel(km, signal.SIGKILL)
-                shutil.rmtree(ipc_dir, ignore_errors=True)
-            if entry["status"] != "succeeded":
-                _sweep_partials(run_dir)
-                if tail.last:
-                    entry["last_progress"] = tail.last
-                    assert result.failure is not None  # set by whatever did not succeed above
-                    result.failure += f" (last progress: {tail.last})"
-            after = _outputs_snapshot(run_dir)
-            entry["outputs"] = sorted(k for k, v in after.items() if before.get(k) != v)
-            entry.update(ended_at=now(), duration_s=round(time.time() - t0, 2))
-            if render_html and out_nb.exists():
-                try:
-                    render_notebook_html(out_nb, out_nb.with_suffix(".html"))
-                    entry["html"] = f"notebooks/{stage}.html"
-                except Exception as exc:  # noqa: BLE001 - a report problem must not hide the result
-                    entry["html_error"] = f"{type(exc).__name__}: {exc}"
-            manifest.refresh_records()
-            if manifest.data.get("git") is None and git_future.done() and git_future.exception() is None:
-                manifest.data["git"] = git_future.result()
-            manifest.save()
-            mark = "✓" if entry["status"] == "succeeded" else "✗"
-            echo(f"{mark} {stage} {entry['status']} in {entry['duration_s']:.1f}s")
-            if entry["status"] != "succeeded":
-                if entry["status"] == "failed":
-                    echo(f"  {result.failure}\n  executed notebook kept: {out_nb}")
-                for later in to_run[i:]:
-                    manifest.stage(later)["status"] = "skipped"
-                break
+        yield
     finally:
-        status = "interrupted" if result.signal else "failed" if result.failure else "succeeded"
-        try:
-            manifest.data["git"] = git_future.result(timeout=5 if result.signal else 300)
-        except Exception as exc:  # noqa: BLE001 - the run's result matters more than its git state
-            manifest.data["git"] = {"commit": None, "branch": None, "dirty": None, "dirty_error": repr(exc)}
-        if result.signal:
-            manifest.data["interrupted"] = {"signal": signal.Signals(result.signal).name, "stage": result.failed_stage}
-        manifest.data.update(status=status, finished_at=now(), duration_s=round(time.time() - t_run, 2))
-        manifest.refresh_records()
-        manifest.save()
-        write_index(run_dir, manifest.data)
-        for k, v in env_before.items():
+        for k, v in before.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        result.status = status
-        result.stages = manifest.data["stages"]
-        how = f" ({result.failure})" if result.signal else ""
-        echo(f"run {rid} {status}{how} in {time.time() - t_run:.0f}s — report: {run_dir / 'index.html'}")
+
+
+def _execute_stage(plan: RunPlan, stage: str, manifest: Manifest, signals: _Signals, result: RunResult, *,
+                   progress: bool, echo: Callable[[str], None]) -> Path:
+    """Run one stage's notebook into the run folder; its entry in the manifest says how it ended (``result`` too,
+    when it did not succeed). Returns the executed notebook's path."""
+    import papermill
+
+    root, run_dir, entry = project_root(), manifest.run_dir, manifest.stage(stage)
+    passed = {**plan.passed[stage], "run_dir": str(run_dir)}
+    manifest.data["params_passed"][stage] = plan.passed[stage]
+    manifest.data["params_in_effect"][stage] = in_effect(passed, plan.declared[stage])
+    _record_taxonomy(manifest, passed, plan.declared[stage])
+    out_nb = run_dir / "notebooks" / f"{stage}.ipynb"
+    entry.update(status="running", started_at=now(), notebook=f"notebooks/{stage}.ipynb")
+    manifest.save()
+    t0 = time.time()
+    before = _outputs_snapshot(run_dir)
+    ppath = progress_path(run_dir, stage)
+    tail = ProgressTail(ppath, echo=echo if progress else (lambda s: None))
+    ipc_dir = Path(tempfile.mkdtemp(prefix=f"{KERNEL_DIR_PREFIX}{os.getpid()}-", dir=_kernel_tmp_root()))
+    kernels: list = []
+    nb = plan.notebooks[stage]
+    try:
+        # the kernel inherits PROGRESS_ENV: long loops report to the progress file, not in the notebook
+        with tail, _run_environment(**{PROGRESS_ENV: str(ppath)}):
+            _execute(signals, lambda: papermill.execute_notebook(
+                str(nb), str(out_nb), parameters=passed, kernel_name=kernel_for(nb), progress_bar=progress,
+                cwd=str(root), log_output=False, report_mode=False,
+                kernel_manager_class=_kernel_manager_class(ipc_dir, kernels)), kernels)
+        entry["status"] = "succeeded"
+    except KeyboardInterrupt as exc:  # _Stop from the run's handlers, or a caller's own KeyboardInterrupt
+        result.signal = getattr(exc, "signum", signal.SIGINT)
+        name = signal.Signals(result.signal).name
+        entry.update(status="interrupted", error=f"interrupted by {name}")
+        result.failed_stage, result.failure = stage, f"{stage} interrupted by {name}"
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded, then re-raised as a status
+        reason, cell = _failure_text(exc)
+        entry.update(status="failed", error=reason, failed_cell=cell)
+        result.failed_stage, result.failure = stage, f"{stage} failed at {cell or 'start'}: {reason}"
+    finally:
+        for km in kernels:  # normally stopped by papermill already
+            _signal_kernel(km, signal.SIGKILL)
+        shutil.rmtree(ipc_dir, ignore_errors=True)
+    if entry["status"] != "succeeded":
+        _sweep_partials(run_dir)
+        if tail.last:
+            entry["last_progress"] = tail.last
+            assert result.failure is not None  # set by whatever did not succeed above
+            result.failure += f" (last progress: {tail.last})"
+    after = _outputs_snapshot(run_dir)
+    entry["outputs"] = sorted(k for k, v in after.items() if before.get(k) != v)
+    entry.update(ended_at=now(), duration_s=round(time.time() - t0, 2))
+    return out_nb
+
+
+def _record_stage(manifest: Manifest, stage: str, out_nb: Path, git_future, *, render_html: bool) -> None:
+    """The executed notebook rendered to HTML, the stage's records and (once known) the git state in the manifest."""
+    from .report import render_notebook_html
+
+    entry = manifest.stage(stage)
+    if render_html and out_nb.exists():
+        try:
+            render_notebook_html(out_nb, out_nb.with_suffix(".html"))
+            entry["html"] = f"notebooks/{stage}.html"
+        except Exception as exc:  # noqa: BLE001 - a report problem must not hide the result
+            entry["html_error"] = f"{type(exc).__name__}: {exc}"
+    manifest.refresh_records()
+    if manifest.data.get("git") is None and git_future.done() and git_future.exception() is None:
+        manifest.data["git"] = git_future.result()
+    manifest.save()
+
+
+def _finish_run(manifest: Manifest, result: RunResult, git_future, t_run: float) -> str:
+    """The run's status, git state, timings and records in the manifest, and ``index.html``."""
+    from .report import write_index
+
+    status = "interrupted" if result.signal else "failed" if result.failure else "succeeded"
+    try:
+        manifest.data["git"] = git_future.result(timeout=5 if result.signal else 300)
+    except Exception as exc:  # noqa: BLE001 - the run's result matters more than its git state
+        manifest.data["git"] = {"commit": None, "branch": None, "dirty": None, "dirty_error": repr(exc)}
+    if result.signal:
+        manifest.data["interrupted"] = {"signal": signal.Signals(result.signal).name, "stage": result.failed_stage}
+    manifest.data.update(status=status, finished_at=now(), duration_s=round(time.time() - t_run, 2))
+    manifest.refresh_records()
+    manifest.save()
+    write_index(manifest.run_dir, manifest.data)
+    return status
+
+
+def _run_stages(plan: RunPlan, manifest: Manifest, git_future, signals: _Signals, *, progress: bool,
+                render_html: bool, echo: Callable[[str], None]) -> RunResult:
+    """Execute the plan's stages in order into the manifest's run folder and record how each ended, then the run."""
+    run_dir, rid, to_run = manifest.run_dir, manifest.data["run_id"], plan.to_run
+    result = RunResult(rid, run_dir, "running")
+    t_run = time.time()
+    echo(f"run {rid}  ({plan.recipe.name}: {', '.join(to_run)})\n  folder: {run_dir}")
+    _sweep_kernel_dirs()
+    with _run_environment(FLYWHEEL_ROOT=str(project_root()), FLYWHEEL_RUNS_DIR=str(runs_dir()), FLYWHEEL_RUN_ID=rid):
+        try:
+            for i, stage in enumerate(to_run, 1):
+                if signals.received:  # a signal between stages: this one never started
+                    result.signal, result.failed_stage = signals.received, stage
+                    result.failure = f"interrupted by {signal.Signals(signals.received).name} before {stage}"
+                    for later in to_run[i - 1:]:
+                        manifest.stage(later)["status"] = "skipped"
+                    break
+                echo(f"▶ [{i}/{len(to_run)}] {stage}   (elapsed {time.time() - t_run:.0f}s)")
+                out_nb = _execute_stage(plan, stage, manifest, signals, result, progress=progress, echo=echo)
+                _record_stage(manifest, stage, out_nb, git_future, render_html=render_html)
+                entry = manifest.stage(stage)
+                mark = "✓" if entry["status"] == "succeeded" else "✗"
+                echo(f"{mark} {stage} {entry['status']} in {entry['duration_s']:.1f}s")
+                if entry["status"] != "succeeded":
+                    if entry["status"] == "failed":
+                        echo(f"  {result.failure}\n  executed notebook kept: {out_nb}")
+                    for later in to_run[i:]:
+                        manifest.stage(later)["status"] = "skipped"
+                    break
+        finally:
+            result.status = _finish_run(manifest, result, git_future, t_run)
+            result.stages = manifest.data["stages"]
+            how = f" ({result.failure})" if result.signal else ""
+            echo(f"run {rid} {result.status}{how} in {time.time() - t_run:.0f}s — report: {run_dir / 'index.html'}")
     return result
 
 

@@ -30,9 +30,8 @@ from typing import Any
 
 from ..io import file_sha256, read_json, write_json
 from ..paths import runs_dir
-from ..runner.execute import RunInterrupted, new_run_id, stage_notebooks
+from ..runner.execute import RunInterrupted, new_run_id, plan_run
 from ..runner.manifest import Heartbeat, now, run_state, runner_gone, runner_identity
-from ..runner.params import check_recipe
 from ..runner.recipe import RecipeError, load_recipe
 from ..stage import resolve_path
 from .launch import make_launcher
@@ -119,14 +118,13 @@ def _clock(s: float) -> str:
 
 
 def _check_configs(spec: SweepSpec) -> None:
-    """Every configuration's overrides against the notebooks, before any point runs."""
+    """Every configuration's plan (the runner's own checks of its overrides), before any point runs."""
     r = load_recipe(spec.recipe_path)
-    notebooks = stage_notebooks(r.stages, r.notebook_dir)
     seen = set()
     for p in spec.points():
         if p.config not in seen:
             seen.add(p.config)
-            check_recipe(r.with_overrides(p.sets), notebooks)
+            plan_run(r, sets=p.sets, echo=lambda _: None)
 
 
 def _entry(p) -> dict[str, Any]:
