@@ -56,9 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _register(sub) -> None:
     """The subcommands of the other packages, all registered here: MLflow tracking, sweeps, and the loop's
     (cycles, report, results)."""
-    from .flywheel.cli import add_commands as add_loop
-    from .sweep.cli import add_commands as add_sweep
-    from .tracking.cli import add_track_command
+    from .flywheel.commands import add_commands as add_loop
+    from .sweep.commands import add_commands as add_sweep
+    from .tracking.commands import add_track_command
 
     for add in (add_track_command, add_sweep, add_loop):
         add(sub)

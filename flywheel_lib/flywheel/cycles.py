@@ -22,7 +22,7 @@ from ..runner.execute import RunResult, stage_notebooks
 from ..runner.params import inspect_params
 from ..stage import runs_dir
 from .lineage import lineage_chain
-from .report import write_multi_report
+from .lineage_report import write_multi_report
 
 __all__ = ["run_cycles"]
 

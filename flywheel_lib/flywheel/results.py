@@ -110,7 +110,7 @@ def _run_dirs(arg: str) -> list[Path]:
     """A run folder, a folder of run folders, a lineage id or a run id, as run folders in cycle order."""
     from ..runner import find_run
     from ..stage import runs_dir
-    from .report import lineage_runs
+    from .lineage_report import lineage_runs
 
     p = Path(arg)
     if (p / "manifest.json").is_file():

@@ -8,8 +8,8 @@
 - :mod:`.lineage` — ratings and store growth across the cycles of a lineage.
 """
 
+from .across_cycles import arena_across_cycles, elo_verdict, store_across_cycles
 from .arena import PAIRWISE_PROMPT, LLMPairwiseJudge, OfflinePairwiseJudge, judge_battles, parse_pairwise, position_bias
-from .lineage import arena_across_cycles, elo_verdict, store_across_cycles
 from .pairs import PAIR_COLUMNS, build_preference_pairs, dpo_pairs, known_queries, to_hf_folder, to_openai_jsonl
 from .ratings import BradleyTerry
 from .store import STORE_COLUMNS, ExampleRetriever, append_examples, fewshot_prompts, store_growth

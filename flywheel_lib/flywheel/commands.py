@@ -101,7 +101,7 @@ def _report(args) -> int:
         return _results(args)
     from ..runner import find_run
     from ..stage import runs_dir
-    from .report import lineage_runs, write_multi_report
+    from .lineage_report import lineage_runs, write_multi_report
 
     if args.lineage:
         dirs = lineage_runs(args.lineage, runs_dir())
