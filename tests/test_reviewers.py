@@ -212,6 +212,8 @@ def test_03_resolve_exposes_the_parameters_and_the_metrics():
         .rstrip().endswith("[1, inf)")
     assert "reviewers: list = []  #" in params and 'review_resolution: str = "majority"  #' in params
     code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    stages = Path(__file__).resolve().parents[1] / "flywheel_lib" / "stages"
+    code += "".join((stages / f).read_text() for f in ("resolve.py", "resolve_review.py"))  # the notebook's steps
     assert 'st.metric(f"review_{key}"' in code and '"review_requeued"' in code
     assert '("alpha", "alpha_lo", "alpha_hi", "kappa_fleiss", "kappa_fleiss_lo", "kappa_fleiss_hi")' in code
     assert 'st.write("review_answers"' in code and "review_requeue.csv" in code and "export_assigned(" in code
