@@ -22,9 +22,12 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 from .base import Completion, PermanentError, Request, TransientError
 from .retry import retrying, tries
+
+OutcomeKind = Literal["ok", "retry", "fail", "malformed"]
 
 __all__ = ["OpenAIBatches", "AnthropicBatches", "BatchStatus", "Outcome", "provider_for", "openai_result"]
 
@@ -48,8 +51,9 @@ class BatchStatus:
 @dataclass
 class Outcome:
     key: str
-    kind: str
-    """``ok | retry | fail | malformed``."""
+    kind: OutcomeKind
+    """``ok`` (a completion), ``retry`` (worth resubmitting), ``fail`` (the same request fails again) or
+    ``malformed`` (a line that cannot be read)."""
     completion: Completion | None = None
     reason: str = ""
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -45,6 +46,24 @@ __all__ = ["RulesJudge"]
 
 _WORD = re.compile(r"[a-z0-9']+")
 
+
+
+class PhraseRule(NamedTuple):
+    """A learned ``phrase -> category`` rule and the evidence for it in the fit pool."""
+
+    category: str
+    reason: str
+    precision: float
+    """Share of the pool's rows holding the phrase that carry ``category``."""
+    support: int
+    """Rows of the pool holding the phrase with ``category``."""
+    length: int
+    """Words in the phrase."""
+
+    @property
+    def rank(self) -> tuple[float, int, int]:
+        """The better of two rules for one request: higher precision, then support, then the longer phrase."""
+        return (self.precision, self.support, self.length)
 
 class RulesJudge(OfflineJudge):
     Params = RulesParams
@@ -70,7 +89,7 @@ class RulesJudge(OfflineJudge):
                     self._attr[p.lower()] = a
         self.phrase_rules_: dict[str, frozenset] = {}
         self.vetoes_: dict[str, frozenset] = {}
-        self.cat_rules_: dict[str, tuple] = {}
+        self.cat_rules_: dict[str, PhraseRule] = {}
         self.rule_vetoes_: set = set()
         self.buckets_: dict = {}
         self._speller(())
@@ -155,9 +174,9 @@ class RulesJudge(OfflineJudge):
         best, best_key = None, None
         for g in ngrams(_WORD.findall(t), self.params.max_ngram):
             r = self.cat_rules_.get(g)
-            if r is not None and (best is None or (*r[2:], g) > best_key):
-                best, best_key = r, (*r[2:], g)
-        return best[:2] if best else None
+            if r is not None and (best is None or (*r.rank, g) > best_key):
+                best, best_key = r, (*r.rank, g)
+        return (best.category, best.reason) if best else None
 
     @staticmethod
     def _schema_attrs(t: str, context: str) -> set[str]:
@@ -312,8 +331,8 @@ class RulesJudge(OfflineJudge):
             prec = k / n_all[g]
             if k >= self.params.min_support and prec >= self.params.min_category_precision:
                 reason = max(sorted(by), key=by.get)
-                cand = (c, reason, prec, k, len(g.split()))
-                if g not in rules or cand[2:] > rules[g][2:]:
+                cand = PhraseRule(c, reason, prec, k, len(g.split()))
+                if g not in rules or cand.rank > rules[g].rank:
                     rules[g] = cand
         self.cat_rules_ = rules
 
