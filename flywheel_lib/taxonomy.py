@@ -124,6 +124,12 @@ class Taxonomy(BaseModel):
     def clarify_ids(self) -> list[str]:
         return [c.id for c in self.categories if c.kind == "clarify"]
 
+    @property
+    def decline_ids(self) -> list[str]:
+        """Every category a skill answers without a query (refusals and requests for clarification), in taxonomy
+        order: what a ``REFUSE <category>:`` answer may name."""
+        return [c for c in self.ids if c != self.solvable_id]
+
     def __getitem__(self, cid: str) -> Category:
         for c in self.categories:
             if c.id == cid:

@@ -71,7 +71,7 @@ def evaluate_slices(gen, items: pd.DataFrame, variants: dict[str, dict], *, doma
     """
     from ..levers.store_head import consult_store
 
-    refusal_ids = [c for c in taxonomy.ids if c != taxonomy.solvable_id]
+    refusal_ids = taxonomy.decline_ids
     texts = items["text"].astype(str).tolist()
     preds, notes, gold_cache = [], {}, {}
     for name, spec in variants.items():

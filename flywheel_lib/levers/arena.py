@@ -47,7 +47,7 @@ class OfflinePairwiseJudge:
 
     def __init__(self, *, domain, taxonomy):
         self.domain, self.tax = domain, taxonomy
-        self.refusable = [c for c in taxonomy.ids if c != taxonomy.solvable_id]
+        self.refusable = taxonomy.decline_ids
 
     def score(self, request: dict, answer: str) -> int:
         a = parse_answer(answer, self.refusable)
@@ -101,7 +101,7 @@ class LLMPairwiseJudge:
         self.complete, self.tax, self.name = complete, taxonomy, name
 
     def compare(self, request: dict, first: str, second: str) -> str:
-        cats = ", ".join(c for c in self.tax.ids if c != self.tax.solvable_id)
+        cats = ", ".join(self.tax.decline_ids)
         return parse_pairwise(self.complete(PAIRWISE_PROMPT.format(
             categories=cats, label=request.get("label", "unknown"), request=request["text"], first=first,
             second=second)))

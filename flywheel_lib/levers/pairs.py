@@ -97,7 +97,7 @@ def build_preference_pairs(items: pd.DataFrame, consensus: pd.DataFrame, *, taxo
             raise ValueError(f"{name} table lacks columns: {', '.join(miss)}")
     queries = queries or {}
     solv = taxonomy.solvable_id
-    refusable = [c for c in taxonomy.ids if c != solv]
+    refusable = taxonomy.decline_ids
     acc = consensus[consensus["status"] == "accepted"][["item_id", "category"] +
                                                        (["reason_key"] if "reason_key" in consensus else [])]
     acc = acc.rename(columns={"category": "accepted_label", "reason_key": "accepted_reason"})

@@ -101,7 +101,7 @@ class Evaluation:
 
     @property
     def refusal_ids(self) -> list[str]:
-        return [c for c in self.tax.ids if c != self.tax.solvable_id]
+        return self.tax.decline_ids
 
     @property
     def labels(self) -> list[str]:

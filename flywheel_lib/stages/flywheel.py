@@ -83,7 +83,7 @@ def _simulate(dep: Deployment) -> tuple[pd.DataFrame, pd.DataFrame]:
         adapters = {deployed: st.parent.deployed_model()[1]}
     else:
         adapters = {deployed: st.view().adapter(deployed)} if deployed in ft.variants else {}
-    grammar = answer_grammar(dom, [c for c in tax.ids if c != tax.solvable_id]) if cfg.constrained else None
+    grammar = answer_grammar(dom, tax.decline_ids) if cfg.constrained else None
     guard = dict(execute=dom.execute, zero_result_floor=cfg.zero_result_floor) if cfg.zero_result_guard else {}
     gen = VariantGenerator(ft.base_model, adapters, cache_dir=cfg.cache_dir, threads=cfg.threads, grammar=grammar,
                            **guard)
