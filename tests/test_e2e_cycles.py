@@ -321,5 +321,7 @@ def test_evaluation_steps_without_jupyter_score_as_the_notebook(lineage, tmp_pat
     assert not any(k.endswith(("_free", "_nohead", "_retrieval_fewshot")) for k in after)
     assert {k: after[k] for k in scored} == {k: before[k] for k in scored}
     assert after["promoted"] == before["promoted"]
+    for m in ("pass_rate", "refusal_recall", "false_refusal_rate"):  # the index's headline, with its interval
+        assert after[f"{m}_curated_lo"] <= after[f"{m}_curated"] <= after[f"{m}_curated_hi"]
     notes = read_json(copy / "metrics" / "05_evaluate.json")["notes"]
     assert notes["promotion"] == read_json(first.run_dir / "metrics" / "05_evaluate.json")["notes"]["promotion"]

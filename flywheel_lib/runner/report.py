@@ -179,7 +179,7 @@ def _findings(run_dir: Path, m: dict[str, Any]) -> dict[str, Any]:
 
         t = pd.read_parquet(comp)
         for name, g in t.groupby("table", sort=False):
-            rows = [[r.metric, fmt_value(r.rate_a), fmt_value(r.rate_b), f"{r.diff:+.3f}",
+            rows = [[r.metric, f"{r.rate_a:.3f}", f"{r.rate_b:.3f}", f"{r.diff:+.3f}",
                      f"{r.p_value:.3g}" if r.p_value == r.p_value else "-", int(r.n)] for r in g.itertuples()]
             tables.append({"title": _TABLE_TITLES.get(str(name), str(name)), "rows": rows,
                            "head": ["metric", str(g["a"].iloc[0]), str(g["b"].iloc[0]), "difference", "McNemar p",

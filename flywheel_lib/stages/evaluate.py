@@ -271,11 +271,20 @@ def score_variants(ev: Evaluation) -> Scores:
     return Scores(predictions, metrics, conf, recall, item_outcomes(predictions, solvable_id=tax.solvable_id))
 
 
+HEADLINE_METRICS = ("pass_rate", "refusal_recall", "false_refusal_rate")
+"""The candidate's metrics on the run's index, each with its 95% Wilson interval (``<key>_lo``, ``<key>_hi``)."""
+
+
 def _record_metrics(st, metrics: pd.DataFrame, headline_for: str | None = None) -> None:
+    def r4(x) -> float | None:
+        return None if pd.isna(x) else round(float(x), 4)
+
     for r in metrics.itertuples():
-        st.metric(f"{r.metric}_{r.variant}", None if pd.isna(r.value) else round(float(r.value), 4),
-                  headline=(r.variant == headline_for and r.metric in ("pass_rate", "refusal_recall",
-                                                                       "false_refusal_rate")))
+        key, headline = f"{r.metric}_{r.variant}", r.variant == headline_for and r.metric in HEADLINE_METRICS
+        st.metric(key, r4(r.value), headline=headline)
+        if headline:
+            st.metric(f"{key}_lo", r4(r.lo))
+            st.metric(f"{key}_hi", r4(r.hi))
 
 
 COMPARISON_COLUMNS = ["metric", "a", "b", "n", "rate_a", "rate_b", "diff", "a_only", "b_only", "p_value"]
