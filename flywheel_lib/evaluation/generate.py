@@ -212,14 +212,11 @@ class VariantGenerator:
                                mininterval=10)
             for s in range(0, len(order), batch_size):
                 idx = order[s:s + batch_size]
-                L = max(len(enc[i]) for i in idx)
-                ids = torch.full((len(idx), L), pad, dtype=torch.long)
-                mask = torch.zeros((len(idx), L), dtype=torch.long)
-                for r, i in enumerate(idx):
-                    ids[r, L - len(enc[i]):] = torch.tensor(enc[i])
-                    mask[r, L - len(enc[i]):] = 1
+                batch = self.tok.pad({"input_ids": [enc[i] for i in idx]}, padding=True, return_tensors="pt")
+                L = batch["input_ids"].shape[1]  # the tokenizer pads on the left (models.load_base_model)
                 with self._amp():
-                    gen = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                    gen = self.model.generate(input_ids=batch["input_ids"].to(self.device),
+                                              attention_mask=batch["attention_mask"].to(self.device),
                                               max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
                                               eos_token_id=self.tok.eos_token_id,
                                               logits_processor=procs())
