@@ -15,9 +15,6 @@ from typing import Any, TypeVar
 
 C = TypeVar("C", bound="StageConfig")
 
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-
-
 @dataclasses.dataclass(frozen=True)
 class StageConfig:
     """Base of the stages' configurations: built from the notebook's parameters, by name."""
@@ -36,9 +33,11 @@ class StageConfig:
     def defaults(cls: type[C], notebook: str, **overrides: Any) -> C:
         """The configuration of the notebook's parameters cell (``notebooks/<notebook>.ipynb``), with overrides:
         how a script or a test calls a stage's steps without Jupyter."""
+        from flywheel_lib.paths import resolve_path
         from flywheel_lib.runner.params import inspect_params
 
-        params = {k: p.default for k, p in inspect_params(NOTEBOOKS / f"{notebook}.ipynb").items()}
+        path = resolve_path("notebooks") / f"{notebook}.ipynb"  # the project's notebooks ($FLYWHEEL_ROOT)
+        params = {k: p.default for k, p in inspect_params(path).items()}
         unknown = sorted(set(overrides) - set(params))
         if unknown:
             raise KeyError(f"{notebook}: no parameter {', '.join(unknown)}")
