@@ -4,7 +4,7 @@
     PYTHONPATH=$PWD python benchmarks/bench_head.py --C 8 --encoders minilm,hybrid
 
 The eval set of the bundled domain is built from phrasing families the training data never saw, so the honest way
-to pick the head's ``C`` (04_finetune's ``head_C``) is cross-validation over the seed grouped by family (GroupKFold),
+to pick the head's ``C`` (04_finetune's ``head.C``) is cross-validation over the seed grouped by family (GroupKFold),
 never the eval set. Prints right-category refusal recall, false-refusal rate and accuracy per encoder (``minilm``:
 the sentence embedding alone; ``hybrid``: beside TF-IDF word and character n-grams) and C. Not a test.
 """

@@ -6,10 +6,10 @@
 For each variant of the run's ``train_sets``, fits the head (``hybrid``, ``C`` 8) on each candidate row set and
 prints right-category refusal recall / false-refusal rate of the head alone at the threshold:
 
-- ``train``: the adapter's own rows (``max_steps x batch_size`` drawn by ``balanced_rows``; ``head_rows: train``);
+- ``train``: the adapter's own rows (``max_steps x batch_size`` drawn by ``balanced_rows``; ``head.rows: train``);
 - ``every row``: the whole deduplicated training split at the corpus's own refusal share;
 - ``every row, weighted``: the same rows with sample weights that make refusals 35% of the weight;
-- ``all @ s``: every refusal row with solvable rows drawn to share ``s`` (``head_rows: all`` uses the adapter's 0.35).
+- ``all @ s``: every refusal row with solvable rows drawn to share ``s`` (``head.rows: all`` uses the adapter's 0.35).
 
 The choice is read on the run's ``traffic`` (the requests its deployed model answered, with the simulator's truth:
 never an eval item); the eval column is printed beside it only to show how far each rule carries to unseen phrasing

@@ -5,11 +5,11 @@ per stage.
 Each stage runs in its own papermill kernel, so a sampler polls the run's process tree (psutil, every half second)
 and keeps each kernel's peak resident memory, and the peak of the whole tree (runner + kernel). The recipe is the
 demo's cycle-1 recipe cut at ``03_resolve``, with ``n_production`` set and the input validators' topic and anomaly
-vectors from the static encoder (``validator_encoder: static``: the transformer embeds ~100-300 texts a second on two
+vectors from the static encoder (``validation.encoder: static``: the transformer embeds ~100-300 texts a second on two
 cores, hours for a million requests).
 
     .venv/bin/python benchmarks/bench_scale.py                     # 1,000,000 items
-    .venv/bin/python benchmarks/bench_scale.py --items 100000 --set 03_resolve.review_budget=300
+    .venv/bin/python benchmarks/bench_scale.py --items 100000 --set 03_resolve.review.budget=300
 
 The run folder stays under ``outputs/runs/`` (its manifest holds every stage's metrics); ``--keep 0`` removes it.
 """
@@ -35,7 +35,7 @@ STAGES = ["00_data", "01_calibrate", "02_judge", "03_resolve"]
 def _recipe(items: int, out: Path) -> Path:
     demo = yaml.safe_load((ROOT / "params" / "demo.yaml").read_text())
     sp = {k: v for k, v in demo["stage_params"].items() if k in STAGES}
-    sp["00_data"] = {**sp["00_data"], "n_production": items, "validator_encoder": "static"}
+    sp["00_data"] = {**sp["00_data"], "n_production": items, "validation": {"encoder": "static"}}
     sp.setdefault("03_resolve", {}).pop("train_policies", None)
     recipe = {"name": f"scale{items // 1000}k", "description": f"bench_scale.py: {items:,} production items, 00..03",
               "stages": STAGES, "params": demo["params"], "stage_params": sp}

@@ -10,11 +10,11 @@ another ``--n`` eval items from the same held-out families with other conditions
 occur in seed 7's eval set): a validation set, so a recipe can be chosen on it and the demo's eval items stay the
 test. Two measurements:
 
-- **heads** (``--heads``, default ``hybrid,finetuned``): each fitted the way ``04_finetune`` fits it (``head_rows:
+- **heads** (``--heads``, default ``hybrid,finetuned``): each fitted the way ``04_finetune`` fits it (``head.rows:
   all`` at ``--share``) on the run's ``--variant`` training split; prints right-category refusal recall / false
   refusals at ``--thresholds`` (0.4 ... 0.7), for ``finetuned`` once per ``--ft-seeds`` seed (it is trained with
   SGD), then the mean and spread over those seeds; ``--members 2,3`` also scores every pair and every triple of
-  them, their probabilities averaged (what ``head_members: k`` does with seeds s, s + 1, ...; ``--pairs`` is
+  them, their probabilities averaged (what ``head.members: k`` does with seeds s, s + 1, ...; ``--pairs`` is
   ``--members 2``);
 - **adapters** (``--adapters NAME=FOLDER,...``): the decoder forced to write a query (the query-only grammar) for
   every solvable item; prints the share whose result matches the gold query's and McNemar's exact p against the
@@ -25,9 +25,9 @@ The README's figures under "A validation draw" come from this script with ``--ru
 ``20261201-163806_demo_82d9d2`` and ``20261201-170908_demo_e99c4c`` (35% refusals, cycles 1 and 2) and
 ``20261201-191134_demo_86d10d`` and ``20261201-194113_demo_6804dd`` (15%); the stable draw's rows are
 ``--run 20261201-220348_demo_7a7078 --heads finetuned`` with ``--adapters`` its curated adapter and that of
-``20261201-223718_demo_1e4dff`` (cycles 1 and 2). The two-member head (``head_members: 2``) was chosen from
+``20261201-223718_demo_1e4dff`` (cycles 1 and 2). The two-member head (``head.members: 2``) was chosen from
 ``--run 20261201-220348_demo_7a7078 --heads finetuned --ft-seeds 7,1,3,5 --pairs --seed 11,13
---thresholds 0.45,0.5,0.55,0.6,0.65`` (2,000 items, 800 solvable), the three-member head (``head_members: 3``,
+--thresholds 0.45,0.5,0.55,0.6,0.65`` (2,000 items, 800 solvable), the three-member head (``head.members: 3``,
 the demo's default) from the same with ``--run 20261202-050518_demo_f1ef13`` (the same rows, rebuilt by
 00-03 of the same recipe: its singles and pairs came out to the digit) and ``--members 2,3,4``. Not a test.
 """

@@ -54,20 +54,38 @@ def _code(value: object) -> str:
 
 def parameters_page() -> str:
     from flywheel_lib.runner.params import inspect_params
+    from flywheel_lib.stages.groups import GROUPS, group_rows
 
     parts = [HEADER, "# Stage parameters\n",
              "Every stage notebook's parameters cell, as `flywheel params STAGE` prints it. A recipe "
              "(`params/*.yaml`) or `--set` may set any of them; an unknown key, a wrong type or a value outside "
-             "the bound stops the run before anything executes. `run_dir` is filled in by the runner.\n"]
+             "the bound stops the run before anything executes. `run_dir` is filled in by the runner. A *group* "
+             "(a dict of settings that belong together, e.g. `head`) is checked key by key; its keys follow the "
+             "stage's table.\n"]
     for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
         params = inspect_params(nb)
         parts.append(f"## `{nb.stem}`\n")
         parts.append("| parameter | type | default | bound | help |")
         parts.append("| --- | --- | --- | --- | --- |")
+        groups = []
         for p in params.values():
             bound = f"`{p.bound.text}`" if p.bound else ""
+            if p.name in GROUPS and isinstance(p.default, dict):
+                groups.append(p)
+                parts.append(f"| `{p.name}` | group | the keys below | each key's | {_cell(p.help)} |")
+                continue
             parts.append(f"| `{p.name}` | `{_cell(p.type_name)}` | {_code(p.default)} | {bound} | {_cell(p.help)} |")
         parts.append("")
+        for p in groups:
+            parts.append(f"### `{p.name}` ({nb.stem})\n")
+            parts.append(_cell(_first_paragraph(GROUPS[p.name].__doc__ or "")) + " A recipe may set some of its keys "
+                         f"(`{p.name}: {{key: value}}`, `--set {p.name}.key=value`); the others keep these defaults.\n")
+            parts.append("| key | type | default | bound | help |")
+            parts.append("| --- | --- | --- | --- | --- |")
+            for key, type_text, default, bound_text, help_text in group_rows(p.name, p.default):
+                bound = f"`{bound_text}`" if bound_text else ""
+                parts.append(f"| `{key}` | `{_cell(type_text)}` | {_code(default)} | {bound} | {_cell(help_text)} |")
+            parts.append("")
     return "\n".join(parts)
 
 

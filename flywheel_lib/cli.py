@@ -80,6 +80,7 @@ def _print_params(name: str) -> None:
     from .runner import RecipeError
     from .runner.params import inspect_params
     from .stage import project_root
+    from .stages.groups import GROUPS, group_rows
 
     nb = Path(name)
     if not nb.is_file():
@@ -91,6 +92,10 @@ def _print_params(name: str) -> None:
     for p in inspect_params(nb).values():
         bound = f"  [bound: {p.bound.describe(p.name)}]" if p.bound else ""
         print(f"{p.name}: {p.type_name} = {p.default!r}  # {p.help}{bound}")
+        if p.name in GROUPS and isinstance(p.default, dict):  # a group: each key with its type, bound and help
+            for key, type_text, default, bound_text, help_text in group_rows(p.name, p.default):
+                print(f"    {key}: {type_text} = {default!r}  # {help_text}"
+                      + (f"  [bound: {bound_text}]" if bound_text else ""))
 
 
 def main(argv: list[str] | None = None) -> int:

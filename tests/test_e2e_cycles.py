@@ -147,7 +147,7 @@ def test_levers_in_two_cycles(lineage):
     pd.testing.assert_frame_equal(s2.iloc[:len(s1)], s1)          # appended, never edited
     assert set(s1["cycle"]) == {1} and set(s2["cycle"]) <= {1, 2}
     assert second["n_preference_pairs"] == len(pd.read_parquet(a2 / "preference_pairs.parquet"))
-    if second["n_preference_pairs"]:  # smoke.yaml sets dpo_pairs: all and dpo_min_pairs: 1, so DPO runs on every pair
+    if second["n_preference_pairs"]:  # smoke.yaml sets dpo: {pairs: all, min_pairs: 1}, so DPO runs on every pair
         assert second["n_dpo_pairs"] == second["n_preference_pairs"]
         assert 0 <= second["pass_rate_curated_dpo"] <= 1
         assert (a2 / "models" / "curated_dpo" / "adapter_config.json").exists()
@@ -163,7 +163,7 @@ def test_levers_in_two_cycles(lineage):
 
 
 def test_decision_heads_decide_in_every_stage_that_generates(lineage):
-    """smoke.yaml sets decision_head: hybrid: 04 saves a head beside every adapter, 05 measures the candidate with
+    """smoke.yaml sets head: {kind: hybrid}: 04 saves a head beside every adapter, 05 measures the candidate with
     and without it, and the deployed model's head goes with it into 06 and the next cycle."""
     from flywheel_lib.training.head import DecisionHead
 
@@ -275,10 +275,11 @@ TIMED = ("seconds", "tokens_per_s")
 
 def _replay(run_dir, stage: str, tmp_path, artifacts: tuple[str, ...], **overrides):
     """A copy of a run the notebooks made, with the stage's record and ``artifacts`` removed, replayed by the
-    stage's library steps without Jupyter. Returns (the notebook's metrics, the replay's, the copy)."""
+    stage's library steps without Jupyter, in a script of its own (a fresh Python process, as a user's script
+    would run them). Returns (the notebook's metrics, the replay's, the copy)."""
     import shutil
-
-    from flywheel_lib.stages import run_stage
+    import subprocess
+    import sys
 
     copy = tmp_path / run_dir.name
     shutil.copytree(run_dir, copy)
@@ -286,7 +287,11 @@ def _replay(run_dir, stage: str, tmp_path, artifacts: tuple[str, ...], **overrid
     for name in artifacts:
         (copy / "artifacts" / f"{name}.parquet").unlink()
     params = {**read_json(run_dir / "manifest.json")["params_in_effect"][stage], **overrides}
-    run_stage(stage, copy, params)
+    script = "import json, sys\nfrom flywheel_lib.stages import run_stage\n" \
+             "run_stage(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]))"
+    done = subprocess.run([sys.executable, "-c", script, stage, str(copy), json.dumps(params)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, f"{stage} replay failed:\n{done.stderr[-4000:]}"
     before = read_json(run_dir / "metrics" / f"{stage}.json")["metrics"]
     after = read_json(copy / "metrics" / f"{stage}.json")["metrics"]
     return before, after, copy
@@ -315,7 +320,7 @@ def test_evaluation_steps_without_jupyter_score_as_the_notebook(lineage, tmp_pat
     as the executed notebook did and take the same promotion decision."""
     first = lineage[1][0]
     before, after, copy = _replay(first.run_dir, "05_evaluate", tmp_path, ("predictions", "eval_metrics"),
-                                  compare_decoders=False, compare_heads=False, retrieval_k=0)
+                                  comparisons={"decoders": False, "heads": False}, retrieval={"k": 0})
     scored = [k for k in after if k.startswith(("pass_rate_", "refusal_accuracy_", "false_refusal_rate_"))]
     assert {"pass_rate_curated", "pass_rate_naive_merge", "pass_rate_production_only"} <= set(scored)
     assert not any(k.endswith(("_free", "_nohead", "_retrieval_fewshot")) for k in after)

@@ -275,7 +275,7 @@ def test_the_data_stage_checks_at_the_door_and_keeps_the_truth(tmp_path):
     params = {"run_dir": str(run), "domain": "triagesql", "taxonomy": "params/taxonomy/triagesql.yaml",
               "source_kind": "files", "seed_path": str(seed), "production_path": str(prod),
               "column_map": {**MAP, "production": {"true_label": "truth"}}, "max_text_chars": 40,
-              "validators": ["length", "injection"]}
+              "validation": {"checks": ["length", "injection"]}}  # some of a group's keys: the rest are the cell's
     args = [sys.executable, "-m", "papermill", str(ROOT / "notebooks/00_data.ipynb"), str(run / "00_data.ipynb"),
             "-k", "flywheel", "-y", json.dumps(params)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "FLYWHEEL_ROOT": str(ROOT)}

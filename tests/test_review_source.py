@@ -125,7 +125,7 @@ def test_03_resolve_labels_simulated_figures_and_records_the_decision():
     code += "".join((stages / f).read_text() for f in ("resolve.py", "resolve_review.py"))  # the notebook's steps
     text = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
     assert "simulated reviewer" in text and "review_source" in text
-    assert 'st.note("review_source"' in code and "decide_review_source(r.cfg.review_source" in code
+    assert 'st.note("review_source"' in code and "decide_review_source(r.cfg.review.source" in code
     assert '"review_labels_fixed_simulated"' in code and '"review_labels_fixed"' not in code
     for m in ("audit_precision", "audit_precision_lo", "audit_precision_hi", "audit_n"):
         assert f'st.metric("{m}"' in code

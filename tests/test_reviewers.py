@@ -29,6 +29,8 @@ from flywheel_lib.curation.reviewers import (
     review_files,
     reviewer_names,
 )
+from flywheel_lib.runner.params import inspect_params
+from flywheel_lib.stages.groups import group_rows
 
 # Fleiss (1971)-style worked example: 10 items, 14 raters each, 5 categories; kappa = 0.210
 FLEISS_TABLE = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
@@ -208,9 +210,10 @@ def test_one_reviewer_answering_twice_differently_is_an_error(tmp_path):
 def test_03_resolve_exposes_the_parameters_and_the_metrics():
     nb = json.loads((Path(__file__).resolve().parents[1] / "notebooks" / "03_resolve.ipynb").read_text())
     params = "".join(next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))["source"])
-    assert "reviewers_per_item: int = 1  #" in params and params.split("reviewers_per_item")[1].split("\n")[0] \
-        .rstrip().endswith("[1, inf)")
-    assert "reviewers: list = []  #" in params and 'review_resolution: str = "majority"  #' in params
+    review = inspect_params(Path(__file__).resolve().parents[1] / "notebooks" / "03_resolve.ipynb")["review"]
+    assert review.type_name == "dict" and '"per_item": 1' in params and '"resolution": "majority"' in params
+    keys = {k: (default, bound) for k, _, default, bound, _ in group_rows("review", review.default)}
+    assert keys["review.per_item"] == (1, "1 <= per_item") and keys["review.reviewers"] == ([], "")
     code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
     stages = Path(__file__).resolve().parents[1] / "flywheel_lib" / "stages"
     code += "".join((stages / f).read_text() for f in ("resolve.py", "resolve_review.py"))  # the notebook's steps

@@ -16,6 +16,7 @@ from flywheel_lib.runner import RecipeError, load_recipe, run_recipe
 from flywheel_lib.runner.execute import stage_notebooks
 from flywheel_lib.runner.params import check_recipe, inspect_params, parse_bound
 from flywheel_lib.runner.recipe import find_secret
+from flywheel_lib.stages.groups import group_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = "tests/fixtures/recipe_ok.yaml"
@@ -273,7 +274,8 @@ def test_out_of_bound_sizes_are_refused_with_file_key_and_bound(runs, tmp_path):
     f = _write(tmp_path / "zero.yaml", data)
     _refused(lambda: run_recipe(f, progress=False), "zero.yaml", "stage_params.00_data.n_production = 0",
              "n_production >= 1", "[1, inf)")
-    _refused(lambda: run_recipe(SMOKE, sets=["lr=0"], progress=False), "params.lr = 0", "lr > 0", "04_finetune.ipynb")
+    _refused(lambda: run_recipe(SMOKE, sets=["training.lr=0"], progress=False), "params.training.lr = 0",
+             "greater than 0", "04_finetune.ipynb")
     _refused(lambda: run_recipe(SMOKE, sets=["00_data.pii_rate=1.5"], progress=False), "0 <= pii_rate <= 1")
     assert not runs.exists()
 
@@ -281,12 +283,18 @@ def test_out_of_bound_sizes_are_refused_with_file_key_and_bound(runs, tmp_path):
 def test_sizes_of_stages_00_to_04_declare_bounds_their_defaults_meet():
     must = {"00_data": ["n_production", "n_seed_solvable", "n_seed_refusal", "n_eval", "n_conflicts"],
             "01_calibrate": ["cv_folds", "max_holdout", "anchoring_n", "drift_slices"],
-            "02_judge": ["max_items"], "03_resolve": ["review_budget", "k_of_n"],
-            "04_finetune": ["max_steps", "batch_size", "lora_r", "max_len", "max_per_class", "head_members"]}
+            "02_judge": ["max_items"], "03_resolve": ["review.budget", "k_of_n"],
+            "04_finetune": ["training.max_steps", "training.batch_size", "training.lora_r", "training.max_len",
+                            "max_per_class", "head.members"]}
     for stage, names in must.items():
         params = inspect_params(ROOT / "notebooks" / f"{stage}.ipynb")
         for name in names:
-            assert params[name].bound is not None, f"{stage}.{name} declares no bound"
+            if "." in name:  # a group's key: its bound is the group model's
+                group = name.split(".")[0]
+                bounds = {k: b for k, _, _, b, _ in group_rows(group, params[group].default)}
+                assert bounds[name], f"{stage}.{name} declares no bound"
+            else:
+                assert params[name].bound is not None, f"{stage}.{name} declares no bound"
     for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
         for p in inspect_params(nb).values():
             if p.bound and isinstance(p.default, (int, float)):
@@ -305,3 +313,45 @@ def test_params_command_documents_bounds(capsys):
     line = next(x for x in out.splitlines() if x.startswith("n_eval:"))
     assert line.startswith("n_eval: int = 400  # ") and line.endswith("[bound: n_eval >= 1]")
     assert "[1, inf)" not in line
+
+
+def test_a_group_is_checked_key_by_key_and_merged_with_the_notebooks_defaults(runs, tmp_path):
+    """A recipe may give some of a group's keys (params, then stage_params, then --set group.key); the stage is passed
+    the whole group, the notebook's defaults filling the rest. Each key is checked before anything runs."""
+    from flywheel_lib.runner.execute import plan_run
+
+    data = yaml.safe_load((ROOT / SMOKE).read_text())
+    data["params"]["head"] = {"kind": "minilm", "threshold": 0.4}
+    data["stage_params"]["04_finetune"]["head"] = {"C": 2.0}
+    f = _write(tmp_path / "grouped.yaml", data)
+    plan = plan_run(f, sets=["head.threshold=0.6", "04_finetune.training.max_steps=5"], echo=lambda s: None)
+    head, training = plan.passed["04_finetune"]["head"], plan.passed["04_finetune"]["training"]
+    default = inspect_params(ROOT / "notebooks" / "04_finetune.ipynb")["head"].default
+    assert head == {**default, "kind": "minilm", "threshold": 0.6, "C": 2.0}
+    assert training["max_steps"] == 5 and training["batch_size"] == 4  # smoke.yaml's batch_size is kept
+
+    data["stage_params"]["04_finetune"]["head"] = {"kind": "linear", "kidn": 1}
+    bad = _write(tmp_path / "bad.yaml", data)
+    _refused(lambda: run_recipe(bad, progress=False), "bad.yaml", "stage_params.04_finetune.head has no key 'kidn'",
+             "group head: kind, C")
+    data["stage_params"]["04_finetune"]["head"] = {"kind": "linear"}
+    _refused(lambda: run_recipe(_write(tmp_path / "bad.yaml", data), progress=False),
+             "stage_params.04_finetune.head.kind = 'linear'", "'none', 'minilm', 'hybrid' or 'finetuned'",
+             "04_finetune.ipynb")
+    _refused(lambda: run_recipe(SMOKE, sets=["dpo.steps=-1"], progress=False), "params.dpo.steps = -1",
+             "greater than or equal to 0", "05_evaluate.ipynb")
+    _refused(lambda: run_recipe(SMOKE, sets=["head=finetuned"], progress=False),
+             "params.head is a str, but head is a group")
+    _refused(lambda: run_recipe(SMOKE, sets=["nogroup.kind=x"], progress=False), "stage 'nogroup' is not in the recipe",
+             "nor a parameter group")
+    assert not runs.exists()
+
+
+def test_a_flat_name_of_an_earlier_recipe_says_where_it_lives_now(runs, tmp_path):
+    data = yaml.safe_load((ROOT / SMOKE).read_text())
+    data["stage_params"]["04_finetune"]["decision_head"] = "finetuned"
+    f = _write(tmp_path / "old.yaml", data)
+    _refused(lambda: run_recipe(f, progress=False), "unknown parameter stage_params.04_finetune.decision_head",
+             "it is now head.kind", "`head: {kind: ...}`", "--set head.kind=...")
+    _refused(lambda: run_recipe(SMOKE, sets=["dpo_steps=2"], progress=False), "params.dpo_steps", "dpo.steps")
+    assert not runs.exists()

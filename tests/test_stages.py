@@ -11,6 +11,8 @@ import pytest
 from flywheel_lib.runner.params import inspect_params
 from flywheel_lib.stages import STAGES, run_stage
 from flywheel_lib.stages.evaluate import EvaluateConfig
+from flywheel_lib.stages.finetune import FinetuneConfig
+from flywheel_lib.stages.groups import GROUPS, GroupError, ParamGroup
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,24 +35,57 @@ def test_each_configuration_is_its_notebooks_parameters(stage):
 def test_defaults_are_the_notebooks_and_runner_functions_exist(stage):
     cfg = _config(stage).defaults(stage)
     params = inspect_params(ROOT / "notebooks" / f"{stage}.ipynb")
-    assert all(getattr(cfg, f.name) == params[f.name].default for f in dataclasses.fields(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, ParamGroup):  # a group: its model holds exactly the cell's keys and values
+            assert value.model_dump() == params[f.name].default, f"{stage}.{f.name}"
+        else:
+            assert value == params[f.name].default, f"{stage}.{f.name}"
     module, func = STAGES[stage][2].split(":")
     assert callable(getattr(importlib.import_module(f"flywheel_lib.stages.{module}"), func))
 
 
 def test_configuration_names_what_is_missing_or_unknown():
     params = {k: p.default for k, p in inspect_params(ROOT / "notebooks" / "05_evaluate.ipynb").items()}
-    del params["alpha"], params["arena_n"]
-    with pytest.raises(KeyError, match="alpha, arena_n"):
+    del params["promotion"], params["arena"]
+    with pytest.raises(KeyError, match="promotion, arena"):
         EvaluateConfig.from_params(params)
     with pytest.raises(KeyError, match="no parameter alfa"):
         EvaluateConfig.defaults("05_evaluate", alfa=0.1)
     cfg = EvaluateConfig.defaults("05_evaluate", candidate="curated_all", pair_sources=" production , traffic,")
     assert cfg.candidate == "curated_all" and cfg.traffic_sources == ("production", "traffic")
     with pytest.raises(dataclasses.FrozenInstanceError):
-        cfg.alpha = 0.5  # type: ignore[misc]
+        cfg.candidate = "curated"  # type: ignore[misc]
 
 
 def test_run_stage_names_the_stages_it_knows(tmp_path):
     with pytest.raises(KeyError, match="02_judge.*stages with steps: 00_data"):
         run_stage("02_judge", tmp_path)
+
+
+def test_every_group_a_notebook_declares_has_a_model_and_valid_defaults():
+    """A notebook's dict parameter named like a group holds exactly the group model's keys, and its defaults pass
+    the model's checks; every group is declared by some notebook."""
+    declared = set()
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for name, p in inspect_params(nb).items():
+            if name in GROUPS:
+                declared.add(name)
+                assert p.type_name == "dict" and set(p.default) == set(GROUPS[name].model_fields), f"{nb.stem}.{name}"
+                GROUPS[name].model_validate(p.default)
+    assert declared == set(GROUPS)
+
+
+def test_a_group_takes_some_keys_over_the_notebooks_and_checks_each():
+    cfg = FinetuneConfig.defaults("04_finetune", head={"kind": "minilm", "C": 2})
+    assert (cfg.head.kind, cfg.head.C, cfg.head.threshold) == ("minilm", 2, 0.5)  # threshold: the cell's default
+    with pytest.raises(GroupError, match=r"head\.C = -1: Input should be greater than 0"):
+        FinetuneConfig.defaults("04_finetune", head={"C": -1})
+    with pytest.raises(GroupError, match=r"head has no key 'kidn' \(group head: kind, C"):
+        FinetuneConfig.defaults("04_finetune", head={"kidn": "minilm"})
+    with pytest.raises(GroupError, match=r"head\.kind = 'linear': Input should be 'none', 'minilm'"):
+        FinetuneConfig.defaults("04_finetune", head={"kind": "linear"})
+    with pytest.raises(GroupError, match=r"head\.members = '3': Input should be a valid integer"):  # strict
+        FinetuneConfig.defaults("04_finetune", head={"members": "3"})
+    with pytest.raises(Exception, match="frozen"):
+        cfg.head.kind = "none"  # type: ignore[misc]

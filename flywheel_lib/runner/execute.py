@@ -32,6 +32,7 @@ from typing import Any
 from ..io import file_sha256, text_hash
 from ..paths import find_run, progress_path, project_root, resolve_path, runs_dir
 from ..progress import PROGRESS_ENV, ProgressTail
+from ..stages.groups import merge_group
 from ..tracking import track_run, tracking_for
 from .kernels import (  # noqa: F401 - IPC_PATH_MAX and _kernel_tmp_root re-exported for callers of this module
     INTERRUPT_GRACE_S,
@@ -132,7 +133,9 @@ def plan_run(recipe: str | Path | Recipe, *, sets: list[str] | None = None, stag
     notebooks = stage_notebooks(r.stages, r.notebook_dir)
     tracking = tracking_for(r)  # MLflow tracking (optional): params.tracking or $MLFLOW_TRACKING_URI, checked here
     declared = check_recipe(tracking.strip(r), notebooks)  # every key and type, before anything runs
-    passed = {s: {k: v for k, v in r.for_stage(s, set(declared[s])).items() if k != "run_dir"} for s in r.stages}
+    # what each stage is passed; a group given with some of its keys is passed whole (the notebook's other keys)
+    passed = {s: {k: merge_group(k, declared[s][k].default, v) for k, v in r.for_stage(s, set(declared[s])).items()
+                  if k != "run_dir"} for s in r.stages}
     from_dir = find_run(from_run) if from_run else None
     if from_dir:
         pm = Manifest.load(from_dir).data

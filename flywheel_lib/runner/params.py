@@ -32,6 +32,7 @@ from typing import Any, Optional, Union
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from ..paths import resolve_path
+from ..stages.groups import GROUPS, RENAMED, GroupError, check_group, merge_group
 from .recipe import Recipe, RecipeError, check_secrets, read_yaml_file
 
 __all__ = ["Bound", "NotebookParam", "parse_bound", "inspect_params", "check_recipe", "check_inputs", "type_ok",
@@ -188,7 +189,7 @@ def check_recipe(recipe: Recipe, notebooks: dict[str, Path]) -> dict[str, dict[s
         if not takers:
             raise RecipeError(
                 f"{where}: unknown parameter params.{key}: no stage notebook of this recipe declares it "
-                f"({', '.join(str(notebooks[s]) for s in declared)})"
+                f"({', '.join(str(notebooks[s]) for s in declared)}){_renamed_hint(key)}"
             )
         for s in takers:
             _check_value(where, f"params.{key}", value, declared[s][key], notebooks[s])
@@ -202,14 +203,29 @@ def check_recipe(recipe: Recipe, notebooks: dict[str, Path]) -> dict[str, dict[s
                 known = ", ".join(sorted(k for k in declared[stage] if k not in RUNNER_PARAMS))
                 raise RecipeError(
                     f"{where}: unknown parameter stage_params.{stage}.{key} for notebook {notebooks[stage]} "
-                    f"(it declares: {known})"
+                    f"(it declares: {known}){_renamed_hint(key)}"
                 )
             _check_value(where, f"stage_params.{stage}.{key}", value, declared[stage][key], notebooks[stage])
     check_inputs(recipe, declared, notebooks)
     return declared
 
 
+def _renamed_hint(key: str) -> str:
+    """For a flat name of an earlier recipe: where the setting lives now (a group's key)."""
+    if key not in RENAMED:
+        return ""
+    group, _, sub = RENAMED[key].partition(".")
+    return f"; it is now {RENAMED[key]} (in a recipe: `{group}: {{{sub}: ...}}`; on the command line: " \
+           f"--set {RENAMED[key]}=...)"
+
+
 def _check_value(where: str, key: str, value: Any, p: NotebookParam, nb: Path) -> None:
+    if p.name in GROUPS and isinstance(p.default, dict):
+        try:
+            check_group(p.name, value, p.default, key=key)
+        except GroupError as e:
+            raise RecipeError(f"{where}: {e} (notebook {nb} declares the group's defaults)") from None
+        return
     if not type_ok(value, p.type_name):
         raise RecipeError(
             f"{where}: {key} = {value!r} is a {type(value).__name__}, but notebook {nb} declares "
@@ -302,7 +318,9 @@ def check_inputs(recipe: Recipe, declared: dict[str, dict[str, NotebookParam]], 
 
 
 def in_effect(passed: dict[str, Any], declared: dict[str, NotebookParam]) -> dict[str, Any]:
-    """Notebook defaults overlaid with what the recipe passed: the parameters the stage actually ran with."""
+    """Notebook defaults overlaid with what the recipe passed: the parameters the stage actually ran with (a group
+    passed with some of its keys keeps the notebook's other keys)."""
     out = {k: p.default for k, p in declared.items()}
-    out.update(passed)
+    for k, v in passed.items():
+        out[k] = merge_group(k, out[k], v) if k in out else v
     return out

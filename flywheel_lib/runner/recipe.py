@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..stage import resolve_path
+from ..stages.groups import GROUPS, merge_group
 
 __all__ = ["Recipe", "RecipeError", "load_recipe", "parse_set", "check_secrets", "find_secret", "read_yaml_file",
            "STAGE_ORDER"]
@@ -188,7 +189,8 @@ class Recipe(BaseModel):
     def for_stage(self, stage: str, declared: set[str]) -> dict[str, Any]:
         """The parameters passed to ``stage``: shared ones it declares, then its own."""
         out = {k: v for k, v in self.params.items() if k in declared}
-        out.update(self.stage_params.get(stage, {}))
+        for k, v in self.stage_params.get(stage, {}).items():
+            out[k] = merge_group(k, out[k], v) if k in out else v
         return out
 
     def order_stages(self, stages: list[str]) -> list[str]:
@@ -200,22 +202,27 @@ class Recipe(BaseModel):
         return [s for s in self.stages if s in stages]
 
     def with_overrides(self, sets: list[str]) -> Recipe:
-        """Apply ``--set key=value`` / ``--set stage.key=value`` overrides (values parsed as YAML)."""
+        """Apply ``--set key=value``, ``--set group.key=value`` and ``--set stage.key=value`` (or
+        ``stage.group.key``) overrides, values parsed as YAML; a group's key is set within what the recipe gave."""
         r = self.model_copy(deep=True)
         for s in sets:
             stage, key, value = parse_set(s, self.stages)
             check_secrets({key: value}, f"--set {stage + '.' if stage else ''}{key} (on {self.path or self.name})",
                           f"stage_params.{stage}" if stage else "params")
-            if stage:
-                r.stage_params.setdefault(stage, {})[key] = value
+            target = r.stage_params.setdefault(stage, {}) if stage else r.params
+            if "." in key:  # one key of a group
+                group, _, sub = key.partition(".")
+                base = target.get(group)
+                target[group] = {**(base if isinstance(base, dict) else {}), sub: value}
             else:
-                r.params[key] = value
+                target[key] = value
         check_secrets(r.model_dump(exclude={"path"}), r.path or r.name)
         return r
 
 
 def parse_set(s: str, stages: list[str]) -> tuple[str | None, str, Any]:
-    """``"n_items=200"`` -> (None, "n_items", 200); ``"02_judge.panel=x.yaml"`` -> ("02_judge", "panel", "x.yaml").
+    """``"n_items=200"`` -> (None, "n_items", 200); ``"02_judge.panel=x.yaml"`` -> ("02_judge", "panel", "x.yaml");
+    ``"head.kind=minilm"`` -> (None, "head.kind", "minilm"): a group's key (:mod:`flywheel_lib.stages.groups`).
 
     Errors name the key only: the value may be a secret.
     """
@@ -230,13 +237,16 @@ def parse_set(s: str, stages: list[str]) -> tuple[str | None, str, Any]:
         check_secrets(raw, f"--set {key}", key)
         raise RecipeError(f"--set {key}=...: the value is {_yaml_problem(e)}") from None
     stage = None
-    if "." in key:
-        stage, _, key = key.partition(".")
+    first, dot, rest = key.partition(".")
+    if dot and first not in GROUPS:
+        stage, key = first, rest
         if stage not in stages:
             raise RecipeError(f"--set {stage}.{key}: stage {stage!r} is not in the recipe "
-                              f"(stages: {', '.join(stages)})")
-    if not key.isidentifier():
-        raise RecipeError(f"--set {key!r}: not a parameter name")
+                              f"(stages: {', '.join(stages)}), nor a parameter group ({', '.join(GROUPS)})")
+    parts = key.split(".")
+    if len(parts) > 2 or not all(p.isidentifier() for p in parts) or (len(parts) == 2 and parts[0] not in GROUPS):
+        raise RecipeError(f"--set {key!r}: not a parameter name, nor a group's key (group.key; groups: "
+                          f"{', '.join(GROUPS)})")
     return stage, key, value
 
 

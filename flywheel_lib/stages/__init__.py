@@ -27,21 +27,43 @@ class StageConfig:
         missing = [n for n in names if n not in params]
         if missing:
             raise KeyError(f"{cls.__name__}: parameters missing: {', '.join(missing)}")
-        return cls(**{n: params[n] for n in names})
+        return cls(**{n: cls._group(n, params[n]) for n in names})
+
+    @classmethod
+    def _group(cls, name: str, value: Any) -> Any:
+        """A group (a dict in the notebook) as its validated model, so that a step reads ``cfg.head.kind``; keys
+        it lacks (papermill run by hand with some of a group's keys) come from the notebook's parameters cell."""
+        from .groups import GROUPS, check_group
+
+        if name not in GROUPS or not isinstance(value, dict):
+            return value
+        default = None
+        if set(value) < set(GROUPS[name].model_fields):
+            stage = next((s for s, (_, c, _) in STAGES.items() if c == cls.__name__), None)
+            default = _notebook_defaults(stage).get(name) if stage else None
+        return check_group(name, value, default)
 
     @classmethod
     def defaults(cls: type[C], notebook: str, **overrides: Any) -> C:
-        """The configuration of the notebook's parameters cell (``notebooks/<notebook>.ipynb``), with overrides:
-        how a script or a test calls a stage's steps without Jupyter."""
-        from flywheel_lib.paths import resolve_path
-        from flywheel_lib.runner.params import inspect_params
+        """The configuration of the notebook's parameters cell (``notebooks/<notebook>.ipynb``), with overrides
+        (a group's override may give some of its keys): how a script or a test calls a stage's steps without
+        Jupyter."""
+        from .groups import merge_group
 
-        path = resolve_path("notebooks") / f"{notebook}.ipynb"  # the project's notebooks ($FLYWHEEL_ROOT)
-        params = {k: p.default for k, p in inspect_params(path).items()}
+        params = _notebook_defaults(notebook)
         unknown = sorted(set(overrides) - set(params))
         if unknown:
             raise KeyError(f"{notebook}: no parameter {', '.join(unknown)}")
-        return cls.from_params({**params, **overrides})
+        return cls.from_params({**params, **{k: merge_group(k, params[k], v) for k, v in overrides.items()}})
+
+
+def _notebook_defaults(notebook: str) -> dict[str, Any]:
+    """The defaults of a stage notebook's parameters cell (the project's ``notebooks/``, or ``$FLYWHEEL_ROOT``'s)."""
+    from flywheel_lib.paths import resolve_path
+    from flywheel_lib.runner.params import inspect_params
+
+    path = resolve_path("notebooks") / f"{notebook}.ipynb"
+    return {k: p.default for k, p in inspect_params(path).items()}
 
 
 #: Each stage with library steps: the module holding its configuration, and the module and function that run them all.

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from flywheel_lib.stages import StageConfig
+from flywheel_lib.stages.groups import ValidationParams
 
 
 @dataclass(frozen=True)
@@ -43,15 +44,7 @@ class DataConfig(StageConfig):
     parent_run: str
     judge_budget: int
     plant_rates: dict
-    validators: list
-    validator_routing: str
-    topic_min_similarity: float
-    min_tokens: int
-    max_tokens: int
-    expected_language: str
-    language_method: str
-    anomaly_quantile: float
-    validator_encoder: str
+    validation: ValidationParams
 
 
 @dataclass
@@ -238,7 +231,8 @@ def validate(d: Ingest) -> pd.DataFrame:
     prod = d.production
     d.n_validated = int(prod.sum())
     reference = items.loc[items["source"] == "seed", "text"]
-    enabled = tuple(cfg.validators)
+    vc = cfg.validation
+    enabled = tuple(vc.checks)
     if reference.empty and "topic" in enabled:  # no seed to compare with
         enabled = tuple(v for v in enabled if v != "topic")
         st.note("validator_topic", "skipped: no seed requests to compare with")
@@ -247,13 +241,13 @@ def validate(d: Ingest) -> pd.DataFrame:
         old = st.parent.read("items")
         history = old.loc[old["source"].isin(["production", "seed"]), "text"]
         history_source = f"items of {st.parent.run_id}"
-    vcfg = ValidatorConfig(topic_min_similarity=cfg.topic_min_similarity, min_tokens=cfg.min_tokens,
-                           max_tokens=cfg.max_tokens, language=cfg.expected_language,
-                           anomaly_quantile=cfg.anomaly_quantile, enabled=enabled, encoder=cfg.validator_encoder)
+    vcfg = ValidatorConfig(topic_min_similarity=vc.topic_min_similarity, min_tokens=vc.min_tokens,
+                           max_tokens=vc.max_tokens, language=vc.language, anomaly_quantile=vc.anomaly_quantile,
+                           enabled=enabled, encoder=vc.encoder)
     d.items, vinfo = run_validators(items, reference=reference if len(reference) else items.loc[prod, "text"],
-                                    history=history, config=vcfg, language_method=cfg.language_method, rows=prod)
+                                    history=history, config=vcfg, language_method=vc.language_method, rows=prod)
     items = d.items
-    st.note("validators", {"enabled": list(enabled), "routing": cfg.validator_routing, "history": history_source,
+    st.note("validators", {"enabled": list(enabled), "routing": vc.routing, "history": history_source,
                            **{k: round(v, 4) for k, v in vinfo.items()}})
     if "planted" in items.columns:
         vtruth = items[["item_id", "planted"]]
@@ -282,7 +276,7 @@ def route_flagged(d: Ingest) -> pd.DataFrame:
     dropped (``drop``). Returns the rows that left the table."""
     from flywheel_lib.monitoring import route
 
-    routing = d.cfg.validator_routing
+    routing = d.cfg.validation.routing
     d.items, routed_out = route(d.items, routing, rows=d.production)
     d.st.metric("validator_routed_out", int(len(routed_out)))
     if routing == "review" and len(routed_out):

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from flywheel_lib.stages import StageConfig
+from flywheel_lib.stages.groups import ArenaParams, ComparisonParams, DpoParams, PromotionParams, RetrievalParams
 
 
 @dataclass(frozen=True)
@@ -31,35 +32,20 @@ class EvaluateConfig(StageConfig):
     gen_batch_size: int
     max_new_tokens: int
     constrained: bool
-    compare_decoders: bool
-    compare_heads: bool
-    compare_every_cycle: bool
+    comparisons: ComparisonParams
     zero_result_guard: bool
     zero_result_floor: float
     candidate: str
     baseline: str
-    alpha: float
-    false_refusal_tolerance: float
+    promotion: PromotionParams
     threads: int
     openai_base_url: str
-    retrieval_k: int
-    retrieval_model: str
-    dpo_steps: int
-    dpo_batch_size: int
-    dpo_beta: float
-    dpo_lr: float
-    dpo_pairs: str
-    dpo_max_pairs: int
-    dpo_min_pairs: int
+    retrieval: RetrievalParams
+    dpo: DpoParams
     pair_sources: str
-    arena_n: int
-    arena_boot: int
+    arena: ArenaParams
     drift_schedule: str
     drift_per_cycle: int
-    non_inferiority_margin: float
-    store_min_score: float
-    store_min_share: float
-    store_scope: str
 
     @property
     def traffic_sources(self) -> tuple[str, ...]:
@@ -201,14 +187,14 @@ def generate_variants(ev: Evaluation) -> Evaluation:
         st.note("zero_result_guard", {"floor": cfg.zero_result_floor, "guarded": n_guarded})
         for v, n in n_guarded.items():
             st.metric(f"zero_result_guarded_{v}", n)
-    compare = cfg.compare_every_cycle or st.parent is None
-    if not compare and (cfg.compare_decoders or cfg.compare_heads):
+    compare = cfg.comparisons.every_cycle or st.parent is None
+    if not compare and (cfg.comparisons.decoders or cfg.comparisons.heads):
         st.note("comparisons", f"skipped in a later cycle (parent run {st.parent.run_id}): compare_every_cycle is off")
-    if ev.grammar and compare and cfg.compare_decoders and ev.candidate in ev.variants:
+    if ev.grammar and compare and cfg.comparisons.decoders and ev.candidate in ev.variants:
         _timed(ev, f"{ev.candidate}_free", lambda: ev.generate(ev.texts, ev.candidate, constrained=False))
     if ev.gen.heads_:
         st.note("decision_heads", {v: h.summary() for v, h in ev.gen.heads_.items()})
-    if compare and cfg.compare_heads and ev.candidate in ev.gen.heads_:
+    if compare and cfg.comparisons.heads and ev.candidate in ev.gen.heads_:
         _timed(ev, f"{ev.candidate}_nohead", lambda: ev.generate(ev.texts, ev.candidate, decide=False))
     return ev
 
@@ -258,12 +244,12 @@ def score_variants(ev: Evaluation) -> Scores:
     st.write("predictions", predictions, contract="predictions")
     for v, s in ev.gen_seconds.items():
         st.metric(f"generate_seconds_per_item_{v}", ev.per_item(s))
-    metrics = compute_metrics(predictions, solvable_id=tax.solvable_id, alpha=cfg.alpha)
+    metrics = compute_metrics(predictions, solvable_id=tax.solvable_id, alpha=cfg.promotion.alpha)
     st.write("eval_metrics", metrics)
     _record_metrics(st, metrics, headline_for=ev.candidate)
     shown = ev.candidate if ev.candidate in ev.answers else ev.variants[-1]
     conf = confusion(predictions, shown, solvable_id=tax.solvable_id, labels=ev.labels)
-    recall = category_recall(predictions, solvable_id=tax.solvable_id, categories=ev.labels, alpha=cfg.alpha)
+    recall = category_recall(predictions, solvable_id=tax.solvable_id, categories=ev.labels, alpha=cfg.promotion.alpha)
     st.write("category_recall", recall)
     for r in recall[recall["variant"] == ev.candidate].itertuples():
         if r.n:

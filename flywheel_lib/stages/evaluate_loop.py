@@ -75,12 +75,12 @@ def score_drift_slice(ev: Evaluation, scores: Scores) -> DriftResult:
         extra = [v for v in ("first_cycle", "oracle") if v in ev.adapters]
         slices: dict[str, dict] = {"deployed_prev": {}, **{c: {} for c in candidates}, **{v: {} for v in extra}}
         store = ev.store
-        consulted = store[store["cycle"] > store["cycle"].min()] if cfg.store_scope == "new" else store
+        consulted = store[store["cycle"] > store["cycle"].min()] if cfg.retrieval.scope == "new" else store
         if "deployed_prev" in ev.heads() and len(consulted):
             slices["deployed_store"] = {"variant": "deployed_prev", "head": StoreConsultedHead(
-                ev.heads()["deployed_prev"], ExampleRetriever(consulted, k=5), min_score=cfg.store_min_score,
-                min_share=cfg.store_min_share)}
-        out.report = evaluate_slices(ev.gen, out.items, slices, domain=ev.dom, taxonomy=ev.tax, alpha=cfg.alpha,
+                ev.heads()["deployed_prev"], ExampleRetriever(consulted, k=5), min_score=cfg.retrieval.min_score,
+                min_share=cfg.retrieval.min_share)}
+        out.report = evaluate_slices(ev.gen, out.items, slices, domain=ev.dom, taxonomy=ev.tax, alpha=cfg.promotion.alpha,
                                      batch_size=cfg.gen_batch_size, max_new_tokens=cfg.max_new_tokens,
                                      system_prompt=ev.ft.system_prompt)
         st.write("drift_predictions", out.report.predictions, contract="predictions")
@@ -114,10 +114,10 @@ def promote(ev: Evaluation, scores: Scores, drift: DriftResult) -> dict:
         st.note("baseline", {"variant": base})
     if cand in ev.answers and base in ev.answers:
         decision = decide_promotion_slices(scores.outcomes, drift.outcomes, candidate=cand, baseline=base,
-                                           alpha=cfg.alpha, margin=cfg.non_inferiority_margin,
-                                           false_refusal_tolerance=cfg.false_refusal_tolerance)
-        if cfg.false_refusal_tolerance > 0:  # what the strict rule (any significant rise blocks) would have decided
-            strict = decide_promotion(scores.outcomes, candidate=cand, baseline=base, alpha=cfg.alpha)
+                                           alpha=cfg.promotion.alpha, margin=cfg.promotion.non_inferiority_margin,
+                                           false_refusal_tolerance=cfg.promotion.false_refusal_tolerance)
+        if cfg.promotion.false_refusal_tolerance > 0:  # what the strict rule (any significant rise blocks) would have decided
+            strict = decide_promotion(scores.outcomes, candidate=cand, baseline=base, alpha=cfg.promotion.alpha)
             st.note("promotion_strict", {k: strict[k] for k in ("promoted", "winner", "reason")})
             print(("strict rule would promote: " if strict["promoted"] else "strict rule would keep the baseline: ")
                   + strict["reason"])
@@ -152,20 +152,20 @@ def retrieval_fewshot(ev: Evaluation, levers: Levers) -> Levers:
 
     st, cfg = ev.st, ev.cfg
     deployed = "deployed_prev" if "deployed_prev" in ev.answers else ev.baseline
-    levers.fewshot_model = model = {"deployed": deployed}.get(cfg.retrieval_model, cfg.retrieval_model)
-    if not (cfg.retrieval_k > 0 and ev.local and (model in ev.answers or model == BASE_VARIANT)):
-        st.note("retrieval_fewshot", f"skipped: retrieval_k={cfg.retrieval_k}, backend {ev.ft.backend}, "
+    levers.fewshot_model = model = {"deployed": deployed}.get(cfg.retrieval.model, cfg.retrieval.model)
+    if not (cfg.retrieval.k > 0 and ev.local and (model in ev.answers or model == BASE_VARIANT)):
+        st.note("retrieval_fewshot", f"skipped: retrieval.k={cfg.retrieval.k}, backend {ev.ft.backend}, "
                                      f"model {model!r}")
         return levers
-    levers.retriever = ExampleRetriever(ev.store, k=cfg.retrieval_k)
+    levers.retriever = ExampleRetriever(ev.store, k=cfg.retrieval.k)
     fs = retrieval_generate(ev.gen, model, ev.eval_items, levers.retriever, batch_size=cfg.gen_batch_size,
                             max_new_tokens=cfg.max_new_tokens, system_prompt=ev.ft.system_prompt)
     levers.answers["retrieval_fewshot"] = fs["answers"]
-    st.note("retrieval_fewshot", {"model": model, "k": cfg.retrieval_k, "store_rows": len(ev.store)})
+    st.note("retrieval_fewshot", {"model": model, "k": cfg.retrieval.k, "store_rows": len(ev.store)})
     st.metric("generate_seconds_per_item_retrieval_fewshot", round(fs["seconds_per_item"], 3))
     st.metric("prompt_chars_ratio_retrieval_fewshot", round(fs["prompt_chars_ratio"], 2))
     bare = ev.gen_seconds.get(model, float("nan")) / max(len(ev.eval_items), 1)
-    print(f"retrieval_fewshot: {model!r} + {cfg.retrieval_k} examples, {fs['seconds_per_item']:.2f} s a request "
+    print(f"retrieval_fewshot: {model!r} + {cfg.retrieval.k} examples, {fs['seconds_per_item']:.2f} s a request "
           f"(the bare model: {bare:.2f} s), prompts {fs['prompt_chars_ratio']:.1f}x as long")
     return levers
 
@@ -190,22 +190,22 @@ def preference_dpo(ev: Evaluation, levers: Levers) -> Levers:
             to_hf_folder(pairs, st.path("preference_pairs_hf", ""))
     st.metric("n_preference_pairs", n_pairs, headline=True)
     if n_pairs:
-        usable = select_dpo_pairs(levers.pairs, cfg.dpo_pairs, has_head=ev.local and ev.candidate in ev.heads())
+        usable = select_dpo_pairs(levers.pairs, cfg.dpo.pairs, has_head=ev.local and ev.candidate in ev.heads())
         n_dpo_pairs = len(usable)
         st.metric("n_dpo_pairs", n_dpo_pairs)
-    if not (cfg.dpo_steps > 0 and n_dpo_pairs >= max(cfg.dpo_min_pairs, 1) and ev.local
+    if not (cfg.dpo.steps > 0 and n_dpo_pairs >= max(cfg.dpo.min_pairs, 1) and ev.local
             and ev.candidate in ft.variants):
         st.note("curated_dpo", f"skipped: parent run {st.parent.run_id if st.parent else None}, {n_pairs} pairs "
-                               f"({n_dpo_pairs} for DPO under dpo_pairs={cfg.dpo_pairs!r}, at least "
-                               f"{cfg.dpo_min_pairs} needed), dpo_steps={cfg.dpo_steps}, backend {ft.backend}")
+                               f"({n_dpo_pairs} for DPO under dpo.pairs={cfg.dpo.pairs!r}, at least "
+                               f"{cfg.dpo.min_pairs} needed), dpo.steps={cfg.dpo.steps}, backend {ft.backend}")
         return levers
     from flywheel_lib.evaluation import VariantGenerator
     from flywheel_lib.levers.dpo import DPOConfig, train_dpo
 
     assert usable is not None
-    train_pairs = usable.sample(cfg.dpo_max_pairs, random_state=cfg.seed) if n_dpo_pairs > cfg.dpo_max_pairs else usable
-    dpo = train_dpo(train_pairs, DPOConfig(base_model=ft.base_model, beta=cfg.dpo_beta, max_steps=cfg.dpo_steps,
-                                           batch_size=cfg.dpo_batch_size, lr=cfg.dpo_lr, seed=cfg.seed,
+    train_pairs = usable.sample(cfg.dpo.max_pairs, random_state=cfg.seed) if n_dpo_pairs > cfg.dpo.max_pairs else usable
+    dpo = train_dpo(train_pairs, DPOConfig(base_model=ft.base_model, beta=cfg.dpo.beta, max_steps=cfg.dpo.steps,
+                                           batch_size=cfg.dpo.batch_size, lr=cfg.dpo.lr, seed=cfg.seed,
                                            cache_dir=cfg.cache_dir, threads=cfg.threads,
                                            system_prompt=ft.system_prompt),
                     st.path("models/curated_dpo", ""), adapter=st.view().adapter(ev.candidate))
@@ -219,7 +219,7 @@ def preference_dpo(ev: Evaluation, levers: Levers) -> Levers:
         ev.texts, variant="curated_dpo", batch_size=cfg.gen_batch_size, max_new_tokens=cfg.max_new_tokens,
         system_prompt=ft.system_prompt)
     st.metric("generate_seconds_per_item_curated_dpo", ev.per_item(time.perf_counter() - t0))
-    print(f"DPO on {len(train_pairs)} pairs, {cfg.dpo_steps} steps in {dpo.metrics['seconds']:.0f} s: loss "
+    print(f"DPO on {len(train_pairs)} pairs, {cfg.dpo.steps} steps in {dpo.metrics['seconds']:.0f} s: loss "
           f"{dpo.metrics['loss_before']:.3f} -> {dpo.metrics['loss_after']:.3f}")
     return levers
 
@@ -233,7 +233,7 @@ def score_levers(ev: Evaluation, scores: Scores, levers: Levers) -> dict[str, pd
         return {}
     st, tax = ev.st, ev.tax
     lever_preds = score_answers(ev, levers.answers)
-    lever_metrics = compute_metrics(lever_preds, solvable_id=tax.solvable_id, alpha=ev.cfg.alpha)
+    lever_metrics = compute_metrics(lever_preds, solvable_id=tax.solvable_id, alpha=ev.cfg.promotion.alpha)
     _record_metrics(st, lever_metrics)
     scores.predictions = pd.concat([scores.predictions, lever_preds], ignore_index=True)
     scores.metrics = pd.concat([scores.metrics, lever_metrics], ignore_index=True)
@@ -263,11 +263,11 @@ def arena(ev: Evaluation, levers: Levers) -> Arena | None:
     from flywheel_lib.levers.cycle import arena_requests, rate_models, retrieval_generate
 
     st, cfg = ev.st, ev.cfg
-    run = st.parent is not None and cfg.arena_n > 0 and ev.local and st.exists("consensus")
-    req = (arena_requests(ev.items, st.read("consensus", contract="consensus"), ev.store, n=cfg.arena_n,
+    run = st.parent is not None and cfg.arena.n > 0 and ev.local and st.exists("consensus")
+    req = (arena_requests(ev.items, st.read("consensus", contract="consensus"), ev.store, n=cfg.arena.n,
                           seed=cfg.seed, sources=cfg.traffic_sources) if run else pd.DataFrame())
     if len(req) < 2:
-        st.note("arena", f"skipped: parent run {st.parent.run_id if st.parent else None}, arena_n={cfg.arena_n}, "
+        st.note("arena", f"skipped: parent run {st.parent.run_id if st.parent else None}, arena.n={cfg.arena.n}, "
                          f"{len(req)} judged requests, backend {ev.ft.backend}")
         return None
     reqs = req["text"].tolist()
@@ -283,7 +283,7 @@ def arena(ev: Evaluation, levers: Levers) -> Arena | None:
     bias = position_bias(battles)
     for r in bias.itertuples():
         st.metric(f"position_bias_{r.judge}", round(float(r.position_bias), 4))
-    ratings = rate_models(battles, cycle=ev.cycle, parent=st.parent, n_boot=cfg.arena_boot, seed=cfg.seed)
+    ratings = rate_models(battles, cycle=ev.cycle, parent=st.parent, n_boot=cfg.arena.boot, seed=cfg.seed)
     st.write("arena", ratings)
     for r in ratings.itertuples():
         st.metric(f"elo_{r.model}", round(r.elo, 1), headline=(r.model in (ev.candidate, "deployed_prev")))

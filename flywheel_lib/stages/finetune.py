@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from flywheel_lib.stages import StageConfig
+from flywheel_lib.stages.groups import HeadParams, TrainingParams
 
 
 @dataclass(frozen=True)
@@ -32,27 +33,12 @@ class FinetuneConfig(StageConfig):
     oracle: bool
     drift_schedule: str
     backend: str
-    max_steps: int
-    batch_size: int
-    lr: float
-    lora_r: int
-    lora_targets: str
-    lr_schedule: str
-    max_len: int
-    val_frac: float
+    training: TrainingParams
     balanced_rows: bool
     max_per_class: int
     max_refusal_share: float
     refusal_target: str
-    decision_head: str
-    head_C: float
-    head_epochs: float
-    head_lr: float
-    head_members: int
-    head_threshold: float
-    head_rows: str
-    head_refusal_share: float
-    head_max_false_refusal: float
+    head: HeadParams
     threads: int
     openai_model: str
     openai_base_url: str
@@ -61,9 +47,10 @@ class FinetuneConfig(StageConfig):
     def trainer_options(self) -> dict:
         """The backend's options: the same for every variant, so the only difference between models is the data."""
         if self.backend == "local-lora":
-            return dict(base_model=self.base_model, max_steps=self.max_steps, batch_size=self.batch_size, lr=self.lr,
-                        lora_r=self.lora_r, target_modules=(self.lora_targets,), lr_schedule=self.lr_schedule,
-                        max_len=self.max_len, seed=self.seed, cache_dir=self.cache_dir, threads=self.threads)
+            t = self.training
+            return dict(base_model=self.base_model, max_steps=t.max_steps, batch_size=t.batch_size, lr=t.lr,
+                        lora_r=t.lora_r, target_modules=(t.lora_targets,), lr_schedule=t.lr_schedule,
+                        max_len=t.max_len, seed=self.seed, cache_dir=self.cache_dir, threads=self.threads)
         if self.backend == "openai":
             return dict(base_model=self.openai_model, n_epochs=self.openai_epochs, seed=self.seed,
                         base_url=self.openai_base_url or None)
@@ -144,9 +131,9 @@ def build_datasets(f: Finetune) -> pd.DataFrame:
     from flywheel_lib.training import build_dataset, save_dataset
 
     cfg, st = f.cfg, f.st
-    n_train = cfg.max_steps * cfg.batch_size if cfg.balanced_rows and cfg.backend == "local-lora" else 0
+    n_train = cfg.training.max_steps * cfg.training.batch_size if cfg.balanced_rows and cfg.backend == "local-lora" else 0
     for v in f.variants:
-        ds = build_dataset(f.train_sets, variant=v, taxonomy=f.tax, val_frac=cfg.val_frac, seed=cfg.seed,
+        ds = build_dataset(f.train_sets, variant=v, taxonomy=f.tax, val_frac=cfg.training.val_frac, seed=cfg.seed,
                            max_per_class=cfg.max_per_class, max_refusal_share=cfg.max_refusal_share,
                            refusal_target=cfg.refusal_target, n_train=n_train)
         save_dataset(ds, st.path(f"datasets/{v}", ext=""))
@@ -181,7 +168,7 @@ def train_variants(f: Finetune) -> pd.DataFrame:
         prev_variant, prev_adapter = st.parent.deployed_model()
         v = f"{cand}_continued"
         f.datasets[v] = replace(f.datasets[cand], variant=v)
-        steps = cfg.continue_steps or max(1, cfg.max_steps // 2)
+        steps = cfg.continue_steps or max(1, cfg.training.max_steps // 2)
         _train(f, v, get_backend(cfg.backend, **{**options, "max_steps": steps, "init_adapter": prev_adapter}))
         f.continued[v] = cand
         st.note("continued", {"variant": v, "from": prev_variant, "parent_run": st.parent.run_id, "steps": steps,
@@ -190,17 +177,17 @@ def train_variants(f: Finetune) -> pd.DataFrame:
 
 
 def fit_decision_heads(f: Finetune) -> pd.DataFrame | str:
-    """With ``decision_head``: one head per variant fitted on its training rows and saved beside its adapter (a
+    """With a decision head (``head.kind`` not "none"): one head per variant fitted on its training rows and saved beside its adapter (a
     continued adapter decides with its candidate's head). Returns the heads' figures, or a sentence when none."""
     from flywheel_lib.training.head import DecisionHead, fit_heads
 
-    st, cfg = f.st, f.cfg
+    st, cfg, head = f.st, f.cfg, f.cfg.head
     f.heads = heads = fit_heads(
-        {v: f.datasets[v] for v in f.variants}, cfg.decision_head, {v: f.folder(v) for v in f.variants},
-        backend=cfg.backend, C=cfg.head_C, refusal_threshold=cfg.head_threshold, solvable_id=f.tax.solvable_id,
-        max_false_refusal=cfg.head_max_false_refusal, rows=cfg.head_rows,
-        refusal_share=cfg.head_refusal_share or None, seed=cfg.seed, epochs=cfg.head_epochs, lr=cfg.head_lr,
-        members=cfg.head_members)
+        {v: f.datasets[v] for v in f.variants}, head.kind, {v: f.folder(v) for v in f.variants},
+        backend=cfg.backend, C=head.C, refusal_threshold=head.threshold, solvable_id=f.tax.solvable_id,
+        max_false_refusal=head.max_false_refusal, rows=head.rows,
+        refusal_share=head.refusal_share or None, seed=cfg.seed, epochs=head.epochs, lr=head.lr,
+        members=head.members)
     for v, cand in f.continued.items():  # the continued adapter decides with its candidate's head (the same rows)
         if cand in heads:
             DecisionHead.copy(f.folder(cand), f.folder(v))
@@ -209,12 +196,12 @@ def fit_decision_heads(f: Finetune) -> pd.DataFrame | str:
         st.metric(f"head_val_accuracy_{v}", h["val_accuracy"])
         st.metric(f"head_val_false_refusal_rate_{v}", h["val_false_refusal_rate"])
         st.metric(f"head_fit_seconds_{v}", h["fit_seconds"])
-    share = cfg.head_refusal_share or next(iter(f.datasets.values())).target_refusal_share
-    st.note("decision_head", {"kind": cfg.decision_head, "C": cfg.head_C, "refusal_threshold": cfg.head_threshold,
-                              "rows": cfg.head_rows, "refusal_share": share,
-                              **({"epochs": cfg.head_epochs, "lr": cfg.head_lr, "members": cfg.head_members}
-                                 if cfg.decision_head == "finetuned" else {}),
-                              "max_false_refusal": cfg.head_max_false_refusal,
+    share = head.refusal_share or next(iter(f.datasets.values())).target_refusal_share
+    st.note("decision_head", {"kind": head.kind, "C": head.C, "refusal_threshold": head.threshold,
+                              "rows": head.rows, "refusal_share": share,
+                              **({"epochs": head.epochs, "lr": head.lr, "members": head.members}
+                                 if head.kind == "finetuned" else {}),
+                              "max_false_refusal": head.max_false_refusal,
                               "thresholds": {v: h["threshold"] for v, h in heads.items()}} if heads else "none")
     return pd.DataFrame(heads).T if heads else "no decision heads: each adapter decides when to refuse"
 
@@ -233,8 +220,8 @@ def write_record(f: Finetune) -> pd.DataFrame:
         "backend": cfg.backend, "base_model": cfg.base_model if cfg.backend == "local-lora" else cfg.openai_model,
         "options": {k: v for k, v in cfg.trainer_options().items() if k != "api_key"},
         "system_prompt": SYSTEM_PROMPT, "target_format": "REFUSE <category>: <sentence> Try: <suggestion> | <query>",
-        "decision_head": {"kind": cfg.decision_head, "C": cfg.head_C, "refusal_threshold": cfg.head_threshold,
-                          "rows": cfg.head_rows, "n_fit": {v: h["n_fit"] for v, h in heads.items()}} if heads else None,
+        "decision_head": {"kind": cfg.head.kind, "C": cfg.head.C, "refusal_threshold": cfg.head.threshold,
+                          "rows": cfg.head.rows, "n_fit": {v: h["n_fit"] for v, h in heads.items()}} if heads else None,
         "variants": {v: {**r.summary(), **f.datasets[v].summary(), "dataset": f.datasets[v].paths}
                      for v, r in f.results.items()},
     }).model_dump(mode="json"))

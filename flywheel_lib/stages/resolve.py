@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from flywheel_lib.stages import StageConfig
+from flywheel_lib.stages.groups import AuditParams, ReviewParams
 
 
 @dataclass(frozen=True)
@@ -36,15 +37,8 @@ class ResolveConfig(StageConfig):
     check_outputs: bool
     review_import: str
     drift_schedule: str
-    review_budget: int
-    reviewer_error_rate: float
-    review_source: str
-    reviewers_per_item: int
-    reviewers: list
-    review_resolution: str
-    audit_half_width: float
-    audit_max: int
-    audit_n: int
+    review: ReviewParams
+    audit: AuditParams
     min_share_ratio: float
     executor: str
     ray_address: str
@@ -137,7 +131,7 @@ def decide_reviewer(r: Resolution):
     from flywheel_lib.curation.review import decide_review_source
 
     data_params = (r.st.view().manifest.get("params_in_effect") or {}).get("00_data") or {}
-    r.who = who = decide_review_source(r.cfg.review_source, source_kind=data_params.get("source_kind"),
+    r.who = who = decide_review_source(r.cfg.review.source, source_kind=data_params.get("source_kind"),
                                        has_truth="true_label" in r.hidden.columns,
                                        review_import=bool(r.cfg.review_import))
     r.st.note("review_source", {"decided": who.source, "requested": who.requested, "why": who.why})
@@ -206,8 +200,8 @@ def _import_review(r: Resolution) -> None:
     files = [r.st.input_file(f) for f in review_files(resolve_path(r.cfg.review_import))]
     r.answers = read_answers(files, taxonomy=r.tax)
     r.st.write("review_answers", r.answers)  # every answer, one row per reviewer and item
-    r.aggregator = ReviewAggregator(r.cfg.review_resolution,
-                                    min_answers=min(2, r.cfg.reviewers_per_item)).fit(r.answers)
+    r.aggregator = ReviewAggregator(r.cfg.review.resolution,
+                                    min_answers=min(2, r.cfg.review.per_item)).fit(r.answers)
     r.reviewed = r.aggregator.reviewed()  # one decision per resolved item; requeued ones stay unlabelled
     r.st.metric("human_decisions_imported", int(len(r.reviewed)), headline=True)
 

@@ -31,10 +31,10 @@ def review_queue(r: Resolution) -> dict:
     # the seed's out-of-fold precision of the gate this run uses (01_calibrate's choice), the audit's planning value
     oof = ((r.panel.get("gate") or {}).get("choice") or {}) if r.gate_note.get("source") == "01_calibrate" else {}
     r.oof_precision = oof.get("precision")
-    if cfg.audit_n > 0:
-        n_audit = min(cfg.audit_n, len(accepted))
-    elif cfg.audit_max > 0:
-        n_audit = audit_size(len(accepted), half_width=cfg.audit_half_width, max_n=cfg.audit_max,
+    if cfg.audit.n > 0:
+        n_audit = min(cfg.audit.n, len(accepted))
+    elif cfg.audit.max > 0:
+        n_audit = audit_size(len(accepted), half_width=cfg.audit.half_width, max_n=cfg.audit.max,
                              expected=r.oof_precision)
     else:
         n_audit = 0
@@ -46,9 +46,9 @@ def review_queue(r: Resolution) -> dict:
     st.metric("review_queue_size", int(len(r.review_file)), headline=True)
     st.metric("review_queue_audit", int(r.review_file["audit"].sum()))
     st.metric("review_queue_conflicts", int((queue["priority"] == 0).sum()))
-    st.metric("review_budget", int(cfg.review_budget))
+    st.metric("review_budget", int(cfg.review.budget))
     print({k: p.name for k, p in paths.items()})
-    sized = "forced by audit_n" if cfg.audit_n > 0 else f"half-width target {cfg.audit_half_width}, cap {cfg.audit_max}"
+    sized = "forced by audit.n" if cfg.audit.n > 0 else f"half-width target {cfg.audit.half_width}, cap {cfg.audit.max}"
     print(f"audit sample: {len(r.audit_sample)} of {len(accepted):,} accepted labels ({sized})")
     return paths
 
@@ -75,8 +75,8 @@ def several_reviewers(r: Resolution) -> ReviewAgreement:
 
     st, cfg = r.st, r.cfg
     assignment = None
-    if cfg.reviewers_per_item > 1 or cfg.reviewers:  # one file per reviewer, each item to reviewers_per_item of them
-        assignment = assign_reviewers(r.review_file, cfg.reviewers, k=cfg.reviewers_per_item, seed=cfg.seed)
+    if cfg.review.per_item > 1 or cfg.review.reviewers:  # one file per reviewer, each item to review.per_item of them
+        assignment = assign_reviewers(r.review_file, cfg.review.reviewers, k=cfg.review.per_item, seed=cfg.seed)
         st.write("review_assignments", assignment)
         export_assigned(r.review_file, assignment, r.review_paths["csv"].parent, taxonomy=r.tax)
     several = bool(cfg.review_import) and r.answers is not None and r.answers["reviewer"].nunique() > 1
@@ -87,7 +87,7 @@ def several_reviewers(r: Resolution) -> ReviewAgreement:
         st.metric(f"review_{key}", None if ag.get(key) is None else round(ag[key], 4), headline=key == "alpha")
     st.metric("review_requeued", int(len(requeue)), headline=several)
     st.metric("review_pending", int((r.aggregator.status_ == "pending").sum()) if cfg.review_import else 0)
-    st.note("review_agreement", {"resolution": cfg.review_resolution, "reviewers_per_item": cfg.reviewers_per_item,
+    st.note("review_agreement", {"resolution": cfg.review.resolution, "reviewers_per_item": cfg.review.per_item,
                                  **ag} if several else None)
     if several:
         f3 = {k: "n/a" if v is None else f"{v:.3f}" for k, v in ag.items() if k.startswith(("alpha", "kappa"))}
@@ -95,7 +95,7 @@ def several_reviewers(r: Resolution) -> ReviewAgreement:
         print(f"{r.answers['reviewer'].nunique()} reviewers, {ag['n_items']} items with two or more answers: "
               f"Krippendorff's alpha {f3['alpha']} [{f3['alpha_lo']}, {f3['alpha_hi']}], Fleiss' kappa "
               f"{f3['kappa_fleiss']} [{f3['kappa_fleiss_lo']}, {f3['kappa_fleiss_hi']}] on {ag['fleiss_items']} "
-              f"items; {cfg.review_resolution}: {0 if r.reviewed is None else len(r.reviewed)} resolved, {len(requeue)} requeued to "
+              f"items; {cfg.review.resolution}: {0 if r.reviewed is None else len(r.reviewed)} resolved, {len(requeue)} requeued to "
               "review_requeue.csv")
     return ReviewAgreement(assignment, ag, requeue)
 
@@ -134,11 +134,11 @@ def simulated_review(r: Resolution) -> SimulatedReview | None:
         return None
     truth = r.truth_labels
     in_queue = rf[rf["priority"] >= 0]
-    answered = simulate_review(in_queue, truth, budget=cfg.review_budget, taxonomy=tax,
-                               error_rate=cfg.reviewer_error_rate, seed=cfg.seed)
+    answered = simulate_review(in_queue, truth, budget=cfg.review.budget, taxonomy=tax,
+                               error_rate=cfg.review.simulated_error_rate, seed=cfg.seed)
     audit_left = rf[(rf["audit"] == 1) & ~rf["item_id"].isin(answered["item_id"])]
     answered = pd.concat([answered, simulate_review(audit_left, truth, budget=len(audit_left), taxonomy=tax,
-                                                    error_rate=cfg.reviewer_error_rate, seed=cfg.seed + 1)],
+                                                    error_rate=cfg.review.simulated_error_rate, seed=cfg.seed + 1)],
                          ignore_index=True)
     sim_path = export_review(answered, st.path("review_simulated.csv"), taxonomy=tax)["csv"]
     r.reviewed = reviewed = import_review(sim_path, taxonomy=tax)
@@ -146,18 +146,18 @@ def simulated_review(r: Resolution) -> SimulatedReview | None:
     r.resolutions = resolve(r.items, r.consensus, tax, conflicts=r.conflicts, reviewed=reviewed,
                             output_valid=r.valid, gate_scope=cfg.gate_scope, contradiction=cfg.contradiction)
     st.write("resolutions", r.resolutions, contract="resolutions")
-    budget_ids = answered.loc[answered["item_id"].isin(in_queue["item_id"].head(cfg.review_budget)), "item_id"]
+    budget_ids = answered.loc[answered["item_id"].isin(in_queue["item_id"].head(cfg.review.budget)), "item_id"]
     effect = review_effect(before, r.resolutions, truth, budget_ids)
     sets = pd.DataFrame({"before review": resolution_summary(before, truth),
                          "after simulated review": resolution_summary(r.resolutions, truth)})
-    st.note("simulated_review", {"review_source": "simulated", "budget": cfg.review_budget,
-                                 "error_rate": cfg.reviewer_error_rate,
+    st.note("simulated_review", {"review_source": "simulated", "budget": cfg.review.budget,
+                                 "error_rate": cfg.review.simulated_error_rate,
                                  "audit_items_answered": int(reviewed["audit"].sum()), **effect,
                                  "curated_set": sets.astype(object).where(sets.notna(), None).to_dict()})
     st.metric("review_labels_fixed_simulated", effect["fixed"], headline=True)
     st.metric("review_fixed_per_item_simulated", effect["fixed_per_item"])
     print(f"simulated reviewer (not people): {len(budget_ids)} queue items and {int(reviewed['audit'].sum())} "
-          f"audit items answered from the truth table, wrong at {cfg.reviewer_error_rate}")
+          f"audit items answered from the truth table, wrong at {cfg.review.simulated_error_rate}")
     return SimulatedReview(sets, effect)
 
 
@@ -187,7 +187,7 @@ def audit(r: Resolution) -> Audit:
     st.metric("audit_precision_lo", _r4(est.lo))
     st.metric("audit_precision_hi", _r4(est.hi))
     st.note("audit", {"review_source": who.source, "sample_size": int(len(r.audit_sample)),
-                      "half_width": cfg.audit_half_width, "max": cfg.audit_max, "forced_n": cfg.audit_n,
+                      "half_width": cfg.audit.half_width, "max": cfg.audit.max, "forced_n": cfg.audit.n,
                       **est.as_dict(),
                       "strata": est.strata.astype(object).where(est.strata.notna(), None).to_dict("records")})
     true_prec = None
@@ -222,7 +222,7 @@ def relabel_stale_refusals(r: Resolution, sets: pd.DataFrame) -> pd.DataFrame:
     st, cfg = r.st, r.cfg
     sets, stale, changes = relabel_for_stage(st, sets, schedule=cfg.drift_schedule, taxonomy=r.tax,
                                              simulated=r.who.simulated, reviewed=r.reviewed,
-                                             error_rate=cfg.reviewer_error_rate, seed=cfg.seed)
+                                             error_rate=cfg.review.simulated_error_rate, seed=cfg.seed)
     st.metric("capability_stale_found", stale.found)
     st.metric("capability_relabelled", stale.relabelled, headline=stale.found > 0)
     st.metric("capability_waiting", stale.waiting)
