@@ -355,3 +355,15 @@ def test_a_flat_name_of_an_earlier_recipe_says_where_it_lives_now(runs, tmp_path
              "it is now head.kind", "`head: {kind: ...}`", "--set head.kind=...")
     _refused(lambda: run_recipe(SMOKE, sets=["dpo_steps=2"], progress=False), "params.dpo_steps", "dpo.steps")
     assert not runs.exists()
+
+
+def test_a_command_line_value_wins_over_the_recipes_stage_value(runs):
+    """demo.yaml sets its head in stage_params.04_finetune; --set head.kind (no stage) still changes it, keeping the
+    recipe's other head keys, and --set max_refusal_share reaches the stage value the recipe set."""
+    from flywheel_lib.runner.execute import plan_run
+
+    plan = plan_run("params/demo.yaml", sets=["head.kind=minilm", "max_refusal_share=0.2"], echo=lambda s: None)
+    head = plan.passed["04_finetune"]["head"]
+    assert (head["kind"], head["members"], head["refusal_share"]) == ("minilm", 3, 0.35)
+    assert plan.passed["04_finetune"]["max_refusal_share"] == 0.2
+    assert not runs.exists()

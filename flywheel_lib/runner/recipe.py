@@ -203,19 +203,26 @@ class Recipe(BaseModel):
 
     def with_overrides(self, sets: list[str]) -> Recipe:
         """Apply ``--set key=value``, ``--set group.key=value`` and ``--set stage.key=value`` (or
-        ``stage.group.key``) overrides, values parsed as YAML; a group's key is set within what the recipe gave."""
+        ``stage.group.key``) overrides, values parsed as YAML; a group's key is set within what the recipe gave.
+
+        The command line has the last word: ``--set key=value`` without a stage also replaces the value of any
+        ``stage_params`` entry of the recipe that sets ``key`` (else the recipe's stage value would win)."""
         r = self.model_copy(deep=True)
         for s in sets:
             stage, key, value = parse_set(s, self.stages)
             check_secrets({key: value}, f"--set {stage + '.' if stage else ''}{key} (on {self.path or self.name})",
                           f"stage_params.{stage}" if stage else "params")
-            target = r.stage_params.setdefault(stage, {}) if stage else r.params
-            if "." in key:  # one key of a group
-                group, _, sub = key.partition(".")
-                base = target.get(group)
-                target[group] = {**(base if isinstance(base, dict) else {}), sub: value}
+            name, _, sub = key.partition(".")
+            if stage:
+                targets = [r.stage_params.setdefault(stage, {})]
             else:
-                target[key] = value
+                targets = [r.params, *(sp for sp in r.stage_params.values() if name in sp)]
+            for target in targets:
+                if sub:  # one key of a group
+                    base = target.get(name)
+                    target[name] = {**(base if isinstance(base, dict) else {}), sub: value}
+                else:
+                    target[key] = value
         check_secrets(r.model_dump(exclude={"path"}), r.path or r.name)
         return r
 
