@@ -2,7 +2,7 @@
 
 Stages (``notebooks/00_data`` ... ``06_flywheel``) are thin: they open their stage in a run folder with
 :func:`open_stage`, call into this library and show tables and plots. Heavy parts (torch, transformers, the
-API SDKs) are imported inside the modules that need them, so ``import flywheel_lib`` stays light.
+HTTP client) are imported inside the modules that need them, so ``import flywheel_lib`` stays light.
 """
 
 from .records import ContractError, Verdict, check_table

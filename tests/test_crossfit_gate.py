@@ -183,9 +183,10 @@ def test_triagesql_panel_out_of_fold_kappa_and_gate_accepts_labels(triagesql_pat
     assert accepted["accepted"] > 0 and accepted["precision"] > 0.5
 
 
-@pytest.mark.parametrize("backend,modules,extra", [("openai", ["openai", "aiohttp"], "openai"),
-                                                   ("anthropic", ["anthropic"], "anthropic")])
-def test_a_panel_whose_sdk_is_missing_fails_at_load_naming_the_extra(tmp_path, monkeypatch, backend, modules, extra):
+@pytest.mark.parametrize("backend,modules,extra", [("openai", ["aiohttp"], "openai"),
+                                                   ("anthropic", ["aiohttp"], "anthropic")])
+def test_a_panel_whose_client_is_missing_fails_at_load_naming_the_extra(tmp_path, monkeypatch, backend, modules,
+                                                                         extra):
     for m in modules:
         monkeypatch.setitem(sys.modules, m, None)  # import m -> ImportError
     path = tmp_path / "p.yaml"

@@ -241,24 +241,46 @@ def select_eval_items(items: pd.DataFrame, *, limit: int = 0, seed: int = 7) -> 
 
 def openai_generate(model_id: str, texts: list[str], *, base_url: str | None = None,
                     api_key_env: str = "OPENAI_API_KEY", system_prompt: str = SYSTEM_PROMPT,
-                    max_tokens: int = 64, progress: bool = True) -> list[str]:
-    """Answers from a fine-tuned model behind the OpenAI chat-completions API (greedy: temperature 0)."""
+                    max_tokens: int = 64, progress: bool = True, concurrency: int = 8) -> list[str]:
+    """Answers from a fine-tuned model behind the OpenAI chat-completions API (greedy: temperature 0), in the order
+    of ``texts``: ``concurrency`` calls at a time through :class:`~flywheel_lib.providers.OpenAIApi`, each retried on
+    429, 5xx and dropped connections."""
+    import asyncio
+    import json
     import os
 
-    from openai import OpenAI
-
     from ..progress import progress_bar
+    from ..providers import OpenAIApi, run_coroutine
+    from ..providers.retry import RetryLimits, async_retrying
 
     key = os.environ.get(api_key_env)
     if not key and not base_url:
         raise RuntimeError(f"set {api_key_env} to evaluate an OpenAI fine-tuned model")
-    client = OpenAI(api_key=key or "local", base_url=base_url or None)
-    out = []
-    for t in progress_bar(texts, desc=f"generate {model_id}", disable=not progress):
-        r = client.chat.completions.create(model=model_id, temperature=0, max_tokens=max_tokens, messages=[
-            {"role": "system", "content": system_prompt}, {"role": "user", "content": str(t)}])
-        out.append((r.choices[0].message.content or "").strip())
-    return out
+    limits = RetryLimits(max_retries=3)
+    api = OpenAIApi(base_url, key, connections=concurrency, limits=limits)
+    bar = progress_bar(total=len(texts), desc=f"generate {model_id}", disable=not progress)
+
+    async def one(t: str, gate: asyncio.Semaphore) -> str:
+        body = {"model": model_id, "temperature": 0, "max_tokens": max_tokens,
+                "messages": [{"role": "system", "content": system_prompt}, {"role": "user", "content": str(t)}]}
+        async with gate:
+            async for attempt in async_retrying(limits):
+                with attempt:
+                    content = await api.post_json("/chat/completions", body)
+        bar.update(1)
+        return (json.loads(content)["choices"][0]["message"].get("content") or "").strip()
+
+    async def main() -> list[str]:
+        gate = asyncio.Semaphore(concurrency)
+        try:
+            return list(await asyncio.gather(*(one(t, gate) for t in texts)))
+        finally:
+            await api.aclose()
+
+    try:
+        return run_coroutine(main())
+    finally:
+        bar.close()
 
 
 def _execute(domain, q: str) -> frozenset | None:

@@ -8,7 +8,7 @@
 
 Backends (``backend:`` in a panel file): ``openai``, ``anthropic``, ``openai-compatible``, ``local`` (a small
 LLM in-process), ``knn``, ``linear``, ``rules`` (offline, no LLM) and ``fake`` (scripted, for tests and smoke
-runs). Each backend module imports its SDK inside itself.
+runs). Each backend module imports its client library (aiohttp, torch) inside itself.
 """
 
 from .base import (

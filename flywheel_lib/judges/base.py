@@ -8,8 +8,9 @@ A judge turns items into :class:`~flywheel_lib.records.Verdict` records. Two fam
   (:meth:`LLMJudge.request`) and answer it with one async call (:meth:`LLMJudge.complete`); the runner adds
   concurrency, rate limits, retries, the cache and cost accounting.
 
-Backends are registered by name as ``"module:Class"`` strings, so a backend's SDK is imported only when a panel
-uses it (``import flywheel_lib.judges`` works without openai or anthropic installed).
+Backends are registered by name as ``"module:Class"`` strings, so a backend's client library (aiohttp for the API
+backends, torch for ``local``) is imported only when a panel uses it (``import flywheel_lib.judges`` works without
+the extras installed).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..io import text_hash
+from ..providers.errors import PermanentError, TransientError
 from ..records import Verdict
 from ..registry import Registry
 from .config import JudgeConfig, PanelError
@@ -32,18 +34,6 @@ __all__ = [
     "Judge", "OfflineContract", "LLMContract", "OfflineJudge", "LLMJudge", "Request", "Completion", "TransientError", "PermanentError",
     "BACKENDS", "register_backend", "make_judge", "NoParams",
 ]
-
-
-class TransientError(RuntimeError):
-    """A failure worth retrying (429, 5xx, timeout, dropped connection); ``retry_after`` in seconds if the server said."""
-
-    def __init__(self, msg: str, retry_after: float | None = None):
-        super().__init__(msg)
-        self.retry_after = retry_after
-
-
-class PermanentError(RuntimeError):
-    """A failure not worth retrying (4xx other than 429, a refused request): the item is an abstention."""
 
 
 class NoParams(BaseModel):
@@ -181,8 +171,6 @@ class LLMJudge(_JudgeBase):
 
     kind = "llm"
     needs_key: ClassVar[bool] = False
-    TRANSPORT_PARAMS: ClassVar[frozenset] = frozenset({"transport"})
-    """``params`` keys that change how a prompt travels, not its answer: left out of the cache key."""
 
     def fit(self, fewshot: pd.DataFrame) -> LLMJudge:
         from .fewshot import FewShotPicker
@@ -214,10 +202,9 @@ class LLMJudge(_JudgeBase):
         self.check_sdk()
 
     def __getstate__(self) -> dict:
-        """Pickled (to a Ray worker) without what belongs to one event loop: clients, sessions, the loop."""
+        """Pickled (to a Ray worker) without its HTTP client, which the worker makes again at its first call."""
         state = self.__dict__.copy()
-        for k in ("_loop", "_clients", "_session", "_client"):
-            state.pop(k, None)
+        state.pop("_api", None)
         return state
 
     def check_ready(self) -> None:
@@ -240,7 +227,7 @@ class LLMJudge(_JudgeBase):
         """What, besides the prompt, decides the answer (never the key)."""
         opts = self.config.options.model_dump(exclude={"timeout_s"})
         return {"backend": self.config.backend, "model": self.config.model, "options": opts,
-                "params": {k: v for k, v in self.config.params.items() if k not in self.TRANSPORT_PARAMS}}
+                "params": dict(self.config.params)}
 
     def requests(self, items: list[dict]) -> list[Request]:
         """One rendered prompt per item, with its cache key (a hash of backend, model, options and prompt)."""

@@ -17,13 +17,14 @@ import asyncio
 import time
 from dataclasses import asdict, dataclass
 
+from ..providers.http import run_coroutine
+from ..providers.retry import RETRYABLE, async_retrying, tries
 from ..records import Verdict
 from .base import LLMJudge, OfflineJudge, PermanentError, Request
 from .cache import VerdictCache
 from .claims import ClaimQueue
 from .failfast import MAX_FAILURE_RATE, FailureBound, JudgeFailureError
 from .prompt import ParseError, parse_verdict
-from .retry import RETRYABLE, async_retrying, tries
 
 FLUSH_EVERY = 64
 FLUSH_AFTER_S = 0.25
@@ -146,7 +147,7 @@ def run_offline(judge: OfflineJudge, items, cache: VerdictCache | None, *, progr
 
 
 async def _call_with_retries(judge: LLMJudge, req: Request, limiter: RateLimiter, st: JudgeStats):
-    """One request under the retry policy (:mod:`flywheel_lib.judges.retry`): ``(completion, None)``, or
+    """One request under the retry policy (:mod:`flywheel_lib.providers.retry`): ``(completion, None)``, or
     ``(None, why)`` once it fails for good (the abstention's reason)."""
     timeout_s = judge.config.options.timeout_s + 5  # a guard above the client's own timeout
 
@@ -275,18 +276,6 @@ async def _all_or_first_error(coros) -> None:
     for t in tasks:
         if t.done() and not t.cancelled() and t.exception() is not None:
             raise t.exception()
-
-
-def run_coroutine(coro):
-    """Run a coroutine to the end, also from inside a running loop (Jupyter): then in a helper thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1) as ex:
-        return ex.submit(asyncio.run, coro).result()
 
 
 def run_llm(judges: list[LLMJudge], items, cache: VerdictCache | None, *, progress: bool = True,

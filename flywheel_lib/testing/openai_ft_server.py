@@ -1,6 +1,7 @@
 """A local HTTP server speaking the OpenAI fine-tuning endpoints, for tests and dry runs of the ``openai`` backend.
 
-It is a real server on 127.0.0.1 that the real ``openai`` client talks to; it implements what the backend uses:
+It is a real server on 127.0.0.1 that the backend's client (:class:`~flywheel_lib.providers.OpenAIApi`) talks to;
+it implements what the backend uses:
 
 - ``POST /v1/files`` (multipart: ``file``, ``purpose``) and ``GET /v1/files/{id}``;
 - ``POST /v1/fine_tuning/jobs``, ``GET /v1/fine_tuning/jobs/{id}``, ``GET /v1/fine_tuning/jobs/{id}/events``,
@@ -17,7 +18,7 @@ reports ``fine_tuned_model = "ft:<model>:flywheel:<suffix>:<id>"``, ``trained_to
 and a few ``metrics`` events with a decreasing ``train_loss``. Requests without a bearer token get 401::
 
     with FineTuneServer() as srv:
-        client = OpenAI(api_key="test", base_url=srv.base_url)
+        api = OpenAIApi(srv.base_url, "test")
 """
 
 from __future__ import annotations

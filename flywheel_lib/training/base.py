@@ -2,7 +2,7 @@
 
 A backend takes one variant's :class:`~flywheel_lib.training.datasets.BuiltDataset` and returns a
 :class:`TrainResult`: where the trained model lives (an adapter folder, or a provider's model id) and its training
-log. Backends are registered by ``"module:Class"`` so their SDKs load only when used::
+log. Backends are registered by ``"module:Class"`` so their libraries load only when used::
 
     backend = get_backend("local-lora", base_model="smollm2-135m", max_steps=60, seed=7)
     result = backend.train(ds, out_dir="outputs/runs/r1/models/curated")

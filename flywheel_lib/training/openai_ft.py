@@ -1,7 +1,8 @@
 """The ``openai`` backend: fine-tune through the OpenAI fine-tuning API (or any server speaking its endpoints).
 
 Upload the variant's chat JSONL (``purpose="fine-tune"``), create the job, poll it until it ends, and record the
-resulting model id. The API key comes from the environment variable named by ``api_key_env``; with ``base_url`` set
+resulting model id. Every call goes through :class:`~flywheel_lib.providers.OpenAIApi`, the client the judges use,
+retried on 429 and 5xx. The API key comes from the environment variable named by ``api_key_env``; with ``base_url`` set
 to a local server and no key in the environment, a placeholder is sent. Nothing secret is written to the run.
 
     backend = get_backend("openai", base_model="gpt-4o-mini-2024-07-18", n_epochs=3)
@@ -19,6 +20,8 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from ..providers import OpenAIApi
+from ..providers.retry import RetryLimits
 from .base import TrainResult
 
 __all__ = ["OpenAIConfig", "OpenAIBackend", "TERMINAL"]
@@ -49,15 +52,48 @@ class OpenAIConfig(BaseModel):
     """Print status changes."""
 
 
-def _client(cfg: OpenAIConfig):
-    from openai import OpenAI
-
+def _api(cfg: OpenAIConfig) -> OpenAIApi:
+    """The fine-tuning API's client (a local server without a key gets a placeholder bearer token)."""
     key = os.environ.get(cfg.api_key_env)
     if not key:
         if not cfg.base_url:
             raise RuntimeError(f"the openai fine-tune backend needs an API key: set {cfg.api_key_env}")
         key = "local-server"
-    return OpenAI(api_key=key, base_url=cfg.base_url or None, max_retries=3)
+    return OpenAIApi(cfg.base_url, key, timeout_s=120.0, limits=RetryLimits(max_retries=3))
+
+
+def _upload(api: OpenAIApi, path: Path) -> str:
+    return api.upload_file(Path(path).read_bytes(), filename=Path(path).name, purpose="fine-tune")
+
+
+def _poll(api: OpenAIApi, cfg: OpenAIConfig, job: dict, t0: float, what: str, on_change=None) -> tuple[dict, list]:
+    """Poll a job until it ends; the job and the statuses it went through."""
+    statuses = [job["status"]]
+    while job["status"] not in TERMINAL:
+        if time.perf_counter() - t0 > cfg.timeout_s:
+            raise TimeoutError(f"{what} {job['id']} still {job['status']} after {cfg.timeout_s:.0f}s; "
+                               f"it keeps running: poll it later by id")
+        time.sleep(cfg.poll_interval_s)
+        job = api.call_json("GET", f"/fine_tuning/jobs/{job['id']}")
+        if job["status"] != statuses[-1]:
+            statuses.append(job["status"])
+            if on_change is not None:
+                on_change(job)
+    return job, statuses
+
+
+def _loss_log(api: OpenAIApi, job_id: str, variant: str) -> pd.DataFrame:
+    """The job's events, oldest first: step, loss and message (the API lists them newest first)."""
+    events = api.call_json("GET", f"/fine_tuning/jobs/{job_id}/events?limit=100").get("data") or []
+    return pd.DataFrame([{"variant": variant, "step": (e.get("data") or {}).get("step"),
+                          "loss": (e.get("data") or {}).get("train_loss"), "message": e.get("message"),
+                          "created_at": e.get("created_at")} for e in reversed(events)],
+                        columns=["variant", "step", "loss", "message", "created_at"])
+
+
+def _failure(job: dict) -> str:
+    err = job.get("error") or {}
+    return str(err.get("message") or job["status"]) if isinstance(err, dict) else job["status"]
 
 
 def _write_jsonl(df: pd.DataFrame, path: Path) -> Path:
@@ -85,56 +121,42 @@ class OpenAIBackend:
         if len(dataset.validation):
             val_path = Path(paths.get("validation_jsonl") or _write_jsonl(dataset.validation,
                                                                          out_dir / "validation.jsonl"))
-        client = _client(cfg)
+        api = _api(cfg)
         t0 = time.perf_counter()
-        with open(train_path, "rb") as fh:
-            train_file = client.files.create(file=fh, purpose="fine-tune")
-        val_file = None
-        if val_path is not None:
-            with open(val_path, "rb") as fh:
-                val_file = client.files.create(file=fh, purpose="fine-tune")
-        kwargs = {"model": cfg.base_model, "training_file": train_file.id,
+        train_file = _upload(api, train_path)
+        val_file = _upload(api, val_path) if val_path is not None else None
+        kwargs = {"model": cfg.base_model, "training_file": train_file,
                   "suffix": (dataset.variant or "flywheel").replace("_", "-")[:40]}
         if val_file is not None:
-            kwargs["validation_file"] = val_file.id
+            kwargs["validation_file"] = val_file
         if cfg.n_epochs is not None:
             kwargs["hyperparameters"] = {"n_epochs": cfg.n_epochs}
         if cfg.seed is not None:
             kwargs["seed"] = cfg.seed
-        job = client.fine_tuning.jobs.create(**kwargs)
-        record = {"job_id": job.id, "training_file": train_file.id,
-                  "validation_file": val_file.id if val_file else None, "base_url": cfg.base_url,
-                  "statuses": [job.status]}
+        job = api.call_json("POST", "/fine_tuning/jobs", kwargs)
+        record = {"job_id": job["id"], "training_file": train_file, "validation_file": val_file,
+                  "base_url": cfg.base_url, "statuses": [job["status"]]}
         (out_dir / "job.json").write_text(json.dumps(record, indent=2))
-        while job.status not in TERMINAL:
-            if time.perf_counter() - t0 > cfg.timeout_s:
-                raise TimeoutError(f"fine-tuning job {job.id} still {job.status} after {cfg.timeout_s:.0f}s; "
-                                   f"it keeps running: poll it later by id")
-            time.sleep(cfg.poll_interval_s)
-            job = client.fine_tuning.jobs.retrieve(job.id)
-            if job.status != record["statuses"][-1]:
-                record["statuses"].append(job.status)
-                if cfg.progress:
-                    print(f"{dataset.variant}: job {job.id} {job.status}")
-        events = list(client.fine_tuning.jobs.list_events(fine_tuning_job_id=job.id, limit=100))
-        record.update(status=job.status, fine_tuned_model=job.fine_tuned_model, trained_tokens=job.trained_tokens,
-                      error=job.error.model_dump() if job.error else None)
+
+        def say(j: dict) -> None:
+            if cfg.progress:
+                print(f"{dataset.variant}: job {j['id']} {j['status']}")
+
+        job, record["statuses"] = _poll(api, cfg, job, t0, "fine-tuning job", say)
+        record.update(status=job["status"], fine_tuned_model=job.get("fine_tuned_model"),
+                      trained_tokens=job.get("trained_tokens"), error=job.get("error"))
         (out_dir / "job.json").write_text(json.dumps(record, indent=2, default=str))
-        if job.status != "succeeded":
-            msg = job.error.message if job.error else job.status
-            raise RuntimeError(f"fine-tuning job {job.id} for variant {dataset.variant!r} {job.status}: {msg}")
-        rows = [{"variant": dataset.variant, "step": (e.data or {}).get("step"),
-                 "loss": (e.data or {}).get("train_loss"), "message": e.message, "created_at": e.created_at}
-                for e in reversed(events)]
-        log = pd.DataFrame(rows)
-        metrics_log = log.dropna(subset=["loss"]) if len(log) else log
-        metrics = {"job_id": job.id, "status": job.status, "trained_tokens": job.trained_tokens,
+        if job["status"] != "succeeded":
+            raise RuntimeError(f"fine-tuning job {job['id']} for variant {dataset.variant!r} {job['status']}: "
+                               f"{_failure(job)}")
+        log = _loss_log(api, job["id"], dataset.variant)
+        metrics_log = log.dropna(subset=["loss"])
+        metrics = {"job_id": job["id"], "status": job["status"], "trained_tokens": job.get("trained_tokens"),
                    "seconds": round(time.perf_counter() - t0, 2), "n_train": len(dataset.train),
                    "n_validation": len(dataset.validation),
                    "loss_last": float(metrics_log["loss"].iloc[-1]) if len(metrics_log) else None}
-        return TrainResult(dataset.variant, "openai", job.fine_tuned_model, cfg.base_model,
-                           metrics_log[["variant", "step", "loss"]].reset_index(drop=True) if len(metrics_log)
-                           else pd.DataFrame(columns=["variant", "step", "loss"]), metrics)
+        return TrainResult(dataset.variant, "openai", job.get("fine_tuned_model"), cfg.base_model,
+                           metrics_log[["variant", "step", "loss"]].reset_index(drop=True), metrics)
 
     def train_dpo(self, pairs_jsonl: str | Path, *, variant: str = "curated_dpo", out_dir: str | Path,
                   beta: float | None = 0.1, base_model: str | None = None) -> TrainResult:
@@ -145,36 +167,25 @@ class OpenAIBackend:
         cfg = self.config
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        client = _client(cfg)
+        api = _api(cfg)
         t0 = time.perf_counter()
-        with open(pairs_jsonl, "rb") as fh:
-            train_file = client.files.create(file=fh, purpose="fine-tune")
+        train_file = _upload(api, Path(pairs_jsonl))
         hp = {k: v for k, v in (("beta", beta), ("n_epochs", cfg.n_epochs)) if v is not None}
-        kwargs = {"model": base_model or cfg.base_model, "training_file": train_file.id,
+        kwargs = {"model": base_model or cfg.base_model, "training_file": train_file,
                   "suffix": variant.replace("_", "-")[:40], "method": {"type": "dpo", "dpo": {"hyperparameters": hp}}}
         if cfg.seed is not None:
             kwargs["seed"] = cfg.seed
-        job = client.fine_tuning.jobs.create(**kwargs)
-        record = {"job_id": job.id, "method": "dpo", "training_file": train_file.id, "base_url": cfg.base_url,
-                  "statuses": [job.status]}
-        while job.status not in TERMINAL:
-            if time.perf_counter() - t0 > cfg.timeout_s:
-                raise TimeoutError(f"DPO job {job.id} still {job.status} after {cfg.timeout_s:.0f}s; poll it later")
-            time.sleep(cfg.poll_interval_s)
-            job = client.fine_tuning.jobs.retrieve(job.id)
-            if job.status != record["statuses"][-1]:
-                record["statuses"].append(job.status)
-        record.update(status=job.status, fine_tuned_model=job.fine_tuned_model, trained_tokens=job.trained_tokens,
-                      error=job.error.model_dump() if job.error else None)
+        job = api.call_json("POST", "/fine_tuning/jobs", kwargs)
+        record = {"job_id": job["id"], "method": "dpo", "training_file": train_file, "base_url": cfg.base_url,
+                  "statuses": [job["status"]]}
+        job, record["statuses"] = _poll(api, cfg, job, t0, "DPO job")
+        record.update(status=job["status"], fine_tuned_model=job.get("fine_tuned_model"),
+                      trained_tokens=job.get("trained_tokens"), error=job.get("error"))
         (out_dir / "job.json").write_text(json.dumps(record, indent=2, default=str))
-        if job.status != "succeeded":
-            msg = job.error.message if job.error else job.status
-            raise RuntimeError(f"DPO job {job.id} for variant {variant!r} {job.status}: {msg}")
-        events = list(client.fine_tuning.jobs.list_events(fine_tuning_job_id=job.id, limit=100))
-        log = pd.DataFrame([{"variant": variant, "step": (e.data or {}).get("step"),
-                             "loss": (e.data or {}).get("train_loss")} for e in reversed(events)])
-        log = log.dropna(subset=["loss"]).reset_index(drop=True) if len(log) else \
-            pd.DataFrame(columns=["variant", "step", "loss"])
-        metrics = {"job_id": job.id, "method": "dpo", "status": job.status, "trained_tokens": job.trained_tokens,
-                   "seconds": round(time.perf_counter() - t0, 2)}
-        return TrainResult(variant, "openai", job.fine_tuned_model, kwargs["model"], log, metrics)
+        if job["status"] != "succeeded":
+            raise RuntimeError(f"DPO job {job['id']} for variant {variant!r} {job['status']}: {_failure(job)}")
+        log = _loss_log(api, job["id"], variant).dropna(subset=["loss"])[["variant", "step", "loss"]]
+        metrics = {"job_id": job["id"], "method": "dpo", "status": job["status"],
+                   "trained_tokens": job.get("trained_tokens"), "seconds": round(time.perf_counter() - t0, 2)}
+        return TrainResult(variant, "openai", job.get("fine_tuned_model"), kwargs["model"],
+                           log.reset_index(drop=True), metrics)

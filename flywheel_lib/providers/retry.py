@@ -1,17 +1,18 @@
-"""The one retry policy of the judges' calls (tenacity): what is worth retrying, how long to wait, when to stop.
+"""The one retry policy of every call to a provider (tenacity): what is worth retrying, how long to wait, when to stop.
 
-A :class:`~flywheel_lib.judges.base.TransientError` (429, 5xx, a dropped connection) or a timeout is retried up to
+A :class:`~flywheel_lib.providers.errors.TransientError` (429, 5xx, a dropped connection) or a timeout is retried up to
 ``limits.max_retries`` times; any other exception ends the call at once. The wait is exponential backoff with full
 jitter (uniform between 0 and ``min(backoff_max_s, backoff_base_s * 2**k)`` before the k-th retry, after "Exponential
 Backoff And Jitter", AWS Architecture Blog, 2015), or the server's Retry-After (capped by ``retry_after_max_s``, with
-up to 10% jitter) when it sent one. The live calls (:mod:`flywheel_lib.judges.runner`) and the batch APIs' HTTP
-client (:mod:`flywheel_lib.judges.batch_providers`) share it.
+up to 10% jitter) when it sent one. The judges' live calls (:mod:`flywheel_lib.judges.runner`) and the sync
+calls of :class:`~flywheel_lib.providers.http.Http` (Batch APIs, fine-tuning jobs) share it.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from tenacity import (
@@ -23,9 +24,21 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from .base import TransientError
+from .errors import TransientError
+
+__all__ = ["RETRYABLE", "RetryLimits", "policy", "retrying", "async_retrying", "tries"]
 
 RETRYABLE = (TransientError, TimeoutError)
+
+
+@dataclass(frozen=True)
+class RetryLimits:
+    """The policy's knobs where no judge's ``config.limits`` gives them (fine-tuning jobs, generation)."""
+
+    max_retries: int = 4
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    retry_after_max_s: float = 120.0
 
 
 class RetryAfterOrBackoff:
