@@ -32,8 +32,9 @@ class OpenAIApi(Http):
 
 
 class AnthropicApi(Http):
-    """Anthropic's API at ``base_url`` (default Anthropic's own host)."""
+    """Anthropic's API at ``base_url`` (default ``$ANTHROPIC_BASE_URL``, else Anthropic's own host)."""
 
     def __init__(self, base_url: str | None = None, key: str | None = None, **kw):
         headers = {"Accept": "application/json", "anthropic-version": ANTHROPIC_VERSION}
-        super().__init__(base_url or ANTHROPIC_URL, headers | ({"x-api-key": key} if key else {}), **kw)
+        super().__init__(base_url or os.environ.get("ANTHROPIC_BASE_URL") or ANTHROPIC_URL,
+                         headers | ({"x-api-key": key} if key else {}), **kw)
