@@ -13,7 +13,7 @@ from flywheel_lib.evaluation import openai_generate
 from flywheel_lib.providers import AnthropicApi, OpenAIApi, PermanentError, TransientError
 from flywheel_lib.providers.retry import RetryLimits
 
-KEY = "sk-test-DO-NOT-LEAK-77a1"
+KEY = "test-key-DO-NOT-LEAK-77a1"
 FAST = RetryLimits(max_retries=2, backoff_base_s=0.01, backoff_max_s=0.02)
 
 

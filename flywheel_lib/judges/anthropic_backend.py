@@ -12,7 +12,7 @@ import json
 from pydantic import BaseModel, ConfigDict
 
 from ..providers import AnthropicApi
-from .base import Completion, LLMJudge, Request, TransientError
+from .base import APIJudge, Completion, Request, TransientError
 from .prompt import verdict_schema
 
 __all__ = ["AnthropicJudge", "TOOL_NAME", "anthropic_result"]
@@ -40,22 +40,10 @@ def anthropic_result(msg: dict) -> Completion:
     return Completion(text=text, finish_reason=finish, tokens_in=tin, tokens_out=tout)
 
 
-class AnthropicJudge(LLMJudge):
+class AnthropicJudge(APIJudge):
     Params = AnthropicParams
-    needs_key = True
+    API = AnthropicApi
     SDK_EXTRA = "anthropic"
-    _api: AnthropicApi | None = None
-
-    def sdk_modules(self) -> list[str]:
-        return ["aiohttp"]
-
-    @property
-    def api(self) -> AnthropicApi:
-        """The client of this judge's server (made at the first call: the key is read then)."""
-        if self._api is None:
-            self._api = AnthropicApi(self.config.base_url, self.api_key(), timeout_s=self.config.options.timeout_s,
-                                     connections=self.config.limits.concurrency + 2, limits=self.config.limits)
-        return self._api
 
     def _kwargs(self, req: Request) -> dict:
         """The Messages API body: system prompt apart, the verdict tool forced."""
@@ -81,7 +69,3 @@ class AnthropicJudge(LLMJudge):
             return anthropic_result(msg)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise TransientError(f"malformed response body ({type(e).__name__})") from None
-
-    async def aclose(self) -> None:
-        if self._api is not None:
-            await self._api.aclose()

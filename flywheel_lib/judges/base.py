@@ -31,7 +31,7 @@ from ..registry import Registry
 from .config import JudgeConfig, PanelError
 
 __all__ = [
-    "Judge", "OfflineContract", "LLMContract", "OfflineJudge", "LLMJudge", "Request", "Completion", "TransientError", "PermanentError",
+    "Judge", "OfflineContract", "LLMContract", "OfflineJudge", "LLMJudge", "APIJudge", "Request", "Completion", "TransientError", "PermanentError",
     "BACKENDS", "register_backend", "make_judge", "NoParams",
 ]
 
@@ -271,6 +271,30 @@ class LLMJudge(_JudgeBase):
 
     async def aclose(self) -> None:
         """Release clients; called once after a run."""
+
+
+class APIJudge(LLMJudge):
+    """An LLM judge behind a provider's HTTP API (:mod:`flywheel_lib.providers`): ``API`` is the provider's client
+    class, made at the first call (the key is read then) and shared by the live calls and the Batch API."""
+
+    API: ClassVar[Callable[..., Any]]
+    """The provider's client class (:class:`~flywheel_lib.providers.OpenAIApi` or ``AnthropicApi``)."""
+    needs_key = True
+    _api: Any = None
+
+    def sdk_modules(self) -> list[str]:
+        return ["aiohttp"]
+
+    @property
+    def api(self) -> Any:
+        if self._api is None:
+            self._api = self.API(self.config.base_url, self.api_key(), timeout_s=self.config.options.timeout_s,
+                                 connections=self.config.limits.concurrency + 2, limits=self.config.limits)
+        return self._api
+
+    async def aclose(self) -> None:
+        if self._api is not None:
+            await self._api.aclose()
 
 
 def _fresh(parts: dict, system: str):

@@ -20,7 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from ..providers import OpenAIApi
-from .base import Completion, LLMJudge, PermanentError, Request, TransientError
+from .base import APIJudge, Completion, PermanentError, Request, TransientError
 from .prompt import verdict_schema
 
 __all__ = ["OpenAIJudge", "OpenAICompatibleJudge", "openai_result"]
@@ -51,22 +51,10 @@ def openai_result(body: dict) -> Completion:
                       tokens_in=int(usage.get("prompt_tokens") or 0), tokens_out=int(usage.get("completion_tokens") or 0))
 
 
-class OpenAIJudge(LLMJudge):
+class OpenAIJudge(APIJudge):
     Params = OpenAIParams
-    needs_key = True
+    API = OpenAIApi
     SDK_EXTRA = "openai"
-    _api: OpenAIApi | None = None
-
-    def sdk_modules(self) -> list[str]:
-        return ["aiohttp"]
-
-    @property
-    def api(self) -> OpenAIApi:
-        """The client of this judge's server (made at the first call: the key is read then)."""
-        if self._api is None:
-            self._api = OpenAIApi(self.config.base_url, self.api_key(), timeout_s=self.config.options.timeout_s,
-                                  connections=self.config.limits.concurrency + 2, limits=self.config.limits)
-        return self._api
 
     def _kwargs(self, req: Request) -> dict:
         o = self.config.options
@@ -90,10 +78,6 @@ class OpenAIJudge(LLMJudge):
             return openai_result(json.loads(content))
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
             raise TransientError(f"malformed response body ({type(e).__name__})") from None
-
-    async def aclose(self) -> None:
-        if self._api is not None:
-            await self._api.aclose()
 
 
 class OpenAICompatibleJudge(OpenAIJudge):
