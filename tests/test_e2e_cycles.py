@@ -154,7 +154,13 @@ def test_levers_in_two_cycles(lineage):
         assert len((a2 / "preference_pairs.jsonl").read_text().splitlines()) == second["n_preference_pairs"]
     arena = pd.read_parquet(a2 / "arena.parquet")
     cand = read_json(lineage[1][1].run_dir / "manifest.json")["notes"]["05_evaluate"]["candidate_choice"]["chosen"]
-    assert {"deployed_prev", cand, "retrieval_fewshot"} <= set(arena["model"])
+    assert {"deployed_prev", cand} <= set(arena["model"])
+    assert "retrieval_fewshot" not in set(arena["model"])  # decoded on the original eval only, not the drift slice
+    battles = pd.read_parquet(a2 / "arena_battles.parquet")
+    slices = {i.split(":", 1)[0] for i in battles["item_id"]}
+    assert slices == {"original", "drift"}                  # held-out requests with true labels, never traffic
+    assert not set(battles["item_id"].str.split(":", n=1).str[1]) & set(pd.read_parquet(a2 / "items.parquet")
+                                                                           .query("split != 'eval'")["item_id"])
     assert second["elo_deployed_prev"] == pytest.approx(1000.0)   # the first rated cycle anchors the deployed model
     for mod in arena["model"]:
         assert second[f"elo_lo_{mod}"] <= second[f"elo_{mod}"] <= second[f"elo_hi_{mod}"]

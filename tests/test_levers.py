@@ -216,6 +216,51 @@ def test_offline_pairwise_judge_prefers_what_the_label_asks(tax, dom):
     assert j.compare(solv, "amount_spent >> 3", "REFUSE wrong_skill: x") == "tie"
 
 
+def test_heldout_arena_reuses_scored_answers_and_judges_against_the_truth(tax, dom):
+    from flywheel_lib.levers.cycle import heldout_battles
+
+    original = pd.DataFrame({"item_id": [f"e{i}" for i in range(6)], "text": [f"request {i}" for i in range(6)],
+                             "label": ["solvable"] * 3 + ["missing_capability"] * 3,
+                             "output": ["amount_spent > 500"] * 3 + [None] * 3})
+    drift = pd.DataFrame({"item_id": ["d0", "d1"], "text": ["shoe size 9", "shoe size 10"],
+                          "label": ["missing_capability"] * 2, "output": [None, None]})
+
+    def preds(items, variant, answers):
+        return pd.DataFrame({"item_id": items["item_id"], "variant": variant, "text": answers})
+
+    good = ["amount_spent > 500"] * 3 + ["REFUSE missing_capability: no"] * 3
+    logged = ["number_of_orders > 3"] * 3 + ["REFUSE missing_capability: no"] * 3  # runs, selects someone else
+    p_orig = pd.concat([preds(original, "candidate", good), preds(original, "deployed_prev", logged),
+                        preds(original, "lever_on_eval_only", good)])
+    p_drift = pd.concat([preds(drift, "candidate", ["REFUSE missing_capability: no"] * 2),
+                         preds(drift, "deployed_prev", ["customer_tags CONTAINS 'size 9'"] * 2)])
+    req, answers = heldout_battles({"original": (original, p_orig), "drift": (drift, p_drift)}, n=0)
+    assert len(req) == 8 and set(req["slice"]) == {"original", "drift"}
+    assert set(answers) == {"candidate", "deployed_prev"}   # a model that skipped a slice does not battle
+    assert req["item_id"].str.match(r"^(original|drift):").all()
+    row = req.index[req["item_id"] == "drift:d1"][0]
+    assert answers["deployed_prev"][row] == "customer_tags CONTAINS 'size 9'"   # the scored answer, reused
+    b = judge_battles(req, answers, [OfflinePairwiseJudge(domain=dom, taxonomy=tax)])
+    assert (b["winner"] == "candidate").sum() == 5 and (b["winner"] == "tie").sum() == 3
+    sampled, _ = heldout_battles({"original": (original, p_orig), "drift": (drift, p_drift)}, n=4, seed=1)
+    assert len(sampled) == 4 and sampled["slice"].value_counts().to_dict() == {"original": 3, "drift": 1}
+
+
+def test_traffic_arena_takes_no_logged_query_as_the_truth(tax):
+    from flywheel_lib.levers.cycle import arena_requests
+
+    items = pd.DataFrame({"item_id": ["t1", "t2"], "text": ["spent over 500", "ordered more than 3 times"],
+                          "source": ["traffic", "traffic"]})
+    consensus = pd.DataFrame({"item_id": ["t1", "t2"], "status": ["accepted"] * 2, "category": ["solvable"] * 2})
+    store = append_examples(None, pd.DataFrame({
+        "item_id": ["t1", "s2"], "text": ["spent over 500", "ordered more than 3 times"],
+        "label": ["solvable", "solvable"], "output": ["amount_spent > 50", "number_of_orders > 3"],
+        "source": ["traffic", "seed"]}), cycle=1, taxonomy=tax)
+    req = arena_requests(items, consensus, store, n=0, sources=("production", "traffic")).set_index("item_id")
+    assert pd.isna(req.loc["t1", "output"])                     # the deployed model's own logged query is no gold
+    assert req.loc["t2", "output"] == "number_of_orders > 3"    # a person's labelled query is
+
+
 def test_llm_pairwise_judge_prompt_and_parser(tax):
     seen = []
     j = LLMPairwiseJudge(lambda p: seen.append(p) or "Answer 2 is better: 2", taxonomy=tax)

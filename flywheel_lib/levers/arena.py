@@ -48,8 +48,15 @@ class OfflinePairwiseJudge:
     def __init__(self, *, domain, taxonomy):
         self.domain, self.tax = domain, taxonomy
         self.refusable = taxonomy.decline_ids
+        self._scores: dict[tuple, int] = {}  # every answer meets several others, in both orders: score it once
 
     def score(self, request: dict, answer: str) -> int:
+        key = (request.get("item_id"), request.get("text"), request["label"], request.get("output"), answer)
+        if key not in self._scores:
+            self._scores[key] = self._score(request, answer)
+        return self._scores[key]
+
+    def _score(self, request: dict, answer: str) -> int:
         a = parse_answer(answer, self.refusable)
         if request["label"] != self.tax.solvable_id:
             return 0 if not a.refused else (3 if a.refusal_category == request["label"] else 1)

@@ -4,6 +4,7 @@
 - :func:`update_store` — the parent's example store plus this cycle's curated corpus;
 - :func:`retrieval_generate` — answers of a model prompted with the K nearest stored examples, with their cost;
 - :func:`arena_requests` — a seeded sample of the judged traffic with the panel's accepted labels;
+- :func:`heldout_battles` — a seeded sample of labelled held-out slices with the answers already scored;
 - :func:`rate_models` — Bradley-Terry / Elo of the arena, anchored on the parent's rating of the deployed model.
 """
 
@@ -17,7 +18,8 @@ from .pairs import known_queries
 from .ratings import BradleyTerry
 from .store import ExampleRetriever, append_examples, fewshot_prompts
 
-__all__ = ["cycle_of", "update_store", "retrieval_generate", "arena_requests", "rate_models", "identity_of"]
+__all__ = ["cycle_of", "update_store", "retrieval_generate", "arena_requests", "heldout_battles", "rate_models",
+           "identity_of"]
 
 
 def cycle_of(st) -> int:
@@ -63,7 +65,11 @@ def retrieval_generate(gen, variant: str, items: pd.DataFrame, retriever: Exampl
 def arena_requests(items: pd.DataFrame, consensus: pd.DataFrame, store: pd.DataFrame | None, *, n: int,
                    seed: int = 7, sources: tuple[str, ...] = ("production", "traffic")) -> pd.DataFrame:
     """Up to ``n`` judged requests of ``sources`` whose label the panel accepted (stratified by that label):
-    ``item_id, text, label`` (accepted) and ``output`` (a known correct query, from the store, else None)."""
+    ``item_id, text, label`` (accepted) and ``output`` (a known correct query, else None).
+
+    The known query comes only from store rows that are not themselves logs of ``sources``: a logged query is the
+    deployed model's own answer, and taking it as the truth would make the arena measure agreement with the deployed
+    model instead of quality (the "static ground truth" failure mode)."""
     acc = consensus[consensus["status"] == "accepted"][["item_id", "category"]].rename(columns={"category": "label"})
     req = items[items["source"].isin(sources)][["item_id", "text"]].merge(acc, on="item_id")
     if req.empty:
@@ -74,8 +80,48 @@ def arena_requests(items: pd.DataFrame, consensus: pd.DataFrame, store: pd.DataF
                          for _, g in req.groupby("label")]).sort_index()
     from ..training.datasets import near_duplicate_key
 
-    q = known_queries(store) if store is not None and len(store) else {}
+    human = store[~store["source"].isin(sources)] if store is not None and len(store) else None
+    q = known_queries(human) if human is not None and len(human) else {}
     return req.assign(output=[q.get(near_duplicate_key(str(t))) for t in req["text"]]).reset_index(drop=True)
+
+
+def heldout_battles(slices: dict[str, tuple[pd.DataFrame, pd.DataFrame]], *, n: int, seed: int = 7,
+                    ) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """Arena requests from labelled held-out slices, and every model's answers to them, reused from scoring.
+
+    ``slices``: name -> (items ``item_id, text, label, output``: the true label and a correct query; predictions
+    ``item_id, variant, text``: each scored model's raw answer). Up to ``n`` requests stratified by slice and label;
+    a model battles only where it answered every sampled request. Returns the requests (``item_id`` prefixed by the
+    slice name, ``text, label, output, slice``) and ``answers[model]`` in their order.
+    """
+    frames, texts = [], {}
+    for name, (items, preds) in slices.items():
+        if items is None or preds is None or not len(items):
+            continue
+        frames.append(items[["item_id", "text", "label", "output"]].assign(slice=name))
+        for v, g in preds.groupby("variant"):
+            texts.setdefault(v, {}).update({(name, i): t for i, t in zip(g["item_id"], g["text"])})
+    if not frames:
+        return pd.DataFrame(columns=["item_id", "text", "label", "output", "slice"]), {}
+    req = _stratified(pd.concat(frames, ignore_index=True), ["slice", "label"], n, seed)
+    keys = list(zip(req["slice"], req["item_id"]))
+    answers = {v: ["" if pd.isna(t[k]) else str(t[k]) for k in keys]
+               for v, t in texts.items() if all(k in t for k in keys)}
+    req = req.assign(item_id=[f"{s}:{i}" for s, i in keys]).reset_index(drop=True)
+    return req, answers
+
+
+def _stratified(rows: pd.DataFrame, by: list[str], n: int, seed: int) -> pd.DataFrame:
+    """Exactly ``n`` rows (all when ``n`` is 0 or more than there are), each stratum of ``by`` in proportion to
+    its size by largest remainders, in the original order."""
+    if not 0 < n < len(rows):
+        return rows
+    sizes = rows.groupby(by).size()
+    quota = sizes * n / len(rows)
+    take = quota.astype(int)
+    take[(quota - take).sort_values(ascending=False, kind="stable").index[:n - int(take.sum())]] += 1
+    picked = [g.sample(int(take[k]), random_state=seed) for k, g in rows.groupby(by) if take[k]]
+    return pd.concat(picked).sort_index()
 
 
 def identity_of(model: str, *, cycle: int, parent_identity: str | None) -> str:

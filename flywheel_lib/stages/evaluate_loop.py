@@ -255,29 +255,48 @@ class Arena:
     ratings: pd.DataFrame
 
 
-def arena(ev: Evaluation, levers: Levers) -> Arena | None:
-    """From the second cycle: every model (and lever) answers ``arena_n`` judged traffic requests; the offline
-    pairwise judge compares two answers in both orders; ratings with bootstrap intervals, anchored so the deployed
-    model keeps its rating. Returns None (and notes why) when it does not run."""
+def arena(ev: Evaluation, levers: Levers, scores: Scores | None = None, drift: DriftResult | None = None,
+          ) -> Arena | None:
+    """From the second cycle: every model battles on ``arena.n`` requests; the offline pairwise judge compares two
+    answers in both orders; ratings with bootstrap intervals, anchored so the deployed model keeps its rating.
+
+    ``arena.requests``: ``heldout`` (default) samples the original eval and the drift slice, whose labels and
+    queries are the truth, and reuses the answers scored there (``scores``, ``drift``): the models that answered
+    every sampled request battle. ``traffic`` samples the judged traffic and decodes every model and lever anew.
+    Returns None (and notes why) when it does not run."""
     from flywheel_lib.levers import OfflinePairwiseJudge, judge_battles, position_bias
-    from flywheel_lib.levers.cycle import arena_requests, rate_models, retrieval_generate
+    from flywheel_lib.levers.cycle import arena_requests, heldout_battles, rate_models, retrieval_generate
 
     st, cfg = ev.st, ev.cfg
-    run = st.parent is not None and cfg.arena.n > 0 and ev.local and st.exists("consensus")
-    req = (arena_requests(ev.items, st.read("consensus", contract="consensus"), ev.store, n=cfg.arena.n,
-                          seed=cfg.seed, sources=cfg.traffic_sources) if run else pd.DataFrame())
-    if len(req) < 2:
+    run = st.parent is not None and cfg.arena.n > 0 and ev.local
+    req: pd.DataFrame = pd.DataFrame()
+    answers: dict[str, list[str]] = {}
+    if run and cfg.arena.requests == "heldout" and scores is not None:
+        slices = {"original": (ev.eval_items, scores.predictions)}
+        if drift is not None and drift.report is not None:
+            slices["drift"] = (drift.items, drift.report.predictions)
+        req, answers = heldout_battles(slices, n=cfg.arena.n, seed=cfg.seed)
+    elif run and cfg.arena.requests == "traffic" and st.exists("consensus"):
+        req = arena_requests(ev.items, st.read("consensus", contract="consensus"), ev.store, n=cfg.arena.n,
+                             seed=cfg.seed, sources=cfg.traffic_sources)
+    if len(req) < 2 or (cfg.arena.requests == "heldout" and len(answers) < 2):
         st.note("arena", f"skipped: parent run {st.parent.run_id if st.parent else None}, arena.n={cfg.arena.n}, "
-                         f"{len(req)} judged requests, backend {ev.ft.backend}")
+                         f"requests={cfg.arena.requests}: {len(req)} requests, {len(answers)} models, "
+                         f"backend {ev.ft.backend}")
         return None
-    reqs = req["text"].tolist()
-    kw = dict(batch_size=cfg.gen_batch_size, max_new_tokens=cfg.max_new_tokens, system_prompt=ev.ft.system_prompt)
-    answers = {v: ev.gen.generate(reqs, variant=v, **kw) for v in ev.variants}
-    if "retrieval_fewshot" in levers.answers:
-        answers["retrieval_fewshot"] = retrieval_generate(ev.gen, levers.fewshot_model, req, levers.retriever,
-                                                          **kw)["answers"]
-    if "curated_dpo" in levers.answers:
-        answers["curated_dpo"] = levers.dpo_gen.generate(reqs, variant="curated_dpo", **kw)
+    if cfg.arena.requests == "traffic":
+        reqs = req["text"].tolist()
+        kw = dict(batch_size=cfg.gen_batch_size, max_new_tokens=cfg.max_new_tokens,
+                  system_prompt=ev.ft.system_prompt)
+        answers = {v: ev.gen.generate(reqs, variant=v, **kw) for v in ev.variants}
+        if "retrieval_fewshot" in levers.answers:
+            answers["retrieval_fewshot"] = retrieval_generate(ev.gen, levers.fewshot_model, req, levers.retriever,
+                                                              **kw)["answers"]
+        if "curated_dpo" in levers.answers:
+            answers["curated_dpo"] = levers.dpo_gen.generate(reqs, variant="curated_dpo", **kw)
+    st.note("arena", {"requests": cfg.arena.requests, "n": len(req), "models": sorted(answers),
+                      "slices": ({str(k): int(v) for k, v in req["slice"].value_counts().items()}
+                                 if "slice" in req else None)})
     battles = judge_battles(req, answers, [OfflinePairwiseJudge(domain=ev.dom, taxonomy=ev.tax)])
     st.write("arena_battles", battles)
     bias = position_bias(battles)
@@ -307,5 +326,5 @@ def run(st, cfg) -> Evaluation:
     promote(ev, scores, drift)
     levers = preference_dpo(ev, retrieval_fewshot(ev, Levers()))
     score_levers(ev, scores, levers)
-    arena(ev, levers)
+    arena(ev, levers, scores, drift)
     return ev

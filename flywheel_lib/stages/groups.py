@@ -153,11 +153,14 @@ class DpoParams(ParamGroup):
 
 
 class ArenaParams(ParamGroup):
-    """05_evaluate: arena battles between the models on judged traffic, with Elo ratings."""
+    """05_evaluate: arena battles between the models, from the second cycle, with Elo ratings."""
 
-    n: int = Field(ge=0, description=(
-        "judged traffic requests every model answers, from the second cycle (0 means skip it)"))
+    n: int = Field(ge=0, description="requests every model's answers battle on (0 means skip the arena)")
     boot: int = Field(ge=1, description="bootstrap resamples for the Elo intervals")
+    requests: Literal["heldout", "traffic"] = Field(description=(
+        "heldout: the original eval and the drift slice, judged against their true labels and queries, with the "
+        "answers already scored; traffic: judged traffic with the panel's accepted labels, a correct query known "
+        "only from human-labelled rows (never a logged answer of the deployed model), every model decoding anew"))
 
 
 class PromotionParams(ParamGroup):
