@@ -1,0 +1,100 @@
+"""Lever 1 in a lineage: what the example store decides on a later cycle's drift slice, with the labels it holds
+and with the simulator's true labels for the same rows, and how its labels entered the corpus.
+
+Reads run folders only (no training, no decoding): the store the deployed model's head consults in 05
+(``retrieval.scope: new``, the rows added after the lineage's first cycle), the drift slice, the deployed model's
+scored answers there, each cycle's consensus and resolutions, and the truth tables of the lineage's runs (the
+bundled simulator's, so this measures generated lineages only). For each ``min_score`` it prints how many drift
+items the store decides, how often its label is the truth, and against the deployed model's own decision how many
+it fixes and breaks; then the same with every stored row carrying its true label, which separates what the
+labels cost from what the neighbours cost.
+
+    python benchmarks/bench_store_labels.py RUN_ID [RUN_ID ...] --scores 0.7,0.8,0.85
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _truth(chain) -> dict:
+    import pandas as pd
+
+    frames = [run.read(name)[["item_id", "true_label"]] for run in chain
+              for name in ("truth", "traffic_truth") if run.exists(name)]
+    t = pd.concat(frames).drop_duplicates("item_id", keep="last")
+    return dict(zip(t["item_id"], t["true_label"]))
+
+
+def _origins(chain) -> tuple[dict, dict]:
+    """item_id -> how its label entered the corpus in the cycle that added it (review, panel, kept_production),
+    and item_id -> the label the deployed model logged for it."""
+    out: dict = {}
+    logged: dict = {}
+    for run in chain[1:]:
+        cons = run.read("consensus").set_index("item_id")["status"]
+        res = run.read("resolutions").drop_duplicates("item_id", keep="last").set_index("item_id")
+        for iid, r in res.iterrows():
+            out[iid] = ("review" if r["decided_by"] == "human" else
+                        "panel" if cons.get(iid) == "accepted" else "kept_production")
+            logged[iid] = r["label_before"]
+    return out, logged
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", help="later-cycle runs (ids or folders) with a drift slice")
+    ap.add_argument("--scores", default="0.7,0.8,0.85")
+    ap.add_argument("--share", type=float, default=0.6)
+    ap.add_argument("-k", type=int, default=5)
+    a = ap.parse_args()
+
+    import pandas as pd
+
+    from flywheel_lib.flywheel.lineage import lineage_chain
+    from flywheel_lib.levers import ExampleRetriever
+    from flywheel_lib.levers.store_head import StoreConsultedHead
+    from flywheel_lib.paths import find_run
+
+    class _NoHead:
+        solvable_id_ = "solvable"
+
+    for rid in a.runs:
+        chain = lineage_chain(find_run(rid))
+        run = chain[-1]
+        truth, (origin, logged) = _truth(chain), _origins(chain)
+        store = run.read("example_store")
+        new = store[store["cycle"] > store["cycle"].min()].copy()
+        new["origin"] = [origin.get(i, "unknown") for i in new["item_id"]]
+        new["true_label"] = [truth.get(i) for i in new["item_id"]]
+        new["right"] = new["label"] == new["true_label"]
+        new["corrected"] = [logged.get(i) is not None and logged.get(i) != lab for i, lab in zip(new["item_id"],
+                                                                                             new["label"])]
+        print(f"\n{run.run_id}: {len(new)} stored rows consulted (added after cycle {int(store['cycle'].min())})")
+        print(new.groupby(["origin", "corrected"]).agg(rows=("right", "size"), label_right=("right", "mean"))
+              .round(3).to_string())
+        items = run.read("drift_items")
+        pred = run.read("drift_predictions")
+        dep = pred[pred["variant"] == "deployed_prev"].set_index("item_id")
+        dep_label = dep["refusal_category"].where(dep["refused"], "solvable").reindex(items["item_id"]).to_numpy()
+        truth_items = items["label"].to_numpy()
+        print(f"{'labels':>7} {'min_score':>9} {'decided':>8} {'right':>6} {'fixes':>6} {'breaks':>7}")
+        variants = (("stored", new), ("true", new.assign(label=new["true_label"])),
+                    ("changed", new[new["corrected"]]))  # only the rows curation corrected
+        for name, rows in variants:
+            ret = ExampleRetriever(rows[rows["label"].notna()], k=a.k)
+            for s in [float(x) for x in a.scores.split(",")]:
+                lab = StoreConsultedHead(_NoHead(), ret, min_score=s, min_share=a.share).store_labels(
+                    items["text"].astype(str).tolist())
+                d = pd.DataFrame({"store": lab, "truth": truth_items, "deployed": dep_label}).dropna(subset=["store"])
+                ok = d["store"] == d["truth"]
+                fixes = int((ok & (d["deployed"] != d["truth"])).sum())
+                breaks = int((~ok & (d["deployed"] == d["truth"])).sum())
+                print(f"{name:>7} {s:9.2f} {len(d):5d}/{len(items):<3d} {ok.mean():6.3f} {fixes:6d} {breaks:7d}")
+
+
+if __name__ == "__main__":
+    main()
