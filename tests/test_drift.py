@@ -305,8 +305,12 @@ def test_scenario_entry_says_how_each_scenario_entered_the_corpus():
 
     truth = pd.DataFrame({"item_id": ["a", "b", "c", "d"], "true_label": ["ambiguous"] * 3 + ["solvable"],
                           "scenario_id": ["ambiguous:x"] * 3 + [""]})
-    consensus = pd.DataFrame({"item_id": ["a", "b", "c"], "status": ["accepted", "disagreement", "disagreement"]})
-    corpus = pd.DataFrame({"item_id": ["a", "b"], "label": ["ambiguous", "solvable"]})
-    e = scenario_entry(truth, consensus, corpus).set_index("scenario_id").loc["ambiguous:x"]
-    assert (e["judged"], e["panel"], e["review"], e["left_out"], e["label_right"]) == (3, 1, 1, 1, 1)
+    truth = pd.concat([truth, pd.DataFrame({"item_id": ["e"], "true_label": ["ambiguous"],
+                                            "scenario_id": ["ambiguous:x"]})], ignore_index=True)
+    consensus = pd.DataFrame({"item_id": ["a", "b", "c", "e"],
+                              "status": ["accepted", "disagreement", "disagreement", "disagreement"]})
+    corpus = pd.DataFrame({"item_id": ["a", "b", "e"], "label": ["ambiguous", "solvable", "ambiguous"]})
+    e = scenario_entry(truth, consensus, corpus, reviewed={"e"}).set_index("scenario_id").loc["ambiguous:x"]
+    # a: the panel; e: a person; b: the logged label kept without either; c: left out
+    assert (e["judged"], e["panel"], e["review"], e["kept"], e["left_out"], e["label_right"]) == (4, 1, 1, 1, 1, 2)
     assert scenario_entry(truth.drop(columns="scenario_id"), consensus, corpus).empty

@@ -53,7 +53,7 @@ LOOP_METRICS = ("diff_drift_candidate_vs_deployed", "p_drift_candidate_vs_deploy
                 "p_original_candidate_vs_deployed", "pass_rate_deployed_store_drift", "store_gap_share",
                 "diff_drift_vs_first_cycle", "p_drift_vs_first_cycle", "oracle_gap_closed")
 FLYWHEEL_METRICS = ("patterns_fixed", "new_scenarios_labelled_panel", "new_scenarios_labelled_review",
-                    "new_scenarios_left_out")
+                    "new_scenarios_kept_logged", "new_scenarios_left_out")
 LINEAGE_BEGIN = "<!-- lineage:begin -->"
 LINEAGE_END = "<!-- lineage:end -->"
 
@@ -99,6 +99,9 @@ def extract_run(run_dir: Path, cpu: str | None = None) -> dict[str, Any]:
         "dirty": git.get("dirty"),
         "cpu": m.get("cpu") or cpu or m.get("machine"),
         "duration_s": m.get("duration_s"),
+        **({"stages_run": ran} if (ran := [x for x in m.get("stage_order") or []
+                                          if x not in (par.get("reused_stages") or [])]) and par.get("reused_stages")
+           else {}),
         "candidate": cand,
         "source": "manifest",
         "metrics": metrics,
@@ -246,6 +249,9 @@ def results_table(runs: list[dict[str, Any]]) -> str:
         ci = " [{:.2f}, {:.2f}]".format(*_wilson(float(p), int(n))) if p is not None and n else ""
         commit = (r["commit"] + ("-dirty" if r.get("dirty") else "")) if r.get("commit") else "–"
         mins = f"{r['duration_s'] / 60:.1f}" if r.get("duration_s") else "–"
+        if r.get("stages_run") and r.get("duration_s"):  # the others were reused from an earlier run
+            ran = r["stages_run"]
+            mins += f" ({ran[0][:2]}" + (f"-{ran[-1][:2]})" if len(ran) > 1 else ")")
         promoted = {True: "yes", False: "no"}.get(m.get("promoted"), "–")
         mark = "" if r.get("source", "manifest") == "manifest" else " ¹"
         if mark:
@@ -263,9 +269,10 @@ def lineage_table(runs: list[dict[str, Any]]) -> str:
     deployed model and the candidate (95% Wilson intervals), the paired difference and its McNemar p-value, the
     example store at the decision (lever 1: its pass rate and the share of the fine-tune's gain it closes), Elo,
     the gain since the first cycle's model, the share of the gap to the oracle closed, how the new scenarios'
-    traffic entered the corpus (unanimous panel / review / left out) and the promotion."""
+    traffic entered the corpus (unanimous panel / review / the logged label kept / left out) and the
+    promotion."""
     lines = ["| run | cycle | drift: deployed → candidate | diff (p) | original: deployed → candidate | diff | "
-             "store (gap share) | Elo cand. / dep. | vs cycle 1 (p) | oracle gap | new rows panel / review / out "
+             "store (gap share) | Elo cand. / dep. | vs cycle 1 (p) | oracle gap | new rows panel / review / kept / out "
              "| promoted |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
 

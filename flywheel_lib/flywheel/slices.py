@@ -30,26 +30,34 @@ def drift_slice_for(st, domain, *, schedule, seed: int, n_per_cycle: int) -> pd.
     return domain.drift_slice(seed=seed, upto=upto, schedule=schedule, n_per_cycle=n_per_cycle, exclude=exclude)
 
 
-def scenario_entry(truth: pd.DataFrame, consensus: pd.DataFrame, corpus: pd.DataFrame) -> pd.DataFrame:
-    """Per drift scenario (``truth.scenario_id``, empty ones skipped): rows judged, rows in the curated ``corpus``
-    labelled by the panel (``consensus`` accepted) and through review (in the corpus, not accepted), rows left out,
-    and how many of the corpus labels are the true category."""
+ENTRY_COLUMNS = ["scenario_id", "judged", "panel", "review", "kept", "left_out", "label_right"]
+
+
+def scenario_entry(truth: pd.DataFrame, consensus: pd.DataFrame, corpus: pd.DataFrame,
+                   reviewed: set | None = None) -> pd.DataFrame:
+    """Per drift scenario (``truth.scenario_id``, empty ones skipped): rows judged; rows in the curated ``corpus``
+    labelled by the panel (``consensus`` accepted), by a person (``reviewed``: the item ids a review decided), or
+    kept with the deployed model's logged label without either (``kept``: the tree's
+    ``uncontradicted_keeps_production``); rows left out; and how many of the corpus labels are the true category."""
     if "scenario_id" not in truth.columns:  # a truth without scenarios (user data, an older simulator)
-        return pd.DataFrame(columns=["scenario_id", "judged", "panel", "review", "left_out", "label_right"])
+        return pd.DataFrame(columns=ENTRY_COLUMNS)
     t = truth[truth["scenario_id"].fillna("").astype(str) != ""]
     if t.empty:
-        return pd.DataFrame(columns=["scenario_id", "judged", "panel", "review", "left_out", "label_right"])
+        return pd.DataFrame(columns=ENTRY_COLUMNS)
     acc = set(consensus.loc[consensus["status"] == "accepted", "item_id"])
+    reviewed = set(reviewed or ())
     lab = corpus.drop_duplicates("item_id").set_index("item_id")["label"]
     rows = []
     for sid, g in t.groupby("scenario_id"):
         ids = g["item_id"]
         inc = ids[ids.isin(lab.index)]
         right = (lab.reindex(inc).to_numpy() == g.set_index("item_id").loc[inc, "true_label"].to_numpy()).sum()
-        rows.append({"scenario_id": sid, "judged": len(g), "panel": int(inc.isin(acc).sum()),
-                     "review": int((~inc.isin(acc)).sum()), "left_out": int(len(g) - len(inc)),
-                     "label_right": int(right)})
-    return pd.DataFrame(rows)
+        by_review = inc.isin(reviewed)
+        by_panel = inc.isin(acc) & ~by_review
+        rows.append({"scenario_id": sid, "judged": len(g), "panel": int(by_panel.sum()),
+                     "review": int(by_review.sum()), "kept": int((~by_panel & ~by_review).sum()),
+                     "left_out": int(len(g) - len(inc)), "label_right": int(right)})
+    return pd.DataFrame(rows, columns=ENTRY_COLUMNS)
 
 
 def scenario_entry_for(st, *, schedule, cycle: int, corpus_variant: str = "curated") -> pd.DataFrame:
@@ -58,10 +66,12 @@ def scenario_entry_for(st, *, schedule, cycle: int, corpus_variant: str = "curat
     from ..domains.segments.drift import DriftSchedule, load_drift_schedule
 
     if not all(st.exists(n) for n in ("truth", "consensus", "train_sets")):
-        return pd.DataFrame(columns=["scenario_id", "judged", "panel", "review", "left_out", "label_right", "new"])
+        return pd.DataFrame(columns=[*ENTRY_COLUMNS, "new"])
     ts = st.read("train_sets")
     corpus = ts[ts["variant"] == corpus_variant] if "variant" in ts else ts
-    entry = scenario_entry(st.read("truth"), st.read("consensus"), corpus)
+    res = st.read("resolutions") if st.exists("resolutions") else pd.DataFrame(columns=["item_id", "decided_by"])
+    reviewed = set(res.loc[res["decided_by"] == "human", "item_id"])
+    entry = scenario_entry(st.read("truth"), st.read("consensus"), corpus, reviewed)
     sched = schedule if isinstance(schedule, DriftSchedule) else load_drift_schedule(schedule)
     seen = sched.scenarios(upto=cycle - 1)
     new = set(seen.loc[seen["cycle"] == cycle - 1, "scenario_id"])

@@ -179,7 +179,8 @@ class Patterns:
 
 def failure_patterns(dep: Deployment) -> Patterns:
     """Records ``patterns_<status>`` (fixed, still_failing, held, broken) from 05's drift slice and, in a later
-    cycle, ``new_scenarios_labelled_panel`` / ``_review`` / ``new_scenarios_left_out``."""
+    cycle, ``new_scenarios_labelled_panel`` / ``_review``, ``new_scenarios_kept_logged`` (the deployed model's
+    logged label kept without a unanimous panel or a review) and ``new_scenarios_left_out``."""
     from flywheel_lib.flywheel.slices import scenario_entry_for
 
     st, patterns = dep.st, None
@@ -197,6 +198,7 @@ def failure_patterns(dep: Deployment) -> Patterns:
         new = entry[entry["new"]]
         st.metric("new_scenarios_labelled_panel", int(new["panel"].sum()))
         st.metric("new_scenarios_labelled_review", int(new["review"].sum()))
+        st.metric("new_scenarios_kept_logged", int(new["kept"].sum()))
         st.metric("new_scenarios_left_out", int(new["left_out"].sum()))
     return Patterns(patterns, entry)
 
