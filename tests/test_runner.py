@@ -116,6 +116,19 @@ def test_stages_from_reuses_earlier_artifacts(ok_run):
     assert _manifest(ok_run.run_dir)["params_in_effect"]["use"]["label"] == "hello"
 
 
+def test_reused_stages_records_are_in_the_manifest_before_the_next_stage_runs(ok_run, tmp_path):
+    """A stage that runs after reused ones (06 after a reused 05) reads their notes and metrics from the manifest."""
+    from flywheel_lib.runner.manifest import Manifest
+    from flywheel_lib.runner.resume import _reuse
+
+    run_dir = tmp_path / "next"
+    run_dir.mkdir()
+    m = Manifest(run_dir, {"run_id": "next", "stages": [{"name": "use", "status": "pending"}],
+                           "stage_order": ["make", "use"]})
+    assert _reuse(ok_run.run_dir, run_dir, m, ["use"]) == ["make"]
+    assert m.data["metrics"]["make"]["rows"] == 4   # before any stage of the new run has run
+
+
 def test_runs_compare_and_show_commands(ok_run, capsys):
     other = run_recipe(RECIPE, sets=["make.n_rows=6"], progress=False)
     t = runs_table()

@@ -106,4 +106,5 @@ def _reuse(parent: Path, run_dir: Path, manifest: Manifest, rerun: list[str]) ->
             manifest.data["stages"].append(entry)
     order = {n: i for i, n in enumerate(pm.data.get("stage_order", []) + manifest.data.get("stage_order", []))}
     manifest.data["stages"].sort(key=lambda s: order.get(s["name"], 99))
+    manifest.refresh_records()  # a stage that runs next reads the reused stages' notes from the manifest
     return reused
