@@ -138,7 +138,7 @@ def test_docs_speak_of_the_product():
 
 
 def test_lineage_table_shows_both_slices_of_a_later_cycle(tmp_path):
-    from flywheel_lib.flywheel.results import extract_run, lineage_table
+    from flywheel_lib.flywheel.results import extract_run, lineage_table, results_table
 
     d = _fake_run(tmp_path, "20990101-000000_demo_cccccc", 2, 0.6, True)
     m = json.loads((d / "manifest.json").read_text())
@@ -151,10 +151,15 @@ def test_lineage_table_shows_both_slices_of_a_later_cycle(tmp_path):
         "pass_rate_deployed_store_drift": 0.75, "store_gap_share": 0.25, "oracle_gap_closed": 0.8,
         "elo_curated": 1010.0, "elo_deployed_prev": 1000.0})
     m["metrics"]["06_flywheel"] = {"new_scenarios_labelled_panel": 440, "new_scenarios_labelled_review": 584,
-                                   "new_scenarios_left_out": 60, "patterns_fixed": 1}
+                                   "new_scenarios_kept_logged": 120, "new_scenarios_left_out": 60,
+                                   "patterns_fixed": 1}
+    m["parent"]["reused_stages"] = ["00_data", "01_calibrate", "02_judge", "03_resolve", "04_finetune"]
+    m["stage_order"] = [*m["parent"]["reused_stages"], "05_evaluate", "06_flywheel"]
+    m["duration_s"] = 600
     (d / "manifest.json").write_text(json.dumps(m))
     first = _fake_run(tmp_path, "20990101-000000_demo_dddddd", 1, 0.5, True)
     rows = lineage_table([extract_run(first), extract_run(d)]).splitlines()
     assert len(rows) == 3  # a first cycle has no drift slice: no row
     assert rows[2] == ("| 20990101-000000_demo_cccccc | 2 | 0.700 [0.65, 0.77] → 0.900 [0.85, 0.93] | +0.200 (1.8e-08) "
-                       "| 0.700 → 0.710 | +0.010 | 0.750 (0.25) | 1010 / 1000 | – (–) | 0.80 | 440 / 584 / 60 | yes |")
+                       "| 0.700 → 0.710 | +0.010 | 0.750 (0.25) | 1010 / 1000 | – (–) | 0.80 | 440 / 584 / 120 / 60 | yes |")
+    assert "| 10.0 (05-06) |" in results_table([extract_run(d)])  # the stages it ran, the rest reused

@@ -69,7 +69,7 @@ def arena_requests(items: pd.DataFrame, consensus: pd.DataFrame, store: pd.DataF
 
     The known query comes only from store rows that are not themselves logs of ``sources``: a logged query is the
     deployed model's own answer, and taking it as the truth would make the arena measure agreement with the deployed
-    model instead of quality (the "static ground truth" failure mode)."""
+    model instead of quality: its consistency, the failure mode of a static truth."""
     acc = consensus[consensus["status"] == "accepted"][["item_id", "category"]].rename(columns={"category": "label"})
     req = items[items["source"].isin(sources)][["item_id", "text"]].merge(acc, on="item_id")
     if req.empty:
