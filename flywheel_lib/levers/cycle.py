@@ -64,7 +64,7 @@ def retrieval_generate(gen, variant: str, items: pd.DataFrame, retriever: Exampl
 
 def arena_requests(items: pd.DataFrame, consensus: pd.DataFrame, store: pd.DataFrame | None, *, n: int,
                    seed: int = 7, sources: tuple[str, ...] = ("production", "traffic")) -> pd.DataFrame:
-    """Up to ``n`` judged requests of ``sources`` whose label the panel accepted (stratified by that label):
+    """``n`` judged requests of ``sources`` (all, if fewer) whose label the panel accepted, stratified by it:
     ``item_id, text, label`` (accepted) and ``output`` (a known correct query, else None).
 
     The known query comes only from store rows that are not themselves logs of ``sources``: a logged query is the
@@ -74,10 +74,7 @@ def arena_requests(items: pd.DataFrame, consensus: pd.DataFrame, store: pd.DataF
     req = items[items["source"].isin(sources)][["item_id", "text"]].merge(acc, on="item_id")
     if req.empty:
         return req.assign(output=None)
-    if 0 < n < len(req):
-        frac = n / len(req)
-        req = pd.concat([g.sample(max(1, int(round(frac * len(g)))), random_state=seed)
-                         for _, g in req.groupby("label")]).sort_index()
+    req = _stratified(req, ["label"], n, seed)
     from ..training.datasets import near_duplicate_key
 
     human = store[~store["source"].isin(sources)] if store is not None and len(store) else None
@@ -90,8 +87,8 @@ def heldout_battles(slices: dict[str, tuple[pd.DataFrame, pd.DataFrame]], *, n: 
     """Arena requests from labelled held-out slices, and every model's answers to them, reused from scoring.
 
     ``slices``: name -> (items ``item_id, text, label, output``: the true label and a correct query; predictions
-    ``item_id, variant, text``: each scored model's raw answer). Up to ``n`` requests stratified by slice and label;
-    a model battles only where it answered every sampled request. Returns the requests (``item_id`` prefixed by the
+    ``item_id, variant, text``: each scored model's raw answer). ``n`` requests (all, if fewer) stratified by slice
+    and label; a model battles only where it answered every sampled request. Returns the requests (``item_id`` prefixed by the
     slice name, ``text, label, output, slice``) and ``answers[model]`` in their order.
     """
     frames, texts = [], {}
