@@ -52,7 +52,6 @@ def main() -> None:
     ap.add_argument("-k", type=int, default=5)
     a = ap.parse_args()
 
-    import pandas as pd
 
     from flywheel_lib.flywheel.lineage import lineage_chain
     from flywheel_lib.levers import ExampleRetriever
@@ -80,20 +79,38 @@ def main() -> None:
         pred = run.read("drift_predictions")
         dep = pred[pred["variant"] == "deployed_prev"].set_index("item_id")
         dep_label = dep["refusal_category"].where(dep["refused"], "solvable").reindex(items["item_id"]).to_numpy()
-        truth_items = items["label"].to_numpy()
-        print(f"{'labels':>7} {'min_score':>9} {'decided':>8} {'right':>6} {'fixes':>6} {'breaks':>7}")
+        newest = (items["scenario_cycle"] == items["scenario_cycle"].max()).to_numpy()  # the cycle-before's scenarios
+        orig = run.read("predictions")
+        orig = orig[orig["variant"] == "deployed_prev"]
+        orig_dep = orig["refusal_category"].where(orig["refused"], "solvable").to_numpy()
+        print(f"{'labels':>13} {'min_score':>9} {'drift decided':>13} {'right':>6} {'fixes':>6} {'breaks':>7} "
+              f"{'of them new':>11} {'original decided':>16} {'fixes':>6} {'breaks':>6}")
         variants = (("stored", new), ("true", new.assign(label=new["true_label"])),
-                    ("changed", new[new["corrected"]]))  # only the rows curation corrected
+                    ("changed", new[new["corrected"]]),  # only the rows curation corrected
+                    ("agreed", new[new["origin"] != "kept_production"]))  # a panel or a person agreed on the label
         for name, rows in variants:
             ret = ExampleRetriever(rows[rows["label"].notna()], k=a.k)
             for s in [float(x) for x in a.scores.split(",")]:
-                lab = StoreConsultedHead(_NoHead(), ret, min_score=s, min_share=a.share).store_labels(
-                    items["text"].astype(str).tolist())
-                d = pd.DataFrame({"store": lab, "truth": truth_items, "deployed": dep_label}).dropna(subset=["store"])
-                ok = d["store"] == d["truth"]
-                fixes = int((ok & (d["deployed"] != d["truth"])).sum())
-                breaks = int((~ok & (d["deployed"] == d["truth"])).sum())
-                print(f"{name:>7} {s:9.2f} {len(d):5d}/{len(items):<3d} {ok.mean():6.3f} {fixes:6d} {breaks:7d}")
+                head = StoreConsultedHead(_NoHead(), ret, min_score=s, min_share=a.share)
+                d = _effect(head.store_labels(items["text"].astype(str).tolist()), items["label"], dep_label, newest)
+                o = _effect(head.store_labels(orig["text"].astype(str).tolist()), orig["label"], orig_dep,
+                            [False] * len(orig))
+                print(f"{name:>13} {s:9.2f} {d['decided']:7d}/{len(items):<5d} {d['right']:6.3f} {d['fixes']:6d} "
+                      f"{d['breaks']:7d} {d['new_fixes']:5d}/{d['new_breaks']:<5d} {o['decided']:10d}/{len(orig):<5d} "
+                      f"{o['fixes']:6d} {o['breaks']:6d}")
+
+
+def _effect(store_labels, truth, deployed, new) -> dict:
+    """Where the store decides: how often it is right, what it fixes and breaks against the deployed model."""
+    import pandas as pd
+
+    d = pd.DataFrame({"store": store_labels, "truth": list(truth), "deployed": list(deployed),
+                      "new": list(new)}).dropna(subset=["store"])
+    ok = d["store"] == d["truth"]
+    fixes, breaks = ok & (d["deployed"] != d["truth"]), ~ok & (d["deployed"] == d["truth"])
+    return {"decided": len(d), "right": float(ok.mean()) if len(d) else float("nan"), "fixes": int(fixes.sum()),
+            "breaks": int(breaks.sum()), "new_fixes": int((fixes & d["new"]).sum()),
+            "new_breaks": int((breaks & d["new"]).sum())}
 
 
 if __name__ == "__main__":

@@ -148,7 +148,8 @@ def test_lineage_table_shows_both_slices_of_a_later_cycle(tmp_path):
         "pass_rate_deployed_prev_drift_hi": 0.77, "pass_rate_curated_original": 0.71,
         "pass_rate_deployed_prev_original": 0.70, "diff_drift_candidate_vs_deployed": 0.2,
         "p_drift_candidate_vs_deployed": 1.8e-8, "diff_original_candidate_vs_deployed": 0.01,
-        "pass_rate_deployed_store_drift": 0.75, "store_gap_share": 0.25, "oracle_gap_closed": 0.8,
+        "pass_rate_deployed_store_drift": 0.75, "store_gap_share": 0.25, "store_gap_share_new": 0.3,
+        "oracle_gap_closed": 0.8,
         "elo_curated": 1010.0, "elo_deployed_prev": 1000.0})
     m["metrics"]["06_flywheel"] = {"new_scenarios_labelled_panel": 440, "new_scenarios_labelled_review": 584,
                                    "new_scenarios_kept_logged": 120, "new_scenarios_left_out": 60,
@@ -161,5 +162,5 @@ def test_lineage_table_shows_both_slices_of_a_later_cycle(tmp_path):
     rows = lineage_table([extract_run(first), extract_run(d)]).splitlines()
     assert len(rows) == 3  # a first cycle has no drift slice: no row
     assert rows[2] == ("| 20990101-000000_demo_cccccc | 2 | 0.700 [0.65, 0.77] → 0.900 [0.85, 0.93] | +0.200 (1.8e-08) "
-                       "| 0.700 → 0.710 | +0.010 | 0.750 (0.25) | 1010 / 1000 | – (–) | 0.80 | 440 / 584 / 120 / 60 | yes |")
+                       "| 0.700 → 0.710 | +0.010 | 0.750 (0.25 / 0.30) | 1010 / 1000 | – (–) | 0.80 | 440 / 584 / 120 / 60 | yes |")
     assert "| 10.0 (05-06) |" in results_table([extract_run(d)])  # the stages it ran, the rest reused

@@ -231,6 +231,22 @@ def _outcomes(variant_rates: dict[str, list[float]], frr: dict[str, list[float]]
     return pd.DataFrame(rows)
 
 
+def test_the_store_gap_share_is_also_measured_on_the_newest_scenarios():
+    from flywheel_lib.evaluation.drift import SliceReport, slice_manifest_metrics
+
+    # items 0-9 come from the scenarios of the cycle before, 10-19 from older ones the deployed model learned
+    drift = _outcomes({"deployed_prev": [0.0] * 10 + [1.0] * 10, "curated": [1.0] * 10 + [1.0] * 10,
+                       "deployed_store": [1.0] * 6 + [0.0] * 4 + [1.0] * 8 + [0.0] * 2})
+    report = SliceReport(predictions=drift.assign(passed=drift["pass_rate"].astype(bool)), outcomes=drift,
+                         pass_rates=pd.DataFrame(columns=["variant", "value", "lo", "hi", "k", "n"]),
+                         by_scenario=pd.DataFrame())
+    original = _outcomes({"deployed_prev": [1.0] * 5, "curated": [1.0] * 5})
+    m = slice_manifest_metrics(original, report, candidate="curated", newest=set(range(10)))
+    assert m["store_gap_share"] == pytest.approx(0.4)       # (6 - 2) / 10 over the whole slice
+    assert m["store_gap_share_new"] == pytest.approx(0.6)   # 6 / 10 where the scenarios are new
+    assert "store_gap_share_new" not in slice_manifest_metrics(original, report, candidate="curated")
+
+
 def test_promotion_weighs_both_slices():
     n = 60
     original = _outcomes({"deployed_prev": [1.0] * 40 + [0.0] * 20, "curated": [1.0] * 40 + [0.0] * 20})

@@ -75,6 +75,42 @@ def test_store_appends_per_cycle_and_never_edits(tax):
     assert g.loc[(2, "solvable"), "added"] == 0 and g.loc[(2, "solvable"), "total"] == 2
 
 
+def test_label_origins_name_who_decided_each_label():
+    from flywheel_lib.levers.cycle import label_origins
+
+    consensus = pd.DataFrame({"item_id": ["p", "h", "t", "k"], "status": ["accepted", "accepted", "disagreement",
+                                                                        "disagreement"]})
+    res = pd.DataFrame({"item_id": ["h", "t", "k"], "decided_by": ["human", "tree", "tree"],
+                        "label_before": ["solvable", "solvable", "solvable"],
+                        "label_after": ["missing_capability", "missing_capability", "solvable"]})
+    got = label_origins(pd.Series(["p", "h", "t", "k", "s"]), consensus, res)
+    # a person outranks the panel; the tree changed t's label; k kept its logged label; s was never questioned
+    assert got == ["panel", "review", "tree", "logged", "corpus"]
+    assert label_origins(pd.Series(["p"]), None, None) == ["corpus"]
+
+
+def test_the_decision_consults_agreed_labels_of_the_new_rows_only(tax):
+    from flywheel_lib.levers.cycle import consulted_rows
+
+    s1 = append_examples(None, CYCLE1, cycle=1, taxonomy=tax)
+    traffic = _rows([("b1", "shoppers by shoe size", "missing_capability", None, "shoe_size", "traffic"),
+                     ("b2", "shoppers by hat size", "solvable", "amount_spent > 0", None, "traffic"),
+                     ("b3", "shoppers by glove size", "missing_capability", None, "glove_size", "traffic")])
+    traffic["label_origin"] = ["review", "logged", "panel"]
+    s2 = append_examples(s1, traffic, cycle=2, taxonomy=tax)
+    assert list(s2["label_origin"]) == ["", "", "", "review", "logged", "panel"]
+    assert set(consulted_rows(s2)["item_id"]) == {"b1", "b3"}            # the model's own kept log is left out
+    assert set(consulted_rows(s2, admit="all")["item_id"]) == {"b1", "b2", "b3"}
+    assert len(consulted_rows(s2, scope="all")) == 5
+    old = s2.drop(columns="label_origin")                                 # a store from before the column
+    assert len(consulted_rows(old)) == 3
+    assert list(append_examples(old, CYCLE2, cycle=3, taxonomy=tax)["label_origin"]) == [""] * 6
+    with pytest.raises(ValueError, match="unknown label_origin .'judge'."):
+        append_examples(s1, traffic.assign(label_origin="judge"), cycle=2, taxonomy=tax)
+    with pytest.raises(ValueError, match="admit 'agreed' or 'all'"):
+        consulted_rows(s2, admit="panel")
+
+
 def test_retrieval_returns_nearest_and_never_the_item_itself(tax):
     store = append_examples(None, pd.concat([CYCLE1, CYCLE2.iloc[:1]]), cycle=1, taxonomy=tax)
     ret = ExampleRetriever(store, k=2)

@@ -170,11 +170,14 @@ def significant(key: str, value) -> float:
 
 def slice_manifest_metrics(original: pd.DataFrame, drift: SliceReport | None, *, candidate: str,
                            deployed: str = "deployed_prev", store: str = "deployed_store",
-                           alpha: float = 0.05) -> dict[str, float]:
+                           alpha: float = 0.05, newest: set | None = None) -> dict[str, float]:
     """The manifest's two-slice figures: ``pass_rate_<v>_drift`` and ``pass_rate_<v>_original`` (with ``_lo`` and
     ``_hi``), ``diff_/p_drift_candidate_vs_deployed``, ``diff_/p_original_candidate_vs_deployed`` and, with the
     store-consulting variant, ``diff_/p_drift_store_vs_deployed`` and ``store_gap_share`` (the share of the drift
-    gap between the deployed model and the candidate that the store closes before any fine-tune)."""
+    gap between the deployed model and the candidate that the store closes before any fine-tune). With ``newest``
+    (the item ids of the scenarios the cycle before brought, those the store meets in the cycle they first appear),
+    the same two differences there: ``diff_drift_new_candidate_vs_deployed``, ``diff_drift_new_store_vs_deployed``
+    and ``store_gap_share_new``."""
     out: dict[str, float] = {}
     for v in (deployed, candidate):
         x = original.loc[original["variant"] == v, "pass_rate"].dropna()
@@ -200,6 +203,13 @@ def slice_manifest_metrics(original: pd.DataFrame, drift: SliceReport | None, *,
         gap = out.get("diff_drift_candidate_vs_deployed")
         if gap is not None and gap > 0:
             out["store_gap_share"] = round(s["diff"] / gap, 4)
+        if newest and {deployed, store, candidate} <= names:
+            part = drift.outcomes[drift.outcomes["item_id"].isin(newest)]
+            c_new = mcnemar_pair(part, deployed, candidate, "pass_rate")["diff"]
+            s_new = mcnemar_pair(part, deployed, store, "pass_rate")["diff"]
+            out.update(diff_drift_new_candidate_vs_deployed=c_new, diff_drift_new_store_vs_deployed=s_new)
+            if c_new > 0:
+                out["store_gap_share_new"] = round(s_new / c_new, 4)
     return out
 
 

@@ -51,7 +51,7 @@ METRICS = ("pass_rate", "query_pass_rate", "refusal_recall", "false_refusal_rate
 # A later cycle's figures (05_evaluate and 06_flywheel) for the lineage table.
 LOOP_METRICS = ("diff_drift_candidate_vs_deployed", "p_drift_candidate_vs_deployed", "diff_original_candidate_vs_deployed",
                 "p_original_candidate_vs_deployed", "pass_rate_deployed_store_drift", "store_gap_share",
-                "diff_drift_vs_first_cycle", "p_drift_vs_first_cycle", "oracle_gap_closed")
+                "store_gap_share_new", "diff_drift_vs_first_cycle", "p_drift_vs_first_cycle", "oracle_gap_closed")
 FLYWHEEL_METRICS = ("patterns_fixed", "new_scenarios_labelled_panel", "new_scenarios_labelled_review",
                     "new_scenarios_kept_logged", "new_scenarios_left_out")
 LINEAGE_BEGIN = "<!-- lineage:begin -->"
@@ -272,7 +272,7 @@ def lineage_table(runs: list[dict[str, Any]]) -> str:
     traffic entered the corpus (unanimous panel / review / the logged label kept / left out) and the
     promotion."""
     lines = ["| run | cycle | drift: deployed → candidate | diff (p) | original: deployed → candidate | diff | "
-             "store (gap share) | Elo cand. / dep. | vs cycle 1 (p) | oracle gap | new rows panel / review / kept / out "
+             "store (gap share: all / new) | Elo cand. / dep. | vs cycle 1 (p) | oracle gap | new rows panel / review / kept / out "
              "| promoted |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
 
@@ -298,7 +298,8 @@ def lineage_table(runs: list[dict[str, Any]]) -> str:
             f" | {num(lp.get('diff_drift_candidate_vs_deployed'))} ({_p(lp.get('p_drift_candidate_vs_deployed'))})"
             f" | {rate(lp, 'original_deployed')} → {rate(lp, 'original_candidate')}"
             f" | {num(lp.get('diff_original_candidate_vs_deployed'))}"
-            f" | {num(lp.get('pass_rate_deployed_store_drift'), '{:.3f}')} ({num(lp.get('store_gap_share'), '{:.2f}')})"
+            f" | {num(lp.get('pass_rate_deployed_store_drift'), '{:.3f}')} ({num(lp.get('store_gap_share'), '{:.2f}')}"
+            f" / {num(lp.get('store_gap_share_new'), '{:.2f}')})"
             f" | {elo} | {num(lp.get('diff_drift_vs_first_cycle'))} ({_p(lp.get('p_drift_vs_first_cycle'))})"
             f" | {num(lp.get('oracle_gap_closed'), '{:.2f}')} | {entry}"
             f" | {({True: 'yes', False: 'no'}).get(m.get('promoted'), '–')} |")

@@ -1,7 +1,9 @@
 """The levers inside a cycle: what 05_evaluate's lever cells call, so the notebook stays thin.
 
 - :func:`cycle_of` — this run's cycle in its lineage;
-- :func:`update_store` — the parent's example store plus this cycle's curated corpus;
+- :func:`update_store` — the parent's example store plus this cycle's curated corpus, each label with its origin;
+- :func:`label_origins` — who decided each curated label: the panel, a person, the tree, or nobody (the log);
+- :func:`consulted_rows` — the stored rows the deployed model's decision consults;
 - :func:`retrieval_generate` — answers of a model prompted with the K nearest stored examples, with their cost;
 - :func:`arena_requests` — a seeded sample of the judged traffic with the panel's accepted labels;
 - :func:`heldout_battles` — a seeded sample of labelled held-out slices with the answers already scored;
@@ -18,8 +20,8 @@ from .pairs import known_queries
 from .ratings import BradleyTerry
 from .store import ExampleRetriever, append_examples, fewshot_prompts
 
-__all__ = ["cycle_of", "update_store", "retrieval_generate", "arena_requests", "heldout_battles", "rate_models",
-           "identity_of"]
+__all__ = ["cycle_of", "update_store", "label_origins", "consulted_rows", "retrieval_generate", "arena_requests",
+           "heldout_battles", "rate_models", "identity_of"]
 
 
 def cycle_of(st) -> int:
@@ -43,7 +45,46 @@ def update_store(st, taxonomy, *, cycle: int, corpus_variant: str = "curated") -
     items = st.read("items", contract="items")[["item_id", "source"]]
     rows = rows.merge(items, on="item_id", how="left")
     rows["source"] = rows["source"].fillna("curated")
+    cons = st.read("consensus") if st.exists("consensus") else None
+    res = st.read("resolutions") if st.exists("resolutions") else None
+    rows["label_origin"] = label_origins(rows["item_id"], cons, res)
     return append_examples(parent, rows, cycle=cycle, taxonomy=taxonomy, run_id=st.run_dir.name)
+
+
+def label_origins(item_ids: pd.Series, consensus: pd.DataFrame | None,
+                  resolutions: pd.DataFrame | None) -> list[str]:
+    """For each item: who decided its curated label (:data:`~flywheel_lib.levers.store.LABEL_ORIGINS`).
+
+    ``review`` where the review queue's person decided (03's ``resolutions``, ``decided_by == "human"``), else
+    ``panel`` where the judges agreed (02's ``consensus``, ``status == "accepted"``), else ``tree`` where the decision
+    tree changed the logged label, ``logged`` where it kept it, and ``corpus`` for a row no stage questioned."""
+    accepted = set(consensus.loc[consensus["status"] == "accepted", "item_id"]) if consensus is not None else set()
+    human: set = set()
+    changed: set = set()
+    kept: set = set()
+    if resolutions is not None and len(resolutions):
+        last = resolutions.drop_duplicates("item_id", keep="last")
+        human = set(last.loc[last["decided_by"] == "human", "item_id"])
+        same = last["label_after"].astype(str) == last["label_before"].astype(str)
+        changed, kept = set(last.loc[~same, "item_id"]), set(last.loc[same, "item_id"])
+    return ["review" if i in human else "panel" if i in accepted else "tree" if i in changed else
+            "logged" if i in kept else "corpus" for i in item_ids]
+
+
+def consulted_rows(store: pd.DataFrame, *, scope: str = "new", admit: str = "agreed") -> pd.DataFrame:
+    """The stored rows a deployed model's decision consults.
+
+    ``scope``: ``"new"`` the rows added after the store's first cycle (the labelled traffic), ``"all"`` every row.
+    ``admit``: ``"agreed"`` leaves out rows whose ``label_origin`` is ``logged``: a traffic row's logged label is the
+    deployed model's own decision, kept because nothing contradicted it, so it can only echo that model (and where
+    the model was wrong, repeat the error); ``"all"`` keeps them."""
+    if scope not in ("new", "all") or admit not in ("agreed", "all"):
+        raise ValueError(f"consulted_rows: scope must be 'new' or 'all' and admit 'agreed' or 'all', "
+                         f"got {scope!r}, {admit!r}")
+    rows = store[store["cycle"] > store["cycle"].min()] if scope == "new" and len(store) else store
+    if admit == "agreed" and "label_origin" in rows:
+        rows = rows[rows["label_origin"] != "logged"]
+    return rows
 
 
 def retrieval_generate(gen, variant: str, items: pd.DataFrame, retriever: ExampleRetriever, **gen_kw) -> dict:

@@ -21,12 +21,22 @@ import pandas as pd
 from ..training.datasets import near_duplicate_key
 from ..training.targets import format_target
 
-__all__ = ["STORE_COLUMNS", "append_examples", "ExampleRetriever", "fewshot_prompts", "store_growth"]
+__all__ = ["STORE_COLUMNS", "LABEL_ORIGINS", "append_examples", "ExampleRetriever", "fewshot_prompts", "store_growth"]
 
 STORE_COLUMNS = ["example_id", "item_id", "text", "label", "output", "reason_key", "target", "source", "cycle",
-                 "added_at", "taxonomy_version", "run_id"]
+                 "added_at", "taxonomy_version", "run_id", "label_origin"]
 """The store's columns. ``example_id`` is ``<item_id>|<label>``; ``target`` is the assistant answer the skill should
-give (the training target of 04); ``added_at`` is when the cycle appended it (UTC, ISO 8601)."""
+give (the training target of 04); ``added_at`` is when the cycle appended it (UTC, ISO 8601); ``label_origin`` is
+who decided the label (:data:`LABEL_ORIGINS`; empty in stores written before the column existed)."""
+
+LABEL_ORIGINS = {
+    "panel": "the judge panel agreed on it",
+    "review": "a person decided it in the review queue",
+    "tree": "the decision tree changed the logged label on the panel's evidence",
+    "logged": "the logged label, kept because nothing contradicted it: for traffic, the deployed model's own decision",
+    "corpus": "the corpus's label as it came (seed annotations, production rows no stage questioned)",
+}
+"""What each ``label_origin`` means. Only ``logged`` rows carry no judgement beyond the model that produced them."""
 
 
 def _targets(rows: pd.DataFrame, taxonomy) -> list[str]:
@@ -46,13 +56,16 @@ def append_examples(store: pd.DataFrame | None, rows: pd.DataFrame, *, cycle: in
                     added_at: str | None = None) -> pd.DataFrame:
     """The store with ``rows`` appended (those not already stored under the same ``item_id`` and ``label``).
 
-    ``rows`` needs ``item_id, text, label, output`` (``reason_key`` and ``source`` optional): a curated corpus, such
-    as 03's ``train_sets`` rows of the curated variant. Existing rows come back unchanged and first.
+    ``rows`` needs ``item_id, text, label, output`` (``reason_key``, ``source`` and ``label_origin`` optional): a
+    curated corpus, such as 03's ``train_sets`` rows of the curated variant. Existing rows come back unchanged and
+    first.
     """
     missing = [c for c in ("item_id", "text", "label", "output") if c not in rows.columns]
     if missing:
         raise ValueError(f"rows to store lack columns: {', '.join(missing)}")
     store = (pd.DataFrame(columns=STORE_COLUMNS) if store is None else store).reset_index(drop=True)
+    if "label_origin" not in store.columns:  # a store written before labels carried their origin
+        store = store.assign(label_origin="")
     bad = [c for c in STORE_COLUMNS if c not in store.columns]
     if bad:
         raise ValueError(f"the example store lacks columns: {', '.join(bad)}")
@@ -64,6 +77,10 @@ def append_examples(store: pd.DataFrame | None, rows: pd.DataFrame, *, cycle: in
     if "reason_key" not in new:
         new["reason_key"] = None
     new["source"] = new.get("source", "curated")
+    new["label_origin"] = new["label_origin"].fillna("") if "label_origin" in new else ""
+    unknown = sorted(set(new["label_origin"]) - set(LABEL_ORIGINS) - {""})
+    if unknown:
+        raise ValueError(f"rows to store: unknown label_origin {unknown}; known: {sorted(LABEL_ORIGINS)}")
     new["target"] = _targets(new, taxonomy)
     new["cycle"] = int(cycle)
     new["added_at"] = added_at or datetime.now(UTC).isoformat(timespec="seconds")

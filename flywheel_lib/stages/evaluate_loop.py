@@ -64,6 +64,7 @@ def score_drift_slice(ev: Evaluation, scores: Scores) -> DriftResult:
     )
     from flywheel_lib.flywheel.slices import drift_slice_for
     from flywheel_lib.levers import ExampleRetriever
+    from flywheel_lib.levers.cycle import consulted_rows
     from flywheel_lib.levers.store_head import StoreConsultedHead
 
     st, cfg = ev.st, ev.cfg
@@ -74,8 +75,8 @@ def score_drift_slice(ev: Evaluation, scores: Scores) -> DriftResult:
         st.write("drift_items", out.items)
         extra = [v for v in ("first_cycle", "oracle") if v in ev.adapters]
         slices: dict[str, dict] = {"deployed_prev": {}, **{c: {} for c in candidates}, **{v: {} for v in extra}}
-        store = ev.store
-        consulted = store[store["cycle"] > store["cycle"].min()] if cfg.retrieval.scope == "new" else store
+        consulted = consulted_rows(ev.store, scope=cfg.retrieval.scope, admit=cfg.retrieval.admit)
+        st.metric("store_rows_consulted", len(consulted))
         if "deployed_prev" in ev.heads() and len(consulted):
             slices["deployed_store"] = {"variant": "deployed_prev", "head": StoreConsultedHead(
                 ev.heads()["deployed_prev"], ExampleRetriever(consulted, k=5), min_score=cfg.retrieval.min_score,
@@ -95,7 +96,9 @@ def score_drift_slice(ev: Evaluation, scores: Scores) -> DriftResult:
         st.write("drift_patterns", out.patterns)
     else:
         print(f"no drift slice: {len(out.items)} items (a first cycle has none), backend {ev.ft.backend}")
-    for k, v in slice_manifest_metrics(scores.outcomes, out.report, candidate=ev.candidate).items():
+    newest = set(out.items.loc[out.items["scenario_cycle"] == out.items["scenario_cycle"].max(), "item_id"]) \
+        if len(out.items) and "scenario_cycle" in out.items else None
+    for k, v in slice_manifest_metrics(scores.outcomes, out.report, candidate=ev.candidate, newest=newest).items():
         st.metric(k, significant(k, v), headline=k in ("diff_drift_candidate_vs_deployed",
                                                         "pass_rate_deployed_store_drift"))
     return out

@@ -134,6 +134,10 @@ class RetrievalParams(ParamGroup):
     scope: Literal["new", "all"] = Field(description=(
         'at the decision: "new" consults the examples added after the lineage\'s first cycle (the labelled '
         'traffic), "all" the whole store'))
+    admit: Literal["agreed", "all"] = Field(description=(
+        'at the decision: "agreed" consults only examples whose label the panel, a person or the tree decided, not '
+        'a logged label kept for want of a contradiction (for traffic, the deployed model\'s own decision); "all" '
+        'every consulted example'))
 
 
 class DpoParams(ParamGroup):
@@ -155,7 +159,11 @@ class DpoParams(ParamGroup):
 class ArenaParams(ParamGroup):
     """05_evaluate: arena battles between the models, from the second cycle, with Elo ratings."""
 
-    n: int = Field(ge=0, description="requests every model's answers battle on (0 means skip the arena)")
+    n: int = Field(ge=0, description=(
+        "at most this many requests every model's answers battle on, stratified (all when there are fewer; 0 skips "
+        "the arena). Held-out requests reuse the scored answers, so the default takes them all: a sample of a few "
+        "hundred leaves Elo differences of the size one cycle brings inside the noise. Traffic requests are decoded "
+        "by every model: set n to what that may cost"))
     boot: int = Field(ge=1, description="bootstrap resamples for the Elo intervals")
     requests: Literal["heldout", "traffic"] = Field(description=(
         "heldout: the original eval and the drift slice, judged against their true labels and queries, with the "
