@@ -9,7 +9,11 @@ items the store decides, how often its label is the truth, and against the deplo
 it fixes and breaks; then the same with every stored row carrying its true label, which separates what the
 labels cost from what the neighbours cost.
 
-    python benchmarks/bench_store_labels.py RUN_ID [RUN_ID ...] --scores 0.7,0.8,0.85
+The ``agreed`` rows are the ones 05 consults by default (``retrieval.admit: agreed``): every row whose label the
+panel, a person or the tree decided, read from the store's ``label_origin`` (stores written before that column
+existed: the rows not kept with their logged label).
+
+    python benchmarks/bench_store_labels.py RUN_ID [RUN_ID ...] --scores 0.6,0.65,0.7,0.8 --share 0.75
 """
 
 from __future__ import annotations
@@ -47,14 +51,15 @@ def _origins(chain) -> tuple[dict, dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", help="later-cycle runs (ids or folders) with a drift slice")
-    ap.add_argument("--scores", default="0.7,0.8,0.85")
-    ap.add_argument("--share", type=float, default=0.6)
+    ap.add_argument("--scores", default="0.6,0.65,0.7,0.8")
+    ap.add_argument("--share", type=float, default=0.75)
     ap.add_argument("-k", type=int, default=5)
     a = ap.parse_args()
 
 
     from flywheel_lib.flywheel.lineage import lineage_chain
     from flywheel_lib.levers import ExampleRetriever
+    from flywheel_lib.levers.cycle import consulted_rows
     from flywheel_lib.levers.store_head import StoreConsultedHead
     from flywheel_lib.paths import find_run
 
@@ -87,7 +92,8 @@ def main() -> None:
               f"{'of them new':>11} {'original decided':>16} {'fixes':>6} {'breaks':>6}")
         variants = (("stored", new), ("true", new.assign(label=new["true_label"])),
                     ("changed", new[new["corrected"]]),  # only the rows curation corrected
-                    ("agreed", new[new["origin"] != "kept_production"]))  # a panel or a person agreed on the label
+                    ("agreed", consulted_rows(new, scope="all", admit="agreed") if "label_origin" in new
+                     else new[new["origin"] != "kept_production"]))
         for name, rows in variants:
             ret = ExampleRetriever(rows[rows["label"].notna()], k=a.k)
             for s in [float(x) for x in a.scores.split(",")]:
