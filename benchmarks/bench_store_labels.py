@@ -13,7 +13,11 @@ The ``agreed`` rows are the ones 05 consults by default (``retrieval.admit: agre
 panel, a person or the tree decided, read from the store's ``label_origin`` (stores written before that column
 existed: the rows not kept with their logged label).
 
-    python benchmarks/bench_store_labels.py RUN_ID [RUN_ID ...] --scores 0.6,0.65,0.7,0.8 --share 0.75
+``--overrule`` names the rules printed (``retrieval.overrule``): ``refusals`` (the default: the store never withdraws
+a refusal the deployed model made) and ``both`` (the store's label decides either way).
+
+    python benchmarks/bench_store_labels.py RUN_ID [RUN_ID ...] --scores 0.6,0.65,0.7,0.8 --share 0.75 \
+        --overrule refusals,both
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ def main() -> None:
     ap.add_argument("--scores", default="0.6,0.65,0.7,0.8")
     ap.add_argument("--share", type=float, default=0.75)
     ap.add_argument("-k", type=int, default=5)
+    ap.add_argument("--overrule", default="refusals,both", help="comma-separated: refusals, both")
     a = ap.parse_args()
 
 
@@ -88,7 +93,7 @@ def main() -> None:
         orig = run.read("predictions")
         orig = orig[orig["variant"] == "deployed_prev"]
         orig_dep = orig["refusal_category"].where(orig["refused"], "solvable").to_numpy()
-        print(f"{'labels':>13} {'min_score':>9} {'drift decided':>13} {'right':>6} {'fixes':>6} {'breaks':>7} "
+        print(f"{'labels':>13} {'overrule':>8} {'min_score':>9} {'drift decided':>13} {'right':>6} {'fixes':>6} {'breaks':>7} "
               f"{'of them new':>11} {'original decided':>16} {'fixes':>6} {'breaks':>6}")
         variants = (("stored", new), ("true", new.assign(label=new["true_label"])),
                     ("changed", new[new["corrected"]]),  # only the rows curation corrected
@@ -96,22 +101,26 @@ def main() -> None:
                      else new[new["origin"] != "kept_production"]))
         for name, rows in variants:
             ret = ExampleRetriever(rows[rows["label"].notna()], k=a.k)
-            for s in [float(x) for x in a.scores.split(",")]:
+            for rule, s in [(r, float(x)) for r in a.overrule.split(",") for x in a.scores.split(",")]:
                 head = StoreConsultedHead(_NoHead(), ret, min_score=s, min_share=a.share)
-                d = _effect(head.store_labels(items["text"].astype(str).tolist()), items["label"], dep_label, newest)
+                d = _effect(head.store_labels(items["text"].astype(str).tolist()), items["label"], dep_label, newest,
+                            overrule=rule)
                 o = _effect(head.store_labels(orig["text"].astype(str).tolist()), orig["label"], orig_dep,
-                            [False] * len(orig))
-                print(f"{name:>13} {s:9.2f} {d['decided']:7d}/{len(items):<5d} {d['right']:6.3f} {d['fixes']:6d} "
+                            [False] * len(orig), overrule=rule)
+                print(f"{name:>13} {rule:>8} {s:9.2f} {d['decided']:7d}/{len(items):<5d} {d['right']:6.3f} {d['fixes']:6d} "
                       f"{d['breaks']:7d} {d['new_fixes']:5d}/{d['new_breaks']:<5d} {o['decided']:10d}/{len(orig):<5d} "
                       f"{o['fixes']:6d} {o['breaks']:6d}")
 
 
-def _effect(store_labels, truth, deployed, new) -> dict:
-    """Where the store decides: how often it is right, what it fixes and breaks against the deployed model."""
+def _effect(store_labels, truth, deployed, new, overrule: str = "both") -> dict:
+    """Where the store decides: how often it is right, what it fixes and breaks against the deployed model
+    (``overrule="refusals"``: not where it would withdraw the deployed model's refusal)."""
     import pandas as pd
 
     d = pd.DataFrame({"store": store_labels, "truth": list(truth), "deployed": list(deployed),
                       "new": list(new)}).dropna(subset=["store"])
+    if overrule == "refusals":
+        d = d[~((d["store"] == "solvable") & (d["deployed"] != "solvable"))]
     ok = d["store"] == d["truth"]
     fixes, breaks = ok & (d["deployed"] != d["truth"]), ~ok & (d["deployed"] == d["truth"])
     return {"decided": len(d), "right": float(ok.mean()) if len(d) else float("nan"), "fixes": int(fixes.sum()),

@@ -213,6 +213,19 @@ def test_the_store_changes_a_head_decision_for_a_stored_neighbour(dom):
     assert got[:2] == ["missing_capability"] * 2 and all(p_refuse[:2] == 1.0)
     assert sh.consulted_[2] is None and got[2] == labels[2]  # an unrelated request: the head decides as before
     assert sh.summary()["decided_by_store"] == 2
+    # a stored answerable neighbour does not withdraw the head's refusal ("refusals", the default); with "both" it does
+    seed_refusals = data["seed"].loc[data["seed"]["label"] != "solvable", "text"].tolist()
+    refused = next(t for t, y in zip(seed_refusals, head.decide(seed_refusals)[0]) if y != "solvable")
+    answerable = append_examples(None, pd.DataFrame({"item_id": ["s1"], "text": [f"show me {refused} now"],
+                                                     "label": ["solvable"],
+                                                     "output": ["amount_spent > 0"]}), cycle=2)
+    keep = StoreConsultedHead(head, ExampleRetriever(answerable, k=3), min_score=0.7, min_share=0.6)
+    both = StoreConsultedHead(head, ExampleRetriever(answerable, k=3), min_score=0.7, min_share=0.6, overrule="both")
+    assert both.decide([refused])[0] == ["solvable"] and both.summary()["decided_by_store"] == 1
+    assert keep.decide([refused])[0] == head.decide([refused])[0] != ["solvable"]
+    assert keep.consulted_ == [None] and keep.summary()["decided_by_store"] == 0
+    with pytest.raises(ValueError, match="overrule"):
+        StoreConsultedHead(head, ExampleRetriever(answerable, k=3), overrule="answers")
 
     class Gen:  # consult_store swaps a generator's head and gives it back
         heads_ = {"deployed_prev": head}

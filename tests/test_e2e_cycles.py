@@ -220,6 +220,14 @@ def test_a_later_cycle_is_scored_on_the_drift_slice(lineage):
     assert ev["diff_drift_candidate_vs_deployed"] == pytest.approx(
         ev[f"pass_rate_{cand}_drift"] - ev["pass_rate_deployed_prev_drift"], abs=1e-3)
     assert 0 <= ev["p_drift_candidate_vs_deployed"] <= 1 and "diff_original_candidate_vs_deployed" in ev
+    # the deployed model's answers to the original eval are those it gave as cycle 1's model: none decoded again
+    assert ev["generations_reused"] >= ev["n_eval"] and ev["generations_decoded"] > 0
+    assert m2["notes"]["05_evaluate"]["generation_memo"]["runs"] == [m1["run_id"]]
+    p1 = pd.read_parquet(first.run_dir / "artifacts" / "predictions.parquet")
+    p2 = pd.read_parquet(second.run_dir / "artifacts" / "predictions.parquet")
+    deployed = m1["notes"]["05_evaluate"]["promotion"]["winner"]
+    assert (p1.loc[p1["variant"] == deployed].sort_values("item_id")["output"].tolist()
+            == p2.loc[p2["variant"] == "deployed_prev"].sort_values("item_id")["output"].tolist())
     drift = pd.read_parquet(second.run_dir / "artifacts" / "drift_items.parquet")
     traffic = pd.read_parquet(first.run_dir / "artifacts" / "traffic.parquet")
     assert len(drift) == 12 and set(drift["scenario_cycle"]) == {1}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pandas as pd
 import pytest
@@ -56,6 +57,23 @@ def test_a_few_lora_steps_lower_the_loss_and_the_adapter_generates(tmp_path):
                         progress=False) == out
     assert gen.generate(["what were my total sales last month"], variant="base", max_new_tokens=12,
                         progress=False) == base
+    # a memo answers what the same adapter decoded before, from another folder holding the same weights, and only
+    # that: a new prompt is decoded, the base model's answer is not the adapter's
+    from flywheel_lib.evaluation.memo import GenerationMemo
+
+    shutil.copytree(tmp_path / "adapter", tmp_path / "deployed")
+    memo = GenerationMemo()
+    first = VariantGenerator("smollm2-135m", {"tiny": str(tmp_path / "adapter")}, memo=memo)
+    texts = ["what were my total sales last month", "customers who spent more than $250"]
+    ans = first.generate(texts, variant="tiny", max_new_tokens=12, progress=False)
+    assert ans[0] == out[0] and memo.decoded == 2 and memo.reused == 0
+    later = VariantGenerator("smollm2-135m", {"deployed": str(tmp_path / "deployed")},
+                             memo=GenerationMemo(memo.frame()))
+    again = later.generate(texts + ["show my average order value"], variant="deployed", max_new_tokens=12,
+                           progress=False)
+    assert again[:2] == ans and (later.memo_.reused, later.memo_.decoded) == (2, 1)
+    assert later.generate(texts[:1], variant="base", max_new_tokens=12, progress=False) == base
+    assert later.memo_.reused == 2
     # training continues from a saved adapter (a later cycle's <candidate>_continued): it starts where that one
     # ended, far below a fresh adapter's loss, and is saved as a folder of its own
     more = get_backend("local-lora", max_steps=2, batch_size=4, lr=3e-3, lora_r=8, max_len=64, warmup_steps=1,

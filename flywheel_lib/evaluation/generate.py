@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from ..training.targets import REFUSE, SYSTEM_PROMPT, parse_answer
+from .memo import GenerationMemo, adapter_digest
 
 __all__ = ["BASE_VARIANT", "VariantGenerator", "score_predictions", "select_eval_items", "openai_generate"]
 
@@ -37,7 +38,7 @@ class VariantGenerator:
     def __init__(self, base_model: str, adapters: dict[str, str], *, cache_dir: str | None = None,
                  device: str | None = None, bf16: str = "auto", threads: int = 0, grammar: str | None = None,
                  heads: bool = True, execute: Callable[[str], Any] | None = None,
-                 zero_result_floor: float | None = None):
+                 zero_result_floor: float | None = None, memo: GenerationMemo | None = None):
         if zero_result_floor is not None:
             if execute is None:
                 raise ValueError("zero_result_floor needs execute (the domain's query executor)")
@@ -50,6 +51,12 @@ class VariantGenerator:
         from ..training.head import DecisionHead
 
         self.threads_ = set_threads(threads)
+        self.memo_ = memo
+        """Answers already decoded (:class:`~flywheel_lib.evaluation.memo.GenerationMemo`): a prompt the same adapter
+        decoded before under the same grammar and token budget is answered from it, not decoded again."""
+        self._paths = dict(adapters)
+        self._base_name = base_model
+        self._digests: dict[str, str] = {}
         self.model, self.tok = load_base_model(base_model, cache_dir=cache_dir, device=device)
         self.device = str(next(self.model.parameters()).device)
         self.variants = list(adapters)
@@ -193,9 +200,31 @@ class VariantGenerator:
             back[i] = q
         return back
 
+    def _digest(self, variant: str) -> str:
+        if variant not in self._digests:
+            self._digests[variant] = adapter_digest(
+                self._base_name, None if variant == BASE_VARIANT else self._paths[variant])
+        return self._digests[variant]
+
     def _decode(self, prompts: list[str], variant: str, batch_size: int, max_new_tokens: int, decoder,
                 progress: bool, desc: str | None = None) -> list[str]:
-        """Greedy continuations of ready-made prompts, in order, under ``decoder``'s grammar if one is given."""
+        """Greedy continuations of ready-made prompts, in order, under ``decoder``'s grammar if one is given; with a
+        memo, only the prompts it does not hold are decoded."""
+        if self.memo_ is None or not prompts:
+            return self._decode_all(prompts, variant, batch_size, max_new_tokens, decoder, progress, desc)
+        if variant != BASE_VARIANT and variant not in self.variants:
+            raise KeyError(f"no adapter for variant {variant!r}; loaded: {', '.join(self.variants) or 'none'}")
+        key = self._digest(variant)
+        mode = GenerationMemo.mode(decoder.grammar if decoder is not None else None, max_new_tokens)
+        found, todo = self.memo_.lookup(key, mode, prompts)
+        fresh = self._decode_all([prompts[i] for i in todo], variant, batch_size, max_new_tokens, decoder, progress,
+                                 desc)
+        self.memo_.keep(key, mode, [prompts[i] for i in todo], fresh)
+        found.update(zip(todo, fresh))
+        return [found[i] for i in range(len(prompts))]
+
+    def _decode_all(self, prompts: list[str], variant: str, batch_size: int, max_new_tokens: int, decoder,
+                    progress: bool, desc: str | None = None) -> list[str]:
         import torch
 
         from ..progress import progress_bar

@@ -6,7 +6,12 @@ this cycle (an attribute the store lacks, a new vague word) would be answered wr
 :class:`StoreConsultedHead` wraps a fitted head: for each request it retrieves the stored labelled examples nearest
 to it (:class:`~flywheel_lib.levers.store.ExampleRetriever`) and, where the close ones (cosine at least
 ``min_score``) agree on a label by at least ``min_share`` of their similarity, that label is the decision. Elsewhere
-the head decides as before. This is retrieval-augmented classification in the spirit of "Generalization through
+the head decides as before. With ``overrule="refusals"`` the store can turn the head's answer into a refusal but
+never withdraw a refusal the head made: a stored answerable neighbour shares the request's filters, not the reason
+the head refused it (a reference to earlier context, a vague word), so its vote is weak evidence against a refusal,
+while a stored refusal of the same attribute or word is the reason itself. ``"both"`` lets the store decide either
+way, which also answers a capability change (a stored refusal relabelled answerable) before the next fine-tune.
+This is retrieval-augmented classification in the spirit of "Generalization through
 Memorization: Nearest Neighbor Language Models" (Khandelwal et al., 2020): the store changes decisions between
 fine-tunes without retraining anything::
 
@@ -33,22 +38,27 @@ class StoreConsultedHead:
 
     ``min_score``: the cosine similarity a stored example needs to count; ``min_share``: the share of the close
     examples' similarity their label needs (0.5 < ``min_share`` <= 1); ``min_votes``: how many close examples must
-    agree. The head's ``decide`` contract is kept: ``(labels, p_refuse, best)``.
+    agree; ``overrule``: ``"refusals"`` (the store's label decides only where it is a refusal: the head's refusals
+    stand) or ``"both"`` (the store's label decides). The head's ``decide`` contract is kept: ``(labels, p_refuse, best)``.
     """
 
     def __init__(self, head, retriever: ExampleRetriever, *, min_score: float = 0.85, min_share: float = 0.75,
-                 min_votes: int = 1):
+                 min_votes: int = 1, overrule: str = "refusals"):
         if not 0.0 < min_score <= 1.0:
             raise ValueError(f"StoreConsultedHead: min_score must be in (0, 1], got {min_score}")
         if not 0.5 < min_share <= 1.0:
             raise ValueError(f"StoreConsultedHead: min_share must be in (0.5, 1], got {min_share}")
         if min_votes < 1:
             raise ValueError(f"StoreConsultedHead: min_votes must be at least 1, got {min_votes}")
+        if overrule not in ("both", "refusals"):
+            raise ValueError(f"StoreConsultedHead: overrule must be 'both' or 'refusals', got {overrule!r}")
+        self.overrule = overrule
         self.head = head
         self.retriever = retriever
         self.min_score, self.min_share, self.min_votes = float(min_score), float(min_share), int(min_votes)
         self.consulted_: list[str | None] = []
-        """Per request of the last :meth:`decide`: the store's label where the store decided, else None."""
+        """Per request of the last :meth:`decide`: the store's label where the store decided, else None (with
+        ``overrule="refusals"``, None also where the store said answerable and the head refused)."""
 
     @property
     def solvable_id_(self) -> str:
@@ -75,7 +85,9 @@ class StoreConsultedHead:
         labels, p_refuse, best = list(labels), np.array(p_refuse, dtype=float), list(best)
         self.consulted_ = self.store_labels(texts)
         for i, lab in enumerate(self.consulted_):
-            if lab is None:
+            if lab == self.solvable_id_ and self.overrule == "refusals" and labels[i] != self.solvable_id_:
+                self.consulted_[i] = None  # the head's refusal stands
+            if self.consulted_[i] is None:
                 continue
             labels[i] = lab
             if lab == self.solvable_id_:
@@ -87,7 +99,8 @@ class StoreConsultedHead:
     def summary(self) -> dict:
         n = sum(x is not None for x in self.consulted_)
         return {"min_score": self.min_score, "min_share": self.min_share, "min_votes": self.min_votes,
-                "store_rows": len(self.retriever.store), "decided_by_store": n, "requests": len(self.consulted_)}
+                "overrule": self.overrule, "store_rows": len(self.retriever.store), "decided_by_store": n,
+                "requests": len(self.consulted_)}
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ class EvaluateConfig(StageConfig):
     gen_batch_size: int
     max_new_tokens: int
     constrained: bool
+    reuse_generations: bool
     comparisons: ComparisonParams
     zero_result_guard: bool
     zero_result_floor: float
@@ -110,6 +111,32 @@ class Evaluation:
     def per_item(self, seconds: float) -> float:
         return round(seconds / max(len(self.eval_items), 1), 3)
 
+    def keep_generations(self) -> None:
+        """Writes the decodes this run reused or made as its ``generations`` artifact (a later cycle reuses them)
+        and records ``generations_reused`` and ``generations_decoded``."""
+        memo = self.gen.memo_ if self.gen is not None else None
+        if memo is None:
+            return
+        self.st.write("generations", memo.frame())
+        self.st.metric("generations_reused", memo.reused)
+        self.st.metric("generations_decoded", memo.decoded)
+
+
+def lineage_memo(st) -> Any:
+    """A :class:`~flywheel_lib.evaluation.memo.GenerationMemo` holding every ``generations`` artifact of the
+    lineage before this run (empty in a first cycle)."""
+    from flywheel_lib.evaluation.memo import GenerationMemo
+    from flywheel_lib.flywheel import lineage_chain
+
+    memo, runs = GenerationMemo(), []
+    if st.parent is not None:
+        for run in lineage_chain(st.parent):
+            if run.exists("generations"):
+                memo.add_frame(run.read("generations"), source=f"run {run.run_id}: generations")
+                runs.append(run.run_id)
+    st.note("generation_memo", {"runs": runs, "entries": len(memo)})
+    return memo
+
 
 def open_evaluation(st, cfg: EvaluateConfig) -> Evaluation:
     """The eval items (a seeded, label-stratified sample with ``eval_limit``) and what 04 trained."""
@@ -128,9 +155,12 @@ def open_evaluation(st, cfg: EvaluateConfig) -> Evaluation:
 
 
 def _timed(ev: Evaluation, name: str, make) -> None:
-    t0 = time.perf_counter()
+    """``name``'s answers, and its decoding seconds where every answer was decoded here (none reused)."""
+    memo = ev.gen.memo_ if ev.gen is not None else None
+    before, t0 = memo.reused if memo is not None else 0, time.perf_counter()
     ev.answers[name] = make()
-    ev.gen_seconds[name] = time.perf_counter() - t0
+    if memo is None or memo.reused == before:
+        ev.gen_seconds[name] = time.perf_counter() - t0
 
 
 def _deployed_baseline(ev: Evaluation) -> None:
@@ -155,8 +185,9 @@ def generate_variants(ev: Evaluation) -> Evaluation:
     Local adapters decode under the answer grammar with ``constrained``; a variant with a decision head lets the
     head decide, with the zero-result guard where set (``<candidate>_noguard``: the same answers with the guard
     undone). In a lineage's first cycle (or with ``compare_every_cycle``) the candidate is decoded once more without
-    the grammar (``<candidate>_free``) and without its head (``<candidate>_nohead``). A provider's models are asked
-    on its server.
+    the grammar (``<candidate>_free``) and without its head (``<candidate>_nohead``). With ``reuse_generations``
+    a prompt an adapter already decoded in the lineage is answered from the lineage's ``generations`` artifacts
+    (:mod:`flywheel_lib.evaluation.memo`). A provider's models are asked on its server.
     """
     from flywheel_lib.evaluation import BASE_VARIANT, VariantGenerator, openai_generate
     from flywheel_lib.evaluation.constrained import answer_grammar
@@ -175,7 +206,8 @@ def generate_variants(ev: Evaluation) -> Evaluation:
     st.note("decoder", "constrained (answer grammar)" if ev.grammar else "free")
     ev.guard = dict(execute=ev.dom.execute, zero_result_floor=cfg.zero_result_floor) if cfg.zero_result_guard else {}
     ev.gen = VariantGenerator(ft.base_model, ev.adapters, cache_dir=cfg.cache_dir, threads=cfg.threads,
-                              grammar=ev.grammar, **ev.guard)
+                              grammar=ev.grammar, memo=lineage_memo(st) if cfg.reuse_generations else None,
+                              **ev.guard)
     n_guarded = {}
     for v in ([BASE_VARIANT] if cfg.include_base else []) + ev.variants:
         _timed(ev, v, lambda v=v: ev.generate(ev.texts, v))
@@ -196,6 +228,7 @@ def generate_variants(ev: Evaluation) -> Evaluation:
         st.note("decision_heads", {v: h.summary() for v, h in ev.gen.heads_.items()})
     if compare and cfg.comparisons.heads and ev.candidate in ev.gen.heads_:
         _timed(ev, f"{ev.candidate}_nohead", lambda: ev.generate(ev.texts, ev.candidate, decide=False))
+    ev.keep_generations()
     return ev
 
 

@@ -80,12 +80,13 @@ def score_drift_slice(ev: Evaluation, scores: Scores) -> DriftResult:
         if "deployed_prev" in ev.heads() and len(consulted):
             slices["deployed_store"] = {"variant": "deployed_prev", "head": StoreConsultedHead(
                 ev.heads()["deployed_prev"], ExampleRetriever(consulted, k=5), min_score=cfg.retrieval.min_score,
-                min_share=cfg.retrieval.min_share)}
+                min_share=cfg.retrieval.min_share, overrule=cfg.retrieval.overrule)}
         out.report = evaluate_slices(ev.gen, out.items, slices, domain=ev.dom, taxonomy=ev.tax, alpha=cfg.promotion.alpha,
                                      batch_size=cfg.gen_batch_size, max_new_tokens=cfg.max_new_tokens,
                                      system_prompt=ev.ft.system_prompt)
         st.write("drift_predictions", out.report.predictions, contract="predictions")
         st.note("deployed_store", out.report.notes.get("deployed_store"))
+        ev.keep_generations()
     if len(candidates) > 1:  # keep the better of the two candidates, and say which
         ev.candidate, out.choice = choose_candidate(scores.outcomes, out.report, candidates)
         st.note("candidate_choice", out.choice)
@@ -164,12 +165,14 @@ def retrieval_fewshot(ev: Evaluation, levers: Levers) -> Levers:
     fs = retrieval_generate(ev.gen, model, ev.eval_items, levers.retriever, batch_size=cfg.gen_batch_size,
                             max_new_tokens=cfg.max_new_tokens, system_prompt=ev.ft.system_prompt)
     levers.answers["retrieval_fewshot"] = fs["answers"]
+    ev.keep_generations()
     st.note("retrieval_fewshot", {"model": model, "k": cfg.retrieval.k, "store_rows": len(ev.store)})
     st.metric("generate_seconds_per_item_retrieval_fewshot", round(fs["seconds_per_item"], 3))
     st.metric("prompt_chars_ratio_retrieval_fewshot", round(fs["prompt_chars_ratio"], 2))
-    bare = ev.gen_seconds.get(model, float("nan")) / max(len(ev.eval_items), 1)
+    bare = (f"{ev.gen_seconds[model] / max(len(ev.eval_items), 1):.2f} s" if model in ev.gen_seconds
+            else "answers reused from the lineage, not timed")
     print(f"retrieval_fewshot: {model!r} + {cfg.retrieval.k} examples, {fs['seconds_per_item']:.2f} s a request "
-          f"(the bare model: {bare:.2f} s), prompts {fs['prompt_chars_ratio']:.1f}x as long")
+          f"(the bare model: {bare}), prompts {fs['prompt_chars_ratio']:.1f}x as long")
     return levers
 
 
@@ -297,6 +300,7 @@ def arena(ev: Evaluation, levers: Levers, scores: Scores | None = None, drift: D
                                                               **kw)["answers"]
         if "curated_dpo" in levers.answers:
             answers["curated_dpo"] = levers.dpo_gen.generate(reqs, variant="curated_dpo", **kw)
+        ev.keep_generations()
     st.note("arena", {"requests": cfg.arena.requests, "n": len(req), "models": sorted(answers),
                       "slices": ({str(k): int(v) for k, v in req["slice"].value_counts().items()}
                                  if "slice" in req else None)})

@@ -138,6 +138,10 @@ class RetrievalParams(ParamGroup):
         'at the decision: "agreed" consults only examples whose label the panel, a person or the tree decided, not '
         'a logged label kept for want of a contradiction (for traffic, the deployed model\'s own decision); "all" '
         'every consulted example'))
+    overrule: Literal["refusals", "both"] = Field(description=(
+        'at the decision: "refusals" lets the store turn the head\'s answer into a refusal but never withdraw the '
+        'head\'s refusal (an answerable neighbour shares the filters, not the reason for refusing); "both" lets it '
+        'decide either way (a capability change is then answered before the next fine-tune)'))
 
 
 class DpoParams(ParamGroup):
