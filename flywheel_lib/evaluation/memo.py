@@ -1,4 +1,4 @@
-"""Greedy decodes kept per adapter and prompt, so a lineage never decodes the same prompt with the same model twice.
+"""Greedy decodes kept per adapter and prompt, so 05_evaluate does not decode again what its lineage decoded.
 
 A later cycle scores the model it deployed last cycle on the same original eval that the previous cycle scored it
 on as the candidate, and the store-consulting head sends the decoder the same prompts as the plain head wherever
