@@ -117,10 +117,12 @@ def _effect(store_labels, truth, deployed, new, overrule: str = "both") -> dict:
     (``overrule="refusals"``: not where it would withdraw the deployed model's refusal)."""
     import pandas as pd
 
-    d = pd.DataFrame({"store": store_labels, "truth": list(truth), "deployed": list(deployed),
+    from flywheel_lib.levers.store_head import store_decision
+
+    decided = [store_decision(s, dep, solvable_id="solvable", overrule=overrule)
+               for s, dep in zip(store_labels, deployed)]
+    d = pd.DataFrame({"store": decided, "truth": list(truth), "deployed": list(deployed),
                       "new": list(new)}).dropna(subset=["store"])
-    if overrule == "refusals":
-        d = d[~((d["store"] == "solvable") & (d["deployed"] != "solvable"))]
     ok = d["store"] == d["truth"]
     fixes, breaks = ok & (d["deployed"] != d["truth"]), ~ok & (d["deployed"] == d["truth"])
     return {"decided": len(d), "right": float(ok.mean()) if len(d) else float("nan"), "fixes": int(fixes.sum()),

@@ -201,6 +201,8 @@ class VariantGenerator:
         return back
 
     def _digest(self, variant: str) -> str:
+        if variant != BASE_VARIANT and variant not in self._paths:
+            raise KeyError(f"no adapter for variant {variant!r}; loaded: {', '.join(self.variants) or 'none'}")
         if variant not in self._digests:
             self._digests[variant] = adapter_digest(
                 self._base_name, None if variant == BASE_VARIANT else self._paths[variant])
@@ -212,8 +214,6 @@ class VariantGenerator:
         memo, only the prompts it does not hold are decoded."""
         if self.memo_ is None or not prompts:
             return self._decode_all(prompts, variant, batch_size, max_new_tokens, decoder, progress, desc)
-        if variant != BASE_VARIANT and variant not in self.variants:
-            raise KeyError(f"no adapter for variant {variant!r}; loaded: {', '.join(self.variants) or 'none'}")
         key = self._digest(variant)
         mode = GenerationMemo.mode(decoder.grammar if decoder is not None else None, max_new_tokens)
         found, todo = self.memo_.lookup(key, mode, prompts)

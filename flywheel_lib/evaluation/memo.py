@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..io import file_sha256
+
 __all__ = ["GenerationMemo", "adapter_digest", "MEMO_COLUMNS"]
 
 MEMO_COLUMNS = ["adapter", "mode", "prompt", "answer"]
@@ -42,8 +44,7 @@ def adapter_digest(base_model: str, adapter: str | Path | None) -> str:
         if not any(f.startswith("adapter_model") for f in found):
             raise FileNotFoundError(f"{folder}: no adapter_model.safetensors or adapter_model.bin to digest")
         for f in found:
-            h.update(f.encode())
-            h.update((folder / f).read_bytes())
+            h.update(f"{f}:{file_sha256(folder / f)}".encode())
     return h.hexdigest()
 
 

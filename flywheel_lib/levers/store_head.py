@@ -30,7 +30,15 @@ import pandas as pd
 
 from .store import ExampleRetriever
 
-__all__ = ["StoreConsultedHead", "consult_store"]
+__all__ = ["StoreConsultedHead", "consult_store", "store_decision"]
+
+
+def store_decision(store_label: str | None, head_label: str, *, solvable_id: str, overrule: str) -> str | None:
+    """The label the store decides with, given the head's own: ``store_label``, except None where the store has no
+    label, or where ``overrule="refusals"`` and it would withdraw the head's refusal."""
+    if store_label == solvable_id and overrule == "refusals" and head_label != solvable_id:
+        return None
+    return store_label
 
 
 class StoreConsultedHead:
@@ -83,11 +91,10 @@ class StoreConsultedHead:
         texts = [str(t) for t in texts]
         labels, p_refuse, best = self.head.decide(texts)
         labels, p_refuse, best = list(labels), np.array(p_refuse, dtype=float), list(best)
-        self.consulted_ = self.store_labels(texts)
+        self.consulted_ = [store_decision(lab, own, solvable_id=self.solvable_id_, overrule=self.overrule)
+                           for lab, own in zip(self.store_labels(texts), labels)]
         for i, lab in enumerate(self.consulted_):
-            if lab == self.solvable_id_ and self.overrule == "refusals" and labels[i] != self.solvable_id_:
-                self.consulted_[i] = None  # the head's refusal stands
-            if self.consulted_[i] is None:
+            if lab is None:
                 continue
             labels[i] = lab
             if lab == self.solvable_id_:
