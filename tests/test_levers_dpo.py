@@ -1,4 +1,5 @@
-"""Lever 4's training: real DPO steps on SmolLM2 lower the DPO loss; the OpenAI DPO job flow on the local server."""
+"""Lever 4's training: real DPO steps on SmolLM2 (its 2-layer cut) lower the DPO loss; the OpenAI DPO job flow on the
+local server."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ PAIRS = pd.DataFrame([
 def test_a_few_dpo_steps_lower_the_dpo_loss(tmp_path):
     from flywheel_lib.levers.dpo import DPOConfig, train_dpo
 
-    cfg = DPOConfig(max_steps=6, batch_size=3, lr=2e-3, beta=0.5, max_len=64, progress=False, threads=2)
+    cfg = DPOConfig(base_model="smollm2-135m-2l", max_steps=6, batch_size=3, lr=2e-3, beta=0.5, max_len=64,
+                    progress=False, threads=2)
     res = train_dpo(PAIRS, cfg, tmp_path / "dpo")
     m = res.metrics
     assert m["loss_before"] == pytest.approx(0.6931, abs=1e-3)      # policy == reference at the start

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from flywheel_lib.models import BUILTIN_MODELS, load_base_model, model_dir
+from flywheel_lib.models import BUILTIN_MODELS, DERIVED_MODELS, load_base_model, model_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -23,6 +23,20 @@ def test_folder_without_config_is_rejected(tmp_path):
 
 def test_builtin_names():
     assert set(BUILTIN_MODELS) >= {"smollm2-135m", "gemma3-270m"}
+    assert DERIVED_MODELS["smollm2-135m-2l"] == ("smollm2-135m", 2)
+
+
+@pytest.mark.slow
+def test_the_cut_model_keeps_the_first_layers_and_the_tokenizer_of_its_source():
+    import torch
+
+    small, tok = load_base_model("smollm2-135m-2l")
+    full, full_tok = load_base_model("smollm2-135m")
+    assert small.config.num_hidden_layers == 2 and len(small.model.layers) == 2
+    assert tok.get_vocab() == full_tok.get_vocab() and tok.chat_template == full_tok.chat_template
+    for name in ("model.embed_tokens.weight", "model.layers.1.mlp.down_proj.weight", "model.norm.weight"):
+        assert torch.equal(small.state_dict()[name], full.state_dict()[name]), name
+    assert (model_dir("smollm2-135m-2l") / "SOURCE").read_text().startswith("the first 2 decoder layers")
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ from flywheel_lib.training.head import ENCODER_FILE, HEAD_FILE, DecisionHead, en
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("sentence_transformers")
 
+SMALL = "smollm2-135m-2l"  # the head-and-decoder test needs a model that decodes, not one that knows the domain
 TAX = load_taxonomy("params/taxonomy/segments.yaml")
 REFUSAL_IDS = [c for c in TAX.ids if c != TAX.solvable_id]
 
@@ -162,7 +163,7 @@ def test_finetuned_head_saves_its_encoder_and_loads_to_the_same_scores(tmp_path,
 def test_finetuned_ensemble_averages_members_of_consecutive_seeds_and_saves_each_encoder(tmp_path, data):
     """head_members: 2 fine-tunes two encoders (seeds s and s + 1) and averages their probabilities; each member is
     the single head of its seed, both encoders are saved, loaded, copied, and a missing one is named."""
-    seed, texts = data["seed"].sample(160, random_state=0), data["eval"]["text"].tolist()  # 5 steps a member
+    seed, texts = data["seed"].sample(64, random_state=0), data["eval"]["text"].tolist()  # 2 steps a member
     ens = DecisionHead(encoder="finetuned", epochs=1, seed=3, members=2).fit(seed["text"], seed["label"])
     second = DecisionHead(encoder="finetuned", epochs=1, seed=4).fit(seed["text"], seed["label"])
     parts = ens.member_proba(texts)
@@ -239,10 +240,10 @@ def test_generator_lets_the_head_decide_and_the_decoder_write(tmp_path, dom, dat
     from flywheel_lib.models import load_base_model
     from flywheel_lib.training.targets import parse_answer
 
-    model, _ = load_base_model("smollm2-135m")
+    model, _ = load_base_model(SMALL)
     get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj"])).save_pretrained(tmp_path / "a")
     head.save(tmp_path / "a")
-    gen = VariantGenerator("smollm2-135m", {"a": str(tmp_path / "a")}, grammar=answer_grammar(dom, REFUSAL_IDS))
+    gen = VariantGenerator(SMALL, {"a": str(tmp_path / "a")}, grammar=answer_grammar(dom, REFUSAL_IDS))
     assert list(gen.heads_) == ["a"]
     texts = data["eval"]["text"].tolist()[:24]
     # 05's budget (64 tokens): this untrained adapter sometimes spells a query in one-letter tokens ("A", "N", "D"),
@@ -258,7 +259,7 @@ def test_generator_lets_the_head_decide_and_the_decoder_write(tmp_path, dom, dat
         else:
             assert ans.refused and ans.refusal_category == d, text
     alone = gen.generate(texts, variant="a", batch_size=12, max_new_tokens=40, progress=False, decide=False)
-    bare = VariantGenerator("smollm2-135m", {"a": str(tmp_path / "a")}, heads=False,
+    bare = VariantGenerator(SMALL, {"a": str(tmp_path / "a")}, heads=False,
                             grammar=answer_grammar(dom, REFUSAL_IDS))
     assert not bare.heads_
     assert alone == bare.generate(texts, variant="a", batch_size=12, max_new_tokens=40, progress=False)
@@ -286,8 +287,8 @@ def test_zero_result_guard_turns_empty_segments_into_the_heads_refusal(tmp_path,
         return dom.execute(q) & few
 
     grammar = answer_grammar(dom, REFUSAL_IDS)
-    texts = data["eval"]["text"].tolist()[:32]
-    kw = dict(variant="a", batch_size=16, max_new_tokens=40, progress=False)
+    texts = data["eval"]["text"].tolist()[:24]
+    kw = dict(variant="a", batch_size=12, max_new_tokens=40, progress=False)
     plain = VariantGenerator("smollm2-135m", {"a": str(tmp_path / "a")}, grammar=grammar).generate(texts, **kw)
     with pytest.raises(ValueError, match="needs execute"):  # checked before any model loads
         VariantGenerator("no-such-model", {}, zero_result_floor=0.2)

@@ -1,4 +1,5 @@
-"""Real LoRA steps on the real base model (SmolLM2-135M), on a tiny setting: the loss falls, the adapter works."""
+"""Real LoRA steps on the real base model (SmolLM2-135M; its 2-layer cut where a test checks the machinery), on a tiny
+setting: the loss falls, the adapter works."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from flywheel_lib.training import build_dataset, get_backend
 from flywheel_lib.training.lora import collate_left
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+SMALL = "smollm2-135m-2l"  # adapters, merging and the memo need a model that learns, not the whole one
 
 
 def test_collate_left_aligns_answers_at_the_end():
@@ -40,14 +42,14 @@ def test_a_few_lora_steps_lower_the_loss_and_the_adapter_generates(tmp_path):
                   output=f"amount_spent > {n}", reason_key="amount_spent") for i, n in enumerate([100, 250, 400, 900])]
     ds = build_dataset(pd.DataFrame(rows), variant="", taxonomy=tax, val_frac=0.0, seed=1)
     ds.validation = ds.train  # score the same examples before and after: memorising them must lower the loss
-    res = get_backend("local-lora", max_steps=24, batch_size=4, lr=3e-3, lora_r=8, max_len=64, warmup_steps=1,
-                      seed=3, progress=False).train(ds, out_dir=tmp_path / "adapter")
+    res = get_backend("local-lora", base_model=SMALL, max_steps=40, batch_size=4, lr=1e-2, lora_r=16, max_len=64,
+                      warmup_steps=1, seed=3, progress=False).train(ds, out_dir=tmp_path / "adapter")
     m = res.metrics
     assert m["val_loss_after"] < 0.6 * m["val_loss_before"], m
-    assert len(res.log) == 24 and list(res.log["step"]) == list(range(1, 25))
+    assert len(res.log) == 40 and list(res.log["step"]) == list(range(1, 41))
     assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
     assert (tmp_path / "adapter" / "train_log.csv").exists()
-    gen = VariantGenerator("smollm2-135m", {"tiny": str(tmp_path / "adapter")})
+    gen = VariantGenerator(SMALL, {"tiny": str(tmp_path / "adapter")})
     out = gen.generate(["what were my total sales last month"], variant="tiny", max_new_tokens=12, progress=False)
     assert parse_answer(out[0]).refused, out
     base = gen.generate(["what were my total sales last month"], variant="base", max_new_tokens=12, progress=False)
@@ -63,11 +65,11 @@ def test_a_few_lora_steps_lower_the_loss_and_the_adapter_generates(tmp_path):
 
     shutil.copytree(tmp_path / "adapter", tmp_path / "deployed")
     memo = GenerationMemo()
-    first = VariantGenerator("smollm2-135m", {"tiny": str(tmp_path / "adapter")}, memo=memo)
+    first = VariantGenerator(SMALL, {"tiny": str(tmp_path / "adapter")}, memo=memo)
     texts = ["what were my total sales last month", "customers who spent more than $250"]
     ans = first.generate(texts, variant="tiny", max_new_tokens=12, progress=False)
     assert ans[0] == out[0] and memo.decoded == 2 and memo.reused == 0
-    later = VariantGenerator("smollm2-135m", {"deployed": str(tmp_path / "deployed")},
+    later = VariantGenerator(SMALL, {"deployed": str(tmp_path / "deployed")},
                              memo=GenerationMemo(memo.frame()))
     again = later.generate(texts + ["show my average order value"], variant="deployed", max_new_tokens=12,
                            progress=False)
@@ -76,8 +78,8 @@ def test_a_few_lora_steps_lower_the_loss_and_the_adapter_generates(tmp_path):
     assert later.memo_.reused == 2
     # training continues from a saved adapter (a later cycle's <candidate>_continued): it starts where that one
     # ended, far below a fresh adapter's loss, and is saved as a folder of its own
-    more = get_backend("local-lora", max_steps=2, batch_size=4, lr=3e-3, lora_r=8, max_len=64, warmup_steps=1,
-                       seed=3, progress=False, init_adapter=str(tmp_path / "adapter")).train(
+    more = get_backend("local-lora", base_model=SMALL, max_steps=2, batch_size=4, lr=1e-2, lora_r=16, max_len=64,
+                       warmup_steps=1, seed=3, progress=False, init_adapter=str(tmp_path / "adapter")).train(
         ds, out_dir=tmp_path / "continued")
     assert more.metrics["val_loss_before"] < 0.7 * m["val_loss_before"], (more.metrics, m)
     assert (tmp_path / "continued" / "adapter_model.safetensors").exists()
@@ -94,7 +96,7 @@ def test_the_recipe_lowers_validation_loss_on_held_out_rows(tmp_path):
                                                          n_seed_refusal=120, n_eval=40, n_conflicts=20)["seed"]
     ds = build_dataset(seed_rows, taxonomy=tax, val_frac=0.2, seed=7, n_train=12 * 8, max_refusal_share=0.35)
     assert len(ds.train) == 96 and set(ds.validation["item_id"]).isdisjoint(ds.train["item_id"])
-    res = get_backend("local-lora", max_steps=12, batch_size=8, lr=1e-3, lora_r=16, target_modules=("all-linear",),
+    res = get_backend("local-lora", max_steps=8, batch_size=8, lr=1e-3, lora_r=16, target_modules=("all-linear",),
                       lr_schedule="cosine", max_len=96, warmup_steps=2, val_batches=4, seed=7,
                       progress=False).train(ds, out_dir=tmp_path / "adapter")
     m = res.metrics

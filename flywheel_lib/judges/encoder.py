@@ -100,7 +100,7 @@ class EncoderJudge(OfflineJudge):
             raise ValueError(f"judge {self.name}: the fit pool needs at least two categories")
         enc = load_encoder()
         self.tokenizer_ = enc.tokenizer
-        self.model_ = copy.deepcopy(enc[0].auto_model).float()
+        self.model_ = copy.deepcopy(enc.model).float()
         torch.manual_seed(self.params.seed)
         self.head_ = torch.nn.Linear(self.model_.config.hidden_size, len(self.classes_))
         self.use_context_ = bool(self.params.context and any(pairs))

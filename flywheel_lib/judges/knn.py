@@ -60,14 +60,9 @@ class KNNParams(BaseModel):
 
 
 def _static_tokens(texts: list[str]):
-    from ..embeddings import load_encoder
+    from ..embeddings import static_tokens
 
-    model = load_encoder()
-    tok = model.tokenizer
-    table = model[0].auto_model.embeddings.word_embeddings.weight.detach().float().numpy()
-    special = set(tok.all_special_ids)
-    enc = tok(texts, add_special_tokens=False, truncation=True, max_length=64)["input_ids"]
-    return table, [[t for t in ids if t not in special] for ids in enc]
+    return static_tokens(texts)
 
 
 def _static_embed(texts: list[str], idf: dict | None = None, default_idf: float = 1.0) -> np.ndarray:
