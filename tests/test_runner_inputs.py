@@ -362,8 +362,8 @@ def test_a_command_line_value_wins_over_the_recipes_stage_value(runs):
     recipe's other head keys, and --set max_refusal_share reaches the stage value the recipe set."""
     from flywheel_lib.runner.execute import plan_run
 
-    plan = plan_run("params/demo.yaml", sets=["head.kind=minilm", "max_refusal_share=0.2"], echo=lambda s: None)
+    plan = plan_run("params/demo.yaml", sets=["head.kind=minilm", "max_refusal_share=0.25"], echo=lambda s: None)
     head = plan.passed["04_finetune"]["head"]
     assert (head["kind"], head["members"], head["refusal_share"]) == ("minilm", 3, 0.2)
-    assert plan.passed["04_finetune"]["max_refusal_share"] == 0.2
+    assert plan.passed["04_finetune"]["max_refusal_share"] == 0.25
     assert not runs.exists()
