@@ -27,36 +27,35 @@ import pandas as pd
 from flywheel_lib import load_taxonomy
 from flywheel_lib.training import build_dataset
 from flywheel_lib.training.datasets import head_rows
-from flywheel_lib.training.head import DecisionHead, _embed, _refusal_scores
+from flywheel_lib.training.head import DecisionHead, _embed
+from flywheel_lib.training.head_fit import out_of_fold_scores, phrasing_clusters
+
+THRESHOLD = 0.5
 
 
-def _rates(refuse: np.ndarray, best: np.ndarray, gold: np.ndarray, solvable: str) -> str:
-    solv = gold == solvable
-    return f"{refuse[solv].mean():.3f} / {(refuse & (best == gold))[~solv].mean():.3f}"
+def _rates(p_refuse: np.ndarray, best, gold: np.ndarray, solvable: str) -> str:
+    """False refusals / right-category refusal recall at :data:`THRESHOLD`."""
+    refuse, solv = np.asarray(p_refuse) >= THRESHOLD, gold == solvable
+    return f"{refuse[solv].mean():.3f} / {(refuse & (np.asarray(best, dtype=object) == gold))[~solv].mean():.3f}"
 
 
 def _fit(rows: pd.DataFrame, solvable: str) -> DecisionHead:
-    return DecisionHead(C=8.0, encoder="hybrid").fit(rows["text"], rows["label"], solvable_id=solvable)
+    return DecisionHead(C=8.0, refusal_threshold=THRESHOLD, encoder="hybrid").fit(
+        rows["text"], rows["label"], solvable_id=solvable)
 
 
-def _decide(h: DecisionHead, texts, solvable: str) -> tuple[np.ndarray, np.ndarray]:
-    p, best = _refusal_scores(h.predict_proba(list(texts)), h.classes_, solvable)
-    return p >= 0.5, np.asarray(best, dtype=object)
+def _scored(h: DecisionHead, texts) -> tuple[np.ndarray, list[str]]:
+    _, p_refuse, best = h.decide(list(texts))
+    return p_refuse, best
 
 
-def out_of_fold(rows: pd.DataFrame, groups: np.ndarray, solvable: str, folds: int = 5) -> str:
-    from sklearn.model_selection import GroupKFold
-
+def out_of_fold(rows: pd.DataFrame, groups: np.ndarray, solvable: str) -> str:
     gold = rows["label"].astype(str).to_numpy(dtype=object)
-    refuse, best = np.zeros(len(rows), dtype=bool), np.empty(len(rows), dtype=object)
-    for tr, te in GroupKFold(folds).split(rows, groups=groups):
-        refuse[te], best[te] = _decide(_fit(rows.iloc[tr], solvable), rows["text"].iloc[te], solvable)
-    return _rates(refuse, best, gold, solvable)
+    p_refuse, best = out_of_fold_scores(rows["text"], gold, groups, C=8.0, solvable_id=solvable, encoder="hybrid")
+    return _rates(p_refuse, best, gold, solvable)
 
 
 def main() -> None:
-    from sklearn.cluster import KMeans
-
     ap = argparse.ArgumentParser()
     ap.add_argument("runs", nargs="+", help="finished demo cycles' run folders (with traffic)")
     ap.add_argument("--variant", default="curated")
@@ -75,7 +74,7 @@ def main() -> None:
         gold = gold.loc[tr["item_id"]].astype(str).to_numpy(dtype=object)
         pool = build_dataset(ts, variant=a.variant, taxonomy=tax, seed=a.seed, max_refusal_share=0.15,
                              n_train=960).train_pool.reset_index(drop=True)
-        groups = KMeans(n_clusters=a.clusters, n_init=4, random_state=a.seed).fit_predict(_embed(pool["text"]))
+        groups = phrasing_clusters(_embed(list(pool["text"])), clusters=a.clusters, seed=a.seed)
         cycles = pool["item_id"].str.extract(r"^c(\d+)-traffic-")[0].dropna().astype(int)
         newest = pool["item_id"].str.startswith(f"c{cycles.max()}-traffic-") if len(cycles) else None
         print(f"{Path(run).name} {a.variant}: {len(pool)} rows, {int((pool['label'] != solvable).sum())} refusals"
@@ -87,11 +86,11 @@ def main() -> None:
             if newest is not None:
                 held = pool[newest]
                 h = _fit(head_rows(pool[~newest], refusal_share=s, solvable_id=solvable, seed=a.seed), solvable)
-                cells.append(_rates(*_decide(h, held["text"], solvable),
+                cells.append(_rates(*_scored(h, held["text"]),
                                     held["label"].astype(str).to_numpy(dtype=object), solvable))
             else:
                 cells.append("      -      ")
-            cells.append(_rates(*_decide(_fit(rows, solvable), tr["text"], solvable), gold, solvable))
+            cells.append(_rates(*_scored(_fit(rows, solvable), tr["text"]), gold, solvable))
             print(f"  {s:5.2f} {len(rows):6d}   " + "  ".join(cells), flush=True)
 
 

@@ -1,5 +1,6 @@
 """Fitting the decision heads of 04_finetune: every variant's head (:func:`fit_heads`) and a head's operating point
-chosen out of fold over held-out phrasing clusters (:func:`calibrate_threshold`)."""
+chosen out of fold over held-out phrasing clusters (:func:`calibrate_threshold`, on
+:func:`out_of_fold_scores` over :func:`phrasing_clusters`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,32 @@ THRESHOLD_GRID = tuple(round(0.2 + 0.05 * i, 2) for i in range(16))
 """Refusal thresholds :func:`calibrate_threshold` considers (0.20 ... 0.95)."""
 
 
+def phrasing_clusters(X: np.ndarray, *, clusters: int = 20, seed: int = 7) -> np.ndarray:
+    """k-means clusters of sentence embeddings ``X`` (at most ``clusters``, about ten rows each at least): the
+    groups :func:`out_of_fold_scores` holds out whole, the way the eval set holds out whole phrasing families."""
+    from sklearn.cluster import KMeans
+
+    k = max(2, min(clusters, len(X) // 10))
+    return KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(X)
+
+
+def out_of_fold_scores(texts, labels, groups: np.ndarray, *, C: float = 8.0, solvable_id: str = "solvable",
+                       folds: int = 5, encoder: str = "minilm") -> tuple[np.ndarray, np.ndarray]:
+    """Per row: P(not solvable) and the likeliest refusal category, from a head fitted without the row's group
+    (GroupKFold over ``groups``, e.g. :func:`phrasing_clusters`). NaN where a fold's training rows hold one class."""
+    from sklearn.model_selection import GroupKFold
+
+    texts, labels = [str(t) for t in texts], np.asarray([str(y) for y in labels], dtype=object)
+    p_refuse = np.full(len(texts), np.nan)
+    best = np.empty(len(texts), dtype=object)
+    for tr, te in GroupKFold(min(folds, len(set(groups)))).split(texts, groups=groups):
+        if len(set(labels[tr])) < 2:
+            continue
+        h = DecisionHead(C=C, encoder=encoder).fit([texts[i] for i in tr], labels[tr], solvable_id=solvable_id)
+        p_refuse[te], best[te] = _refusal_scores(h.predict_proba([texts[i] for i in te]), h.classes_, solvable_id)
+    return p_refuse, best
+
+
 def calibrate_threshold(texts, labels, *, max_false_refusal: float, C: float = 8.0, solvable_id: str = "solvable",
                         folds: int = 5, clusters: int = 20, seed: int = 7, encoder: str = "minilm") -> dict:
     """The operating point of a head, chosen on its own training rows: the lowest refusal threshold whose
@@ -23,21 +50,11 @@ def calibrate_threshold(texts, labels, *, max_false_refusal: float, C: float = 8
     the eval set holds out whole phrasing families. Returns ``threshold`` (the highest of the grid when none meets
     the target: ``met`` False), and the out-of-fold ``false_refusal_rate`` and ``refusal_recall`` (right category)
     at it. Never reads an eval row."""
-    from sklearn.cluster import KMeans
-    from sklearn.model_selection import GroupKFold
-
     texts, labels = [str(t) for t in texts], np.asarray([str(y) for y in labels], dtype=object)
-    X = _embed(texts)
+    groups = phrasing_clusters(_embed(texts), clusters=clusters, seed=seed)
+    p_refuse, best = out_of_fold_scores(texts, labels, groups, C=C, solvable_id=solvable_id, folds=folds,
+                                        encoder=encoder)
     solv = labels == solvable_id
-    k = max(2, min(clusters, len(texts) // 10))
-    groups = KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(X)
-    p_refuse = np.full(len(texts), np.nan)
-    best = np.empty(len(texts), dtype=object)
-    for tr, te in GroupKFold(min(folds, k)).split(X, groups=groups):
-        if len(set(labels[tr])) < 2:
-            continue
-        h = DecisionHead(C=C, encoder=encoder).fit([texts[i] for i in tr], labels[tr], solvable_id=solvable_id)
-        p_refuse[te], best[te] = _refusal_scores(h.predict_proba([texts[i] for i in te]), h.classes_, solvable_id)
     ok = ~np.isnan(p_refuse)
     rows = []
     for t in THRESHOLD_GRID:
@@ -48,7 +65,8 @@ def calibrate_threshold(texts, labels, *, max_false_refusal: float, C: float = 8
         rows.append({"threshold": t, "false_refusal_rate": round(frr, 4), "refusal_recall": round(rec, 4)})
     meets = [r for r in rows if r["false_refusal_rate"] <= max_false_refusal]
     pick = meets[0] if meets else rows[-1]
-    return {**pick, "met": bool(meets), "max_false_refusal": max_false_refusal, "clusters": k, "curve": rows}
+    return {**pick, "met": bool(meets), "max_false_refusal": max_false_refusal, "clusters": int(len(set(groups))),
+            "curve": rows}
 
 
 def fit_heads(datasets: dict, kind: str, folders: dict, *, backend: str = "local-lora", C: float = 8.0,
